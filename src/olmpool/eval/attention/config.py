@@ -1,0 +1,144 @@
+"""Typed record for the ``attention`` section of config/tiny.yaml and config/paper.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from olmpool import OlmPoolError
+
+
+def _err(field_name: str, what: str, fix: str) -> OlmPoolError:
+    return OlmPoolError(f"config attention.{field_name}: {what}. Fix: {fix}")
+
+
+@dataclass
+class NeedleConfig:
+    """Needle-in-a-haystack attention probe (paper Section 5.3, "Retrieval heads")."""
+
+    enabled: bool = True
+    """Run the probe at all."""
+    context_lengths: list[int] = field(default_factory=lambda: [4096, 16384, 32768])
+    """Prompt lengths in tokens (haystack + needle + question); one row context each."""
+    depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    """Where the needle starts, as a fraction of the haystack."""
+    haystacks: int = 2
+    """Haystack documents per (length, depth) cell."""
+    needle: str = " The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day ."
+    """Needle text inserted into the haystack (tokenized on its own, inserted at a token boundary)."""
+    question: str = " What is the best thing to do in San Francisco ? Answer :"
+    """Text appended after the haystack; the model then generates greedily."""
+    answer: str = " eat a sandwich and sit in Dolores Park on a sunny day"
+    """Expected completion; an example counts as retrieved when the generated tokens recall
+    at least ``success_recall`` of its tokens (Wu et al. 2024 use ROUGE-1 recall > 50% of the
+    needle)."""
+    success_recall: float = 0.5
+    """Token recall of ``answer`` needed for an example to count towards retrieval scores."""
+    max_new_tokens: int = 24
+    """Greedy generation steps (Wu et al. 2024 decode up to 50)."""
+
+    def validate(self) -> None:
+        if not self.context_lengths or any(int(c) < 8 for c in self.context_lengths):
+            raise _err("needle.context_lengths", f"{self.context_lengths} must be a non-empty list of lengths >= 8", "list prompt lengths in tokens")
+        if not self.depths or any(not 0.0 <= float(d) <= 1.0 for d in self.depths):
+            raise _err("needle.depths", f"{self.depths} must be fractions in [0, 1]", "e.g. [0.1, 0.5, 0.9]")
+        if self.haystacks < 1:
+            raise _err("needle.haystacks", f"{self.haystacks} < 1", "use at least one haystack")
+        if not self.needle.strip() or not self.question.strip() or not self.answer.strip():
+            raise _err("needle.needle/question/answer", "empty text", "give the needle, the question and the expected answer")
+        if not 0.0 < self.success_recall <= 1.0:
+            raise _err("needle.success_recall", f"{self.success_recall} outside (0, 1]", "e.g. 0.5")
+        if self.max_new_tokens < 1:
+            raise _err("needle.max_new_tokens", f"{self.max_new_tokens} < 1", "generate at least one token")
+
+
+@dataclass
+class AttentionConfig:
+    """Attention statistics at long context (paper Section 5.3)."""
+
+    positions: list[int] = field(default_factory=lambda: [1024, 4096, 16384, 32768])
+    """Query positions in tokens: the query is the position-th token (0-based index
+    position-1), so it sees ``position`` tokens including itself. The row ``context``."""
+    documents: str = "generated"
+    """Where the long documents come from: ``generated`` (the tiny corpus generator,
+    olmpool.train.tiny_corpus, tokenized with the checkpoint's tokenizer), ``random``
+    (uniform random token ids; smoke tests and benchmarks only) or a path to a JSONL file
+    (or a directory of them) with one ``{"text": ...}`` document per line."""
+    n_documents: int = 100
+    """Documents to average over (paper: 100)."""
+    min_doc_tokens: int = 0
+    """Skip corpus documents shorter than this many tokens (0: the largest position)."""
+    sink_tokens: int = 100
+    """Sink = the first ``sink_tokens`` tokens of the visible context (paper: 100)."""
+    local_tokens: int = 100
+    """Local = the ``local_tokens`` tokens immediately before the query (paper: 100)."""
+    saturation_threshold: float = 0.8
+    """A head is saturated at a position when its max attention weight exceeds this."""
+    per_head_rows: bool = True
+    """Write per-(layer, head) rows besides the per-layer and per-kind summaries."""
+    seed: int = 1234
+    """Seed for generated documents and haystack order."""
+    needle: NeedleConfig = field(default_factory=NeedleConfig)
+    """Needle-in-a-haystack probe."""
+
+    def validate(self) -> None:
+        if not self.positions or any(int(p) < 1 for p in self.positions):
+            raise _err("positions", f"{self.positions} must be a non-empty list of positive token counts", "e.g. [1024, 4096, 16384, 32768]")
+        if len(set(self.positions)) != len(self.positions):
+            raise _err("positions", f"{self.positions} has duplicates", "list each position once")
+        if self.n_documents < 1:
+            raise _err("n_documents", f"{self.n_documents} < 1", "use at least one document")
+        if self.sink_tokens < 1 or self.local_tokens < 1:
+            raise _err("sink_tokens/local_tokens", f"{self.sink_tokens}/{self.local_tokens} must be >= 1", "paper: 100 each")
+        if not 0.0 < self.saturation_threshold < 1.0:
+            raise _err("saturation_threshold", f"{self.saturation_threshold} outside (0, 1)", "paper: 0.8")
+        if not isinstance(self.documents, str) or not self.documents:
+            raise _err("documents", f"{self.documents!r}", "use 'generated', 'random' or a path to JSONL documents")
+        self.needle.validate()
+
+    @property
+    def max_position(self) -> int:
+        return max(self.positions)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AttentionConfig":
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise _err(unknown[0], "unknown key", f"use only {sorted(known)}")
+        needle = d.pop("needle", None) or {}
+        nknown = {f.name for f in fields(NeedleConfig)}
+        nunknown = sorted(set(needle) - nknown)
+        if nunknown:
+            raise _err(f"needle.{nunknown[0]}", "unknown key", f"use only {sorted(nknown)}")
+        cfg = cls(**d, needle=NeedleConfig(**needle))
+        cfg.positions = [int(p) for p in cfg.positions]
+        cfg.needle.context_lengths = [int(c) for c in cfg.needle.context_lengths]
+        cfg.needle.depths = [float(x) for x in cfg.needle.depths]
+        cfg.validate()
+        return cfg
+
+
+def load_attention_config(path: str | Path) -> tuple[AttentionConfig, dict]:
+    """The validated ``attention`` section of a study config, and the whole config dict."""
+    path = Path(path)
+    if not path.exists():
+        raise OlmPoolError(f"{path}: config file not found. Fix: pass --config config/tiny.yaml or config/paper.yaml.")
+    try:
+        whole = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise OlmPoolError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax.") from exc
+    section = whole.get("attention")
+    if not isinstance(section, dict):
+        raise OlmPoolError(f"{path}: no 'attention' section. Fix: add one (see config/tiny.yaml for an example).")
+    try:
+        cfg = AttentionConfig.from_dict(section)
+    except TypeError as exc:
+        raise OlmPoolError(f"{path}: attention section malformed ({exc}). Fix: see config/tiny.yaml for the fields.") from exc
+    return cfg, whole
