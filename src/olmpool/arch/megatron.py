@@ -1,0 +1,569 @@
+"""The one adapter: (Architecture, scale) -> ModelShape -> TransformerConfig + ModuleSpec -> GPTModel.
+
+Every OlmPool variant is a choice of submodules, picked here when the spec is built; no
+forward pass branches on the architecture, and megatron-core is not edited.
+
+| variant                | how                                                                   |
+|------------------------|-----------------------------------------------------------------------|
+| pre-norm (Llama/Qwen)  | ``input_layernorm`` / ``pre_mlp_layernorm`` = RMSNorm; plain linears   |
+| post-norm (Olmo 2/3)   | those norms = ``IdentityOp``; ``linear_proj`` / ``linear_fc2`` are     |
+|                        | row-parallel linears whose output is RMS-normalised before the        |
+|                        | residual add: ``h = x + norm(attn(x))``, ``out = h + norm(mlp(h))``    |
+| no QK norm             | ``q_layernorm`` / ``k_layernorm`` = ``IdentityOp``                      |
+| layerwise QK norm      | `LayerwiseQKNorm`: RMSNorm over all heads of the projection (Olmo     |
+|                        | 2/3); statistics all-reduced across TP with an autograd-aware         |
+|                        | all-reduce, weight TP-sharded; ``config.qk_layernorm=False``          |
+| headwise QK norm       | `RMSNorm` of size head_dim shared by heads (Qwen 3);                  |
+|                        | ``config.qk_layernorm=True`` so grad finalisation sums its TP grads   |
+| GQA                    | ``config.num_query_groups = n_kv_heads``                               |
+| sliding windows        | ``config.window_size=(W-1, 0)`` + ``window_attn_skip_freq`` = per-layer |
+|                        | list (1 = local); read by `SDPACoreAttention` and TEDotProductAttention |
+| RoPE                   | GPTModel ``position_embedding_type='rope'``, ``rotary_base=theta``     |
+| z-loss                 | `OlmPoolGPTModel.compute_language_model_loss` adds                    |
+|                        | ``z_loss * logsumexp(logits)^2`` (vocab-parallel logsumexp)            |
+| fp8                    | TE: ``config.fp8='hybrid'`` (e4m3 fwd / e5m2 bwd, delayed scaling).    |
+|                        | CPU at a scale with ``fp8_emulation``: `fp8_emulated` linears         |
+|                        | (fake-quant casts, per-tensor scaling), logged as emulated.           |
+
+Window convention (same as Hugging Face ``sliding_window``): with window W a query at
+position i attends to keys j with ``i - W < j <= i`` (W tokens including itself); TE's
+``window_size=(W-1, 0)`` means the same.
+
+Backends: ``local`` (megatron's ColumnParallel/RowParallel linears, our RMSNorm and
+`SDPACoreAttention`; runs on CPU) and ``te`` (Transformer Engine linears/norms and
+``TEDotProductAttention``; needs CUDA + TE).  The TE path is written but could not be run
+where this was developed (no GPU); run ``pytest -m gpu`` on a GPU node before trusting it.
+
+Intra-document masking: `SDPACoreAttention` honours megatron's ``attention_mask``
+argument of ``GPTModel.forward`` (bool, True = masked, broadcastable to [b, 1, s, s], as
+produced by ``GPTDataset`` with ``reset_attention_mask=True``) on top of the causal +
+window mask.  Positions (RoPE) stay continuous across documents.  With TE, pass
+``packed_seq_params`` (THD) instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import tempfile
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from olmpool import OlmPoolError
+from olmpool.arch import cpu_shim
+from olmpool.arch.registry import ModelShape
+
+log = logging.getLogger(__name__)
+
+cpu_shim.apply()  # no-op with CUDA; megatron's rotary embedding needs it on CPU
+
+from megatron.core import parallel_state  # noqa: E402
+from megatron.core.models.gpt import GPTModel  # noqa: E402
+from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear  # noqa: E402
+from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes  # noqa: E402
+from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add  # noqa: E402
+from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules  # noqa: E402
+from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
+from megatron.core.transformer.identity_op import IdentityOp  # noqa: E402
+from megatron.core.transformer.mlp import MLP, MLPSubmodules  # noqa: E402
+from megatron.core.transformer.module import MegatronModule  # noqa: E402
+from megatron.core.transformer.spec_utils import ModuleSpec, build_module  # noqa: E402
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules  # noqa: E402
+from megatron.core.transformer.transformer_config import TransformerConfig  # noqa: E402
+from megatron.core.transformer.transformer_layer import (  # noqa: E402
+    TransformerLayer,
+    TransformerLayerSubmodules,
+)
+from megatron.core.transformer.utils import (  # noqa: E402
+    is_layer_window_attention,
+    make_sharded_tensors_for_checkpoint,
+)
+
+try:  # Transformer Engine (GPU clusters only)
+    import transformer_engine  # noqa: F401
+
+    from megatron.core.extensions.transformer_engine import (
+        TEColumnParallelLinear,
+        TEDotProductAttention,
+        TENorm,
+        TERowParallelLinear,
+    )
+
+    HAVE_TE = True
+except Exception:  # pragma: no cover - TE absent on CPU machines
+    HAVE_TE = False
+
+Backend = Literal["auto", "local", "te"]
+
+
+def te_available() -> bool:
+    """Transformer Engine importable and a CUDA device present."""
+    return HAVE_TE and torch.cuda.is_available()
+
+
+# ======================================================================================
+# Submodules
+# ======================================================================================
+
+
+class RMSNorm(MegatronModule):
+    """RMSNorm over the last dimension: ``w * x / sqrt(mean(x^2) + eps)`` (fp32 statistics).
+
+    Works with sequence parallelism (the weight is marked ``sequence_parallel`` so
+    megatron's grad finalisation all-reduces it across TP).
+    """
+
+    def __init__(self, config: TransformerConfig, hidden_size: int, eps: float = 1e-6, **_unused):
+        super().__init__(config=config)
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.ones(hidden_size, dtype=config.params_dtype))
+        setattr(self.weight, "sequence_parallel", config.sequence_parallel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: [..., hidden]
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * y.to(x.dtype)).to(x.dtype)
+
+
+def _tp_sum_autograd(t: Tensor, group) -> Tensor:
+    """Sum across the TP group; backward also sums (torch.distributed.nn), unlike megatron's
+    ``reduce_from_tensor_model_parallel_region`` whose backward is the identity."""
+    import torch.distributed.nn.functional as distnn
+
+    return distnn.all_reduce(t, group=group)
+
+
+class LayerwiseQKNorm(MegatronModule):
+    """Olmo 2/3 QK norm: RMSNorm over the whole q (or k) projection, all heads at once.
+
+    Megatron calls it on the split heads ``x: [s, b, heads_local, head_dim]``.  Under tensor
+    parallelism each rank holds ``heads_local = heads / tp`` heads and the matching shard of
+    the weight (size ``heads_local * head_dim``, marked TP-parallel on dim 0); the sum of
+    squares is all-reduced with autograd so gradients are exact.
+    """
+
+    def __init__(self, config: TransformerConfig, hidden_size: int, eps: float = 1e-6, *,
+                 num_heads: int, **_unused):
+        super().__init__(config=config)
+        tp = parallel_state.get_tensor_model_parallel_world_size()
+        if num_heads % tp:
+            raise OlmPoolError(f"layerwise QK norm: {num_heads} heads do not divide by TP={tp}; "
+                               "fix: use a TP degree dividing the KV heads")
+        self.eps = eps
+        self.full_width = num_heads * hidden_size  # normalised width (all heads)
+        self.weight = torch.nn.Parameter(
+            torch.ones(num_heads // tp * hidden_size, dtype=config.params_dtype)
+        )
+        set_tensor_model_parallel_attributes(self.weight, True, 0, 1)
+        group = parallel_state.get_tensor_model_parallel_group()
+        # Chosen once here, not branched on in forward.
+        self._sum_over_tp = functools.partial(_tp_sum_autograd, group=group) if tp > 1 else (lambda t: t)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: [s, b, heads_local, head_dim] -> flat [s, b, heads_local * head_dim]
+        flat = x.flatten(-2).float()
+        sumsq = self._sum_over_tp(flat.pow(2).sum(-1, keepdim=True))  # [s, b, 1], all heads
+        y = flat * torch.rsqrt(sumsq / self.full_width + self.eps)
+        return (self.weight * y.to(x.dtype)).view_as(x)
+
+    def sharded_state_dict(self, prefix: str = "", sharded_offsets=(), metadata=None):
+        """The weight is sharded along dim 0 across TP ranks."""
+        state_dict = self.state_dict(prefix="", keep_vars=True)
+        return make_sharded_tensors_for_checkpoint(
+            state_dict, prefix, {"weight": 0}, sharded_offsets,
+            tp_group=parallel_state.get_tensor_model_parallel_group(),
+            dp_cp_group=(metadata or {}).get("dp_cp_group"),
+        )
+
+
+def causal_window_mask(sq: int, sk: int, window: int, device=None) -> Tensor:
+    """Allowed-attention mask [sq, sk] (True = may attend).  Queries are the last ``sq`` of
+    ``sk`` positions; key j is visible from query i iff ``i - window < j <= i``.
+    ``window`` >= sk means plain causal."""
+    qpos = torch.arange(sk - sq, sk, device=device)[:, None]
+    kpos = torch.arange(sk, device=device)[None, :]
+    return (kpos <= qpos) & (kpos > qpos - window)
+
+
+class SDPACoreAttention(MegatronModule):
+    """Core attention on ``torch.nn.functional.scaled_dot_product_attention`` (CPU backend).
+
+    Causal, with this layer's sliding window (from ``config.window_size`` /
+    ``window_attn_skip_freq``), GQA without materialising repeated keys (``enable_gqa``),
+    and megatron's optional ``attention_mask`` (True = masked) for intra-document masking.
+    Replaces megatron's ``DotProductAttention``, which allocates masks on CUDA.
+    """
+
+    def __init__(self, config: TransformerConfig, layer_number: int, attn_mask_type=None,
+                 attention_type: str = "self", attention_dropout: float | None = None,
+                 softmax_scale: float | None = None, cp_comm_type=None, pg_collection=None, **_unused):
+        super().__init__(config=config)
+        local = is_layer_window_attention(config.window_size, config.window_attn_skip_freq, layer_number)
+        # Window in tokens incl. self; "infinite" for full layers (no branch in forward).
+        self.window = (config.window_size[0] + 1) if local else 2**62
+        self.softmax_scale = softmax_scale or 1.0 / math.sqrt(config.kv_channels)
+        self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                attn_mask_type=None, attention_bias=None, packed_seq_params=None) -> Tensor:
+        # query [sq, b, np, hn]; key/value [sk, b, ng, hn] -> [b, heads, s, hn]
+        sq, b, np_, hn = query.shape
+        q = query.permute(1, 2, 0, 3)
+        k = key.permute(1, 2, 0, 3)
+        v = value.permute(1, 2, 0, 3)
+        allowed = causal_window_mask(sq, k.shape[2], self.window, device=q.device)  # [sq, sk]
+        allowed = _and_not_masked(allowed, attention_mask)  # [.., sq, sk]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout_p if self.training else 0.0,
+            scale=self.softmax_scale, enable_gqa=True,
+        )  # [b, np, sq, hn]
+        return out.permute(2, 0, 1, 3).reshape(sq, b, np_ * hn)  # [sq, b, np*hn]
+
+
+def _and_not_masked(allowed: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """Combine the causal/window mask with megatron's optional mask (True = masked out)."""
+    return allowed if attention_mask is None else allowed & ~attention_mask.bool()
+
+
+# ---- fp8 emulation (CPU, tiny scale) -------------------------------------------------
+
+E4M3_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448
+E5M2_MAX = float(torch.finfo(torch.float8_e5m2).max)  # 57344
+
+
+def fake_quant(x: Tensor, dtype: torch.dtype, fmax: float) -> Tensor:
+    """Per-tensor scaled round trip through an fp8 dtype: scale so amax maps to the format's
+    max, cast to fp8, cast back, unscale (current scaling; TE's delayed scaling uses the amax
+    history instead, which only changes the scale)."""
+    amax = x.detach().abs().amax().float().clamp(min=1e-12)
+    scale = fmax / amax
+    return ((x.float() * scale).to(dtype).float() / scale).to(x.dtype)
+
+
+class _FakeQuantE4M3(torch.autograd.Function):
+    """Forward: e4m3 fake-quant; backward: straight-through."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return fake_quant(x, torch.float8_e4m3fn, E4M3_MAX)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _GradFakeQuantE5M2(torch.autograd.Function):
+    """Forward: identity; backward: the incoming gradient is e5m2 fake-quantised."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return fake_quant(g, torch.float8_e5m2, E5M2_MAX)
+
+
+@functools.cache
+def fp8_emulated(linear_cls: type) -> type:
+    """Subclass of a megatron linear whose matmul sees e4m3 fake-quantised input and weight
+    in forward and an e5m2 fake-quantised output gradient in backward (TE 'hybrid' format)."""
+
+    def _forward_impl(self, input, weight, *args, **kwargs):  # noqa: A002 - megatron's names
+        out = linear_cls._forward_impl(self, _FakeQuantE4M3.apply(input), _FakeQuantE4M3.apply(weight),
+                                       *args, **kwargs)
+        return _GradFakeQuantE5M2.apply(out)
+
+    cls = type(f"Fp8Emulated{linear_cls.__name__}", (linear_cls,), {
+        "_forward_impl": _forward_impl, "__module__": __name__,
+        "__doc__": f"{linear_cls.__name__} with CPU fp8 emulation (see `fp8_emulated`).",
+    })
+    globals()[cls.__name__] = cls
+    return cls
+
+
+# ---- post-sublayer norm ---------------------------------------------------------------
+
+
+@functools.cache
+def post_norm(linear_cls: type, norm_cls: type) -> type:
+    """Subclass of a row-parallel linear whose (reduced) output is RMS-normalised: the
+    post-sublayer norm of Olmo 2/3 (``x + norm(sublayer(x))``).  The norm weight is
+    replicated across TP ranks (its input is the all-reduced output)."""
+
+    def __init__(self, input_size, output_size, *, config, **kwargs):
+        linear_cls.__init__(self, input_size, output_size, config=config, **kwargs)
+        self.post_norm = build_module(norm_cls, config=config, hidden_size=output_size,
+                                      eps=config.layernorm_epsilon)
+
+    def forward(self, x, *args, **kwargs):
+        out, bias = linear_cls.forward(self, x, *args, **kwargs)  # [s, b, h], None
+        return self.post_norm(out), bias
+
+    cls = type(f"PostNorm{linear_cls.__name__}", (linear_cls,), {
+        "__init__": __init__, "forward": forward, "__module__": __name__,
+        "__doc__": f"{linear_cls.__name__} followed by {norm_cls.__name__} (post-sublayer norm).",
+    })
+    globals()[cls.__name__] = cls
+    return cls
+
+
+# ======================================================================================
+# Config + spec
+# ======================================================================================
+
+
+def resolve_backend(backend: Backend = "auto") -> str:
+    if backend == "auto":
+        return "te" if te_available() else "local"
+    if backend == "te" and not te_available():
+        raise OlmPoolError("backend 'te' requested but Transformer Engine or CUDA is missing; "
+                           "fix: use backend='local' (CPU) or run on a GPU node with TE installed")
+    if backend not in ("local", "te"):
+        raise OlmPoolError(f"backend {backend!r} unknown; fix: use auto, local or te")
+    return backend
+
+
+def fp8_mode(shape: ModelShape, backend: str, fp8: Literal["auto", "off"] = "auto") -> str:
+    """``off`` | ``te`` | ``emulated`` for this shape/backend; errors when fp8 cannot run."""
+    if fp8 == "off" or not shape.fp8:
+        return "off"
+    if backend == "te":
+        return "te"
+    if shape.fp8_emulation:
+        return "emulated"
+    raise OlmPoolError(
+        f"architecture {shape.arch_id} trains in fp8, but Transformer Engine with CUDA is not "
+        f"available and scale '{shape.scale}' does not allow CPU emulation (fp8_emulation: false); "
+        "fix: run on a GPU node with Transformer Engine, or use a scale with fp8_emulation: true")
+
+
+def transformer_config(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = False,
+                       params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
+                       fp8: Literal["auto", "off"] = "auto", perform_initialization: bool = True,
+                       ) -> TransformerConfig:
+    """The TransformerConfig for ``shape`` (see module docstring for the mapping)."""
+    shape.validate(tp=tp)
+    be = resolve_backend(backend)
+    mode = fp8_mode(shape, be, fp8)
+    local_windows = [w for w in shape.windows if w is not None]
+    if len(set(local_windows)) > 1:
+        raise OlmPoolError(f"{shape.arch_id}: layers use different window sizes {sorted(set(local_windows))}; "
+                           "fix: one window size per model (Olmo 3 pattern)")
+    window = local_windows[0] if local_windows else None
+    return TransformerConfig(
+        num_layers=shape.n_layers,
+        hidden_size=shape.d_model,
+        num_attention_heads=shape.n_heads,
+        num_query_groups=shape.n_kv_heads,
+        kv_channels=shape.head_dim,
+        ffn_hidden_size=shape.d_ff,
+        normalization="RMSNorm",
+        layernorm_epsilon=shape.norm_eps,
+        gated_linear_unit=True,  # SwiGLU: fc1 = [gate; up], silu(gate) * up
+        activation_func=F.silu,
+        add_bias_linear=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        qk_layernorm=shape.qk_norm == "head",  # only megatron's own (headwise) QK norm
+        window_size=(window - 1, 0) if window else None,
+        window_attn_skip_freq=[int(w is not None) for w in shape.windows] if window else None,
+        init_method_std=shape.init_std,
+        tensor_model_parallel_size=tp,
+        sequence_parallel=sequence_parallel,
+        params_dtype=params_dtype,
+        bf16=params_dtype == torch.bfloat16,
+        use_cpu_initialization=not torch.cuda.is_available(),
+        perform_initialization=perform_initialization,
+        apply_rope_fusion=False,
+        masked_softmax_fusion=False,
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        persist_layer_norm=False,
+        gradient_accumulation_fusion=False,
+        fp8="hybrid" if mode == "te" else None,
+        fp8_recipe="delayed",
+    )
+
+
+def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto") -> ModuleSpec:
+    """The TransformerLayer ModuleSpec for ``shape`` (all layers share it; the per-layer
+    window comes from the config's ``window_attn_skip_freq``)."""
+    be = resolve_backend(backend)
+    mode = fp8_mode(shape, be, fp8)
+    if be == "te":  # pragma: no cover - needs CUDA + TE
+        norm, col, row, core = TENorm, TEColumnParallelLinear, TERowParallelLinear, TEDotProductAttention
+    else:
+        norm, col, row, core = RMSNorm, ColumnParallelLinear, RowParallelLinear, SDPACoreAttention
+    if mode == "emulated":
+        log.warning("fp8 for %s is EMULATED on CPU (e4m3 forward / e5m2 backward fake-quant casts "
+                    "with per-tensor scaling around the linear layers); not Transformer Engine fp8",
+                    shape.arch_id)
+        col, row = fp8_emulated(col), fp8_emulated(row)
+
+    pre = shape.norm_order == "pre"
+    sublayer_norm = norm if pre else IdentityOp      # norm before each sublayer
+    out_linear = row if pre else post_norm(row, norm)  # norm after each sublayer
+    qk = {
+        "none": (IdentityOp, IdentityOp),
+        "head": (norm, norm),
+        "layer": (ModuleSpec(module=LayerwiseQKNorm, params={"num_heads": shape.n_heads}),
+                  ModuleSpec(module=LayerwiseQKNorm, params={"num_heads": shape.n_kv_heads})),
+    }[shape.qk_norm]
+    return ModuleSpec(
+        module=TransformerLayer,
+        submodules=TransformerLayerSubmodules(
+            input_layernorm=sublayer_norm,
+            self_attention=ModuleSpec(
+                module=SelfAttention,
+                params={"attn_mask_type": AttnMaskType.causal},
+                submodules=SelfAttentionSubmodules(
+                    linear_qkv=col, core_attention=core, linear_proj=out_linear,
+                    q_layernorm=qk[0], k_layernorm=qk[1],
+                ),
+            ),
+            self_attn_bda=get_bias_dropout_add,
+            pre_mlp_layernorm=sublayer_norm,
+            mlp=ModuleSpec(module=MLP, submodules=MLPSubmodules(linear_fc1=col, linear_fc2=out_linear)),
+            mlp_bda=get_bias_dropout_add,
+        ),
+    )
+
+
+def block_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto"
+               ) -> TransformerBlockSubmodules:
+    """Per-layer specs + the final norm (RMSNorm for both norm orders)."""
+    be = resolve_backend(backend)
+    spec = layer_spec(shape, be, fp8)
+    final_norm = TENorm if be == "te" else RMSNorm
+    return TransformerBlockSubmodules(layer_specs=[spec] * shape.n_layers, layer_norm=final_norm)
+
+
+# ======================================================================================
+# Model
+# ======================================================================================
+
+
+def vocab_parallel_logsumexp(logits: Tensor) -> Tensor:
+    """logsumexp over a TP-sharded vocabulary: logits [s, b, v/tp] -> [s, b] (autograd-exact)."""
+    group = parallel_state.get_tensor_model_parallel_group()
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    m = logits.detach().float().amax(-1, keepdim=True)
+    m = _tp_max(m, group) if tp > 1 else m
+    s = (logits.float() - m).exp().sum(-1, keepdim=True)
+    s = _tp_sum_autograd(s, group) if tp > 1 else s
+    return (s.log() + m).squeeze(-1)
+
+
+def _tp_max(t: Tensor, group) -> Tensor:
+    t = t.clone()
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=group)
+    return t
+
+
+class OlmPoolGPTModel(GPTModel):
+    """GPTModel whose per-token loss includes the z-loss term
+    ``z_loss * logsumexp(logits)^2`` (OLMo-core, coefficient 1e-5; recipe-facts.md)."""
+
+    def __init__(self, *args, z_loss: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.z_loss = float(z_loss)
+
+    def compute_language_model_loss(self, labels: Tensor, logits: Tensor) -> Tensor:
+        # labels [b, s]; logits [s, b, v/tp] -> loss [b, s]
+        ce = super().compute_language_model_loss(labels, logits)
+        lse = vocab_parallel_logsumexp(logits).transpose(0, 1)  # [b, s]
+        return ce + self.z_loss * lse.square()
+
+
+def ensure_parallel_state(tp: int = 1) -> None:
+    """Initialise torch.distributed (gloo, single process if not launched by torchrun) and
+    megatron's model-parallel groups with TP=``tp``, unless already done with that TP."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            dist.init_process_group("gloo")
+        else:
+            store = tempfile.NamedTemporaryFile(prefix="olmpool_pg_", delete=False).name
+            dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    if parallel_state.model_parallel_is_initialized():
+        if parallel_state.get_tensor_model_parallel_world_size() == tp:
+            return
+        parallel_state.destroy_model_parallel()
+    if dist.get_world_size() % tp:
+        raise OlmPoolError(f"tensor-parallel degree {tp} does not divide the world size "
+                           f"{dist.get_world_size()}; fix: launch with torchrun --nproc_per_node={tp}")
+    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp)
+
+
+def build_model(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = False,
+                params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
+                fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
+                parallel_output: bool = True) -> OlmPoolGPTModel:
+    """Build the Megatron-Core GPT model for ``shape``.
+
+    ``device='meta'`` builds without allocating (parameter counting); ``fp8='off'`` ignores
+    the architecture's fp8 flag (fp8 does not change parameter shapes).  Initialises the
+    parallel state if needed (single-process gloo when not under torchrun).  Weights: with
+    CPU init and the same ``torch.manual_seed`` each TP rank holds exact shards of the TP=1
+    model.  ``parallel_output=False`` gathers vocab-parallel logits.
+    """
+    ensure_parallel_state(tp)
+    meta = device is not None and torch.device(device).type == "meta"
+    config = transformer_config(shape, tp=tp, sequence_parallel=sequence_parallel,
+                                params_dtype=params_dtype, backend=backend, fp8=fp8,
+                                perform_initialization=not meta)
+    spec = block_spec(shape, backend, fp8)
+    ctx = torch.device(device) if device is not None else _nullcontext()
+    with ctx:
+        model = OlmPoolGPTModel(
+            config=config,
+            transformer_layer_spec=spec,
+            vocab_size=shape.vocab_size,
+            max_sequence_length=max(shape.pretrain_seq_len, shape.extend_seq_len),
+            pre_process=True,
+            post_process=True,
+            parallel_output=parallel_output,
+            share_embeddings_and_output_weights=False,  # untied
+            position_embedding_type="rope",
+            rotary_percent=1.0,
+            rotary_base=int(shape.rope_theta),
+            z_loss=shape.z_loss,
+        )
+    return model
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def count_parameters(shape: ModelShape) -> int:
+    """Parameters of the model actually built, on the meta device (nothing allocated)."""
+    model = build_model(shape, device="meta", fp8="off", backend="local")
+    return sum(p.numel() for p in model.parameters())
+
+
+def logits(model: GPTModel, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """Forward without labels: input_ids [b, s] -> logits [b, s, v(/tp)]."""
+    b, s = input_ids.shape
+    pos = torch.arange(s, device=input_ids.device).unsqueeze(0).expand(b, s)
+    return model(input_ids, pos, attention_mask)
+
+
+__all__ = [
+    "build_model", "transformer_config", "layer_spec", "block_spec", "count_parameters",
+    "logits", "ensure_parallel_state", "OlmPoolGPTModel", "RMSNorm", "LayerwiseQKNorm",
+    "SDPACoreAttention", "fp8_emulated", "post_norm", "fake_quant", "te_available",
+    "causal_window_mask",
+]
