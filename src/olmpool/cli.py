@@ -16,6 +16,7 @@ from olmpool import OlmPoolError, __version__
 # Modules that contribute subcommands (each has `register(subparsers)`).
 COMMAND_MODULES = [
     "olmpool.analysis.commands",
+    "olmpool.train.commands",
 ]
 
 

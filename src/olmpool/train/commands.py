@@ -1,0 +1,109 @@
+"""CLI: ``olmpool data {tokenize,tiny-corpus}``, ``olmpool pretrain``, ``olmpool extend``.
+
+Heavy imports (torch, megatron) happen inside the handlers so ``olmpool --help`` stays fast.
+Multi-process runs: ``torchrun --nproc_per_node N -m olmpool.train.launch pretrain ...``
+(see :mod:`olmpool.train.launch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from olmpool import OlmPoolError
+
+
+def _data_tokenize(args) -> int:
+    from olmpool.train.data import tokenize_jsonl
+    from olmpool.train.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    stats = tokenize_jsonl(args.input, tok, args.output_prefix, text_key=args.text_key,
+                           min_tokens=args.min_tokens, max_tokens=args.max_tokens)
+    print(f"wrote {stats['documents']} documents, {stats['tokens']} tokens to "
+          f"{args.output_prefix}.bin/.idx")
+    return 0
+
+
+def _data_tiny_corpus(args) -> int:
+    from olmpool.arch.registry import load_scale
+    from olmpool.train.config import load_train_config
+    from olmpool.train.tiny_corpus import build_tiny_corpus
+
+    cfg = load_train_config(args.config)
+    if cfg.data.tiny_corpus is None:
+        raise OlmPoolError(f"config {args.config}: data.tiny_corpus is not set; the generated corpus "
+                           "is for tiny scale (use config/tiny.yaml)")
+    out = args.out or cfg.data.root
+    if not out:
+        raise OlmPoolError("no output directory: pass --out or set data.root in the config")
+    scale = load_scale(cfg.scale)
+    manifest = build_tiny_corpus(cfg.data.tiny_corpus, scale.vocab_size, out)
+    sizes = ", ".join(f"{k}: {v['documents']} docs / {v['tokens']} tokens" for k, v in manifest["indexed"].items())
+    print(f"tiny corpus in {out} ({sizes})")
+    return 0
+
+
+def _pretrain(args) -> int:
+    from olmpool.train.loop import run_pretrain
+
+    return run_pretrain(args.config, args.arch, args.out, tokens=args.tokens,
+                        max_steps=args.max_steps, progress=not args.no_progress)
+
+
+def _extend(args) -> int:
+    from olmpool.train.loop import run_extend
+
+    return run_extend(args.config, args.from_ckpt, args.budget, args.out,
+                      max_steps=args.max_steps, progress=not args.no_progress)
+
+
+def register(sub) -> None:
+    data = sub.add_parser("data", help="prepare training data (tokenize JSONL, generate the tiny corpus)")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+
+    t = dsub.add_parser("tokenize", help="JSONL text -> Megatron indexed dataset (.bin/.idx)")
+    t.add_argument("--tokenizer", required=True, help="local tokenizer directory (tokenizer.json)")
+    t.add_argument("--input", required=True, nargs="+", help="JSONL file(s), one document per line")
+    t.add_argument("--output-prefix", required=True, help="writes PREFIX.bin and PREFIX.idx")
+    t.add_argument("--text-key", default="text", help="JSON field holding the text (default: text)")
+    t.add_argument("--min-tokens", type=int, default=0, help="skip shorter documents")
+    t.add_argument("--max-tokens", type=int, default=None, help="skip documents this long or longer")
+    t.set_defaults(func=_data_tokenize)
+
+    c = dsub.add_parser("tiny-corpus", help="generate the tiny corpus, tokenizer and indexed datasets")
+    c.add_argument("--config", required=True, help="study config (config/tiny.yaml)")
+    c.add_argument("--out", default=None, help="output directory (default: data.root of the config)")
+    c.set_defaults(func=_data_tiny_corpus)
+
+    p = sub.add_parser("pretrain", help="pretrain one architecture (Megatron-Core)")
+    p.add_argument("--config", required=True, help="study config (config/tiny.yaml or paper.yaml)")
+    p.add_argument("--arch", required=True, help="architecture id (config/architectures.tsv)")
+    p.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    p.add_argument("--tokens", type=float, default=None,
+                   help="override pretrain.tokens (e.g. the 2T-token long run)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps of this invocation (testing); resumable")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pretrain)
+
+    e = sub.add_parser("extend", help="context extension from a pretraining checkpoint")
+    e.add_argument("--config", required=True, help="study config")
+    e.add_argument("--from", dest="from_ckpt", required=True,
+                   help="pretraining checkpoint directory (or a pretraining run directory: its newest)")
+    e.add_argument("--budget", default=None, help="named budget (1B/10B/50B) or a token count")
+    e.add_argument("--out", required=True, help="run directory (rerun to resume)")
+    e.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=_extend)
+
+
+def _main() -> None:  # pragma: no cover - convenience
+    import sys
+
+    from olmpool.cli import main
+
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,289 @@
+"""Offline, seed-deterministic tiny corpus with real long-range structure.
+
+The tiny study trains ~1M-parameter models on CPU, so the data has to make long-context
+ability *learnable and measurable* at a few thousand tokens of context. Every document is
+ordinary filler text (sentences from a small synthetic language with Zipf-distributed
+words, plus the RULER noise-haystack sentences) into which *dependencies* are woven: a
+definition somewhere early and a use somewhere later, so that the used tokens can only be
+predicted by attending back to the definition. Four kinds (each mirrors a family of
+long-context evaluations):
+
+- ``fact``   "The colour of Bemaro is tilvek ." ... "Recall : the colour of Bemaro is tilvek ."
+- ``kv``     "Record 3f9a01c2 : 480112 ." ... "Lookup 3f9a01c2 gives 480112 ."   (json_kv / NIAH)
+- ``repeat`` a span of uniformly random words, later repeated verbatim after "Again :" (copying)
+- ``chain``  "Let VAR_A = 52318 ." ... "Let VAR_B = VAR_A ." ... "So VAR_B = 52318 ."  (RULER vt)
+
+Definition and use positions are drawn as fractions of the document, so in long documents
+(longer than the tiny extension context) dependencies span thousands of tokens.
+
+Everything is a pure function of a ``random.Random`` seeded by the caller: the same seed
+gives byte-identical JSONL. Generation of a few MB takes about a second.
+
+Generator functions (``make_language``, ``filler_sentence``, ``make_document`` ...) are
+public so evaluation code can build tiny-scale probes in the same language.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+# RULER's noise haystack (NVIDIA/RULER, see ../shared/reference/recipe-facts.md).
+NOISE_SENTENCES = (
+    "The grass is green.",
+    "The sky is blue.",
+    "The sun is yellow.",
+    "Here we go.",
+    "There and back again.",
+)
+
+_CONSONANTS = "bdfghklmnprstvz"
+_VOWELS = "aeiou"
+ATTRIBUTES = ("colour", "city", "number", "animal", "tool", "food", "river", "friend")
+DEPENDENCY_KINDS = ("fact", "kv", "repeat", "chain")
+
+
+@dataclass(frozen=True)
+class Language:
+    """A tiny synthetic language: word lists drawn once from the seed."""
+
+    nouns: tuple[str, ...]
+    """Common nouns (Zipf-sampled in filler)."""
+    verbs: tuple[str, ...]
+    """Verbs (past tense-like suffix)."""
+    adjectives: tuple[str, ...]
+    """Adjectives."""
+    names: tuple[str, ...]
+    """Capitalised proper names used as fact subjects."""
+    values: tuple[str, ...]
+    """Attribute values (the tokens a model must recall)."""
+    cum_weights: tuple[float, ...] = field(repr=False, default=())
+    """Cumulative Zipf weights shared by the three filler word lists."""
+
+
+def _word(rng: random.Random, syllables: int) -> str:
+    return "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(syllables))
+
+
+def _unique_words(rng: random.Random, n: int, lo: int, hi: int, taken: set[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    while len(out) < n:
+        w = _word(rng, rng.randint(lo, hi))
+        if w not in taken:
+            taken.add(w)
+            out.append(w)
+    return tuple(out)
+
+
+def make_language(seed: int, n_words: int = 400) -> Language:
+    """The word lists of the tiny language for ``seed`` (deterministic)."""
+    rng = random.Random(f"olmpool-language-{seed}")
+    taken: set[str] = set()
+    nouns = _unique_words(rng, n_words, 1, 3, taken)
+    verbs = tuple(w + "ed" for w in _unique_words(rng, n_words // 2, 1, 2, taken))
+    adjectives = _unique_words(rng, n_words // 2, 1, 3, taken)
+    names = tuple(w.capitalize() for w in _unique_words(rng, n_words, 2, 3, taken))
+    values = _unique_words(rng, n_words, 2, 3, taken)
+    weights = [1.0 / (rank + 1) for rank in range(n_words)]
+    cum, total = [], 0.0
+    for w in weights:
+        total += w
+        cum.append(total)
+    return Language(nouns, verbs, adjectives, names, values, tuple(cum))
+
+
+def _zipf(rng: random.Random, lang: Language, words: tuple[str, ...]) -> str:
+    i = int(rng.choices(range(len(lang.cum_weights)), cum_weights=lang.cum_weights, k=1)[0])
+    return words[i % len(words)]
+
+
+def filler_sentence(rng: random.Random, lang: Language) -> str:
+    """One sentence of ordinary filler text (locally predictable, no long-range content)."""
+    r = rng.random()
+    if r < 0.08:
+        return rng.choice(NOISE_SENTENCES)
+    n1, n2 = _zipf(rng, lang, lang.nouns), _zipf(rng, lang, lang.nouns)
+    v, a = _zipf(rng, lang, lang.verbs), _zipf(rng, lang, lang.adjectives)
+    if r < 0.45:
+        return f"The {a} {n1} {v} the {n2}."
+    if r < 0.75:
+        return f"A {n1} {v} near the {a} {n2}."
+    a2 = _zipf(rng, lang, lang.adjectives)
+    return f"Every {n1} is {a} and {a2}, so the {n2} {v}."
+
+
+def approx_tokens(text: str) -> int:
+    """Cheap length estimate used while generating (~1 token per word or punctuation)."""
+    return len(text.split()) + text.count(".") + text.count(",")
+
+
+@dataclass
+class Dependency:
+    """One long-range dependency: a definition and a later use (each list of sentences)."""
+
+    kind: str
+    """One of DEPENDENCY_KINDS."""
+    defs: list[str]
+    """Sentences stated early (chains have one per link, placed in order)."""
+    use: str
+    """Sentence whose tail can only be predicted from the definitions."""
+
+
+def make_dependency(rng: random.Random, lang: Language, kind: str, tag: int) -> Dependency:
+    """A dependency of ``kind``; ``tag`` makes variable names unique within a document."""
+    if kind == "fact":
+        name, attr, value = rng.choice(lang.names), rng.choice(ATTRIBUTES), rng.choice(lang.values)
+        return Dependency(kind, [f"The {attr} of {name} is {value}."],
+                          f"Recall: the {attr} of {name} is {value}.")
+    if kind == "kv":
+        key, val = f"{rng.getrandbits(32):08x}", f"{rng.randrange(10**6):06d}"
+        return Dependency(kind, [f"Record {key} : {val} ."], f"Lookup {key} gives {val} .")
+    if kind == "repeat":
+        pool = lang.nouns + lang.adjectives + lang.values
+        span = " ".join(rng.choice(pool) for _ in range(rng.randint(12, 40)))
+        return Dependency(kind, [f"Note : {span} ."], f"Again : {span} .")
+    if kind == "chain":
+        hops = rng.randint(2, 4)
+        names = [f"VAR_{_word(rng, 2).upper()}{tag}" for _ in range(hops)]
+        number = f"{rng.randrange(10**5):05d}"
+        defs = [f"Let {names[0]} = {number} ."]
+        defs += [f"Let {names[i]} = {names[i - 1]} ." for i in range(1, hops)]
+        return Dependency(kind, defs, f"So {names[-1]} = {number} .")
+    raise ValueError(f"unknown dependency kind {kind!r}; expected one of {DEPENDENCY_KINDS}")
+
+
+def make_document(rng: random.Random, lang: Language, n_tokens: int,
+                  dependency_every: int = 300) -> str:
+    """A document of about ``n_tokens`` tokens with ~n_tokens/dependency_every dependencies.
+
+    Filler sentences are laid down first; each dependency's definitions go at random
+    fractions of the document in [0, 0.6) (chain links in increasing order) and its use at
+    a later fraction, at least 20% of the document after the last definition when possible.
+    """
+    sentences: list[str] = []
+    total = 0
+    while total < n_tokens:
+        s = filler_sentence(rng, lang)
+        sentences.append(s)
+        total += approx_tokens(s)
+    n = len(sentences)
+    inserts: list[tuple[float, int, str]] = []  # (position fraction, order, sentence)
+    n_deps = max(1, round(n_tokens / dependency_every)) if n_tokens >= 60 else 0
+    order = 0
+    for tag in range(n_deps):
+        dep = make_dependency(rng, lang, rng.choice(DEPENDENCY_KINDS), tag)
+        positions = sorted(rng.uniform(0.0, 0.6) for _ in dep.defs)
+        for pos, d in zip(positions, dep.defs):
+            inserts.append((pos, order, d))
+            order += 1
+        lo = min(positions[-1] + 0.2, 0.99)
+        inserts.append((rng.uniform(lo, 1.0), order, dep.use))
+        order += 1
+    inserts.sort()
+    out: list[str] = []
+    j = 0
+    for i, s in enumerate(sentences):
+        while j < len(inserts) and inserts[j][0] * n <= i:
+            out.append(inserts[j][2])
+            j += 1
+        out.append(s)
+    out.extend(x[2] for x in inserts[j:])
+    return " ".join(out)
+
+
+def document_lengths(rng: random.Random, n_docs: int, min_tokens: int, max_tokens: int) -> list[int]:
+    """Log-uniform document lengths in [min_tokens, max_tokens]."""
+    lo, hi = math.log(min_tokens), math.log(max_tokens)
+    return [int(math.exp(rng.uniform(lo, hi))) for _ in range(n_docs)]
+
+
+def iter_documents(seed: int, split: str, total_tokens: int, min_tokens: int,
+                   max_tokens: int, dependency_every: int = 300) -> Iterator[dict]:
+    """Yield ``{"id", "text"}`` records until ~``total_tokens`` (estimated) are produced."""
+    lang = make_language(seed)
+    rng = random.Random(f"olmpool-tiny-{seed}-{split}")
+    produced, i = 0, 0
+    lo, hi = math.log(min_tokens), math.log(max_tokens)
+    while produced < total_tokens:
+        n = int(math.exp(rng.uniform(lo, hi)))
+        text = make_document(rng, lang, n, dependency_every)
+        produced += approx_tokens(text)
+        yield {"id": f"{split}-{i:06d}", "text": text}
+        i += 1
+
+
+def write_jsonl(path: Path, records: Iterator[dict]) -> int:
+    """Write records as JSONL atomically (temp + rename); returns the number written."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+# --------------------------------------------------------------------------------------
+# Building the whole tiny data directory
+# --------------------------------------------------------------------------------------
+
+def build_tiny_corpus(tc, vocab_size: int, out_dir: str | Path) -> dict:
+    """Generate the tiny corpus into ``out_dir`` (written to a temp dir, then renamed).
+
+    Layout: ``{pretrain,short,long}.jsonl``; ``tokenizer/`` (BPE of ``vocab_size`` ids trained
+    on the pretraining text); indexed datasets ``pretrain``, ``short`` (< short_max_tokens),
+    ``long_mid`` ([short_max, long_mid_max)) and ``long_long`` (>= long_mid_max) as
+    ``.bin/.idx``; ``manifest.json`` with seed, sizes and code version.
+    ``tc`` is a :class:`olmpool.train.config.TinyCorpusConfig`.
+    """
+    import dataclasses
+    import shutil
+
+    from olmpool.train.data import tokenize_jsonl
+    from olmpool.train.provenance import code_version, write_json_atomic
+    from olmpool.train.tokenizer import train_bpe
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    splits = {
+        "pretrain": (tc.pretrain_tokens, tc.min_doc_tokens, tc.max_doc_tokens),
+        "short": (tc.short_tokens, tc.min_doc_tokens, tc.short_max_tokens),
+        "long": (tc.long_tokens, tc.short_max_tokens, tc.max_doc_tokens),
+    }
+    docs = {}
+    for split, (tokens, lo, hi) in splits.items():
+        docs[split] = write_jsonl(tmp / f"{split}.jsonl",
+                                  iter_documents(tc.seed, split, tokens, lo, hi, tc.dependency_every))
+
+    def train_texts():
+        n = 0
+        for rec in iter_documents(tc.seed, "pretrain", tc.tokenizer_train_tokens, tc.min_doc_tokens,
+                                  tc.max_doc_tokens, tc.dependency_every):
+            n += 1
+            yield rec["text"]
+
+    tok = train_bpe(train_texts(), vocab_size, tmp / "tokenizer")
+    stats = {
+        "pretrain": tokenize_jsonl([tmp / "pretrain.jsonl"], tok, tmp / "pretrain"),
+        "short": tokenize_jsonl([tmp / "short.jsonl"], tok, tmp / "short", max_tokens=tc.short_max_tokens),
+        "long_mid": tokenize_jsonl([tmp / "long.jsonl"], tok, tmp / "long_mid",
+                                   min_tokens=tc.short_max_tokens, max_tokens=tc.long_mid_max_tokens),
+        "long_long": tokenize_jsonl([tmp / "long.jsonl"], tok, tmp / "long_long",
+                                    min_tokens=tc.long_mid_max_tokens),
+    }
+    manifest = {"seed": tc.seed, "tiny_corpus": dataclasses.asdict(tc), "vocab_size": vocab_size,
+                "jsonl_documents": docs, "indexed": stats, "code_version": code_version()}
+    write_json_atomic(tmp / "manifest.json", manifest)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.replace(out_dir)
+    return manifest
