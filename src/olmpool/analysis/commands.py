@@ -1,8 +1,26 @@
-"""Analysis subcommands: bundle, stats, tables, figures, claims, checks."""
+"""Analysis subcommands: bundle, checks, stats, tables, figure, claims.
+
+Every command takes the results set (`--results DIR`) and the registry (`--registry TSV`,
+for role tags), and writes only the outputs it is given, atomically.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pandas as pd
+
+from olmpool import OlmPoolError
+
+
+def _study(args):
+    from olmpool.analysis.study import Study
+
+    labels = None
+    if getattr(args, "context_labels", None):
+        labels = {int(k): v for k, v in (kv.split("=") for kv in args.context_labels.split(","))}
+    return Study.load(Path(args.results), Path(args.registry) if args.registry else None, name=args.name, context_labels=labels)
 
 
 def _bundle(args) -> int:
@@ -13,6 +31,114 @@ def _bundle(args) -> int:
     return 0
 
 
+def _checks(args) -> int:
+    from olmpool.analysis.checks import notes_markdown, run_checks
+    from olmpool.results import write_text_atomic
+
+    st = _study(args)
+    findings = run_checks(st.rs)
+    write_text_atomic(notes_markdown(st.rs, findings), Path(args.out))
+    print(f"{len(findings)} finding(s) -> {args.out}")
+    return 0
+
+
+def _stats(args) -> int:
+    from olmpool.analysis import claims as C
+    from olmpool.analysis import pairs as P
+    from olmpool.analysis.correlations import correlation_table
+    from olmpool.analysis.regression import NeedsData, architecture_fits, describe_predictor
+    from olmpool.results import write_tsv_atomic
+
+    st = _study(args)
+    out = Path(args.out)
+    claims = C.load_claims(Path(args.claims))
+    results = C.evaluate_claims(st, claims)
+    stats = C.statistics(results)
+    # architecture regressions at every HELMET/RULER context
+    rows = []
+    for bench in ("helmet", "ruler"):
+        for ctx in sorted(st.context_labels):
+            lab = st.context_labels[ctx]
+            try:
+                y = st.series(bench, lab)
+                fits = architecture_fits(st.models, y)
+            except NeedsData:
+                continue
+            for f in fits:
+                rows.append({"response": f"{bench} {lab}", "description": describe_predictor(f.name), **f.row()})
+    write_tsv_atomic(pd.DataFrame(rows), out.with_name("regressions.tsv"), float_format="%.6g")
+    pairs = P.all_pairs(st.models)
+    deltas = P.pair_deltas(pairs, st.rs.scores)
+    write_tsv_atomic(deltas, out.with_name("pairs.tsv"), float_format="%.6g")
+    write_tsv_atomic(P.summarise_deltas(deltas), out.with_name("pair_summary.tsv"), float_format="%.6g")
+    write_tsv_atomic(correlation_table(st), out.with_name("correlations.tsv"), float_format="%.6g")
+    detail = pd.DataFrame([{"id": r.claim["id"], "status": r.status, "detail": r.detail} for r in results])
+    write_tsv_atomic(detail, out.with_name("claims_status.tsv"))
+    C.write_json_atomic(stats, out)
+    n = {s: sum(r.status == s for r in results) for s in ("reproduced", "differs", "needs data", "setup")}
+    print(f"statistics -> {out}: " + ", ".join(f"{k} {v}" for k, v in n.items()))
+    return 0
+
+
+def _tables(args) -> int:
+    from olmpool.analysis.tables import render
+    from olmpool.results import write_text_atomic, write_tsv_atomic
+
+    st = _study(args)
+    outs = {Path(p).suffix[1:]: Path(p) for p in args.out}
+    r = render(st, args.table)
+    for fmt, path in outs.items():
+        if fmt == "csv":
+            tmp = path.with_name(f".{path.name}.tmp")
+            r["csv"].to_csv(tmp, index=False, float_format="%.2f")
+            tmp.replace(path)
+        elif fmt in ("md", "tex"):
+            write_text_atomic(r[fmt], path)
+        else:
+            raise OlmPoolError(f"--out {path}: unknown table format '.{fmt}'. Fix: use .md, .tex or .csv")
+    print(f"table {args.table} -> {', '.join(map(str, outs.values()))}")
+    _ = write_tsv_atomic
+    return 0
+
+
+def _figure(args) -> int:
+    from olmpool.analysis.figures import FIGURES, save
+
+    if args.figure not in FIGURES:
+        raise OlmPoolError(f"unknown figure {args.figure!r}. Fix: use one of {sorted(FIGURES)}")
+    st = _study(args)
+    fig = FIGURES[args.figure](st)
+    paths = save(fig, Path(args.out).with_suffix(""))
+    print(f"{args.figure} -> {', '.join(map(str, paths))}")
+    return 0
+
+
+def _claims(args) -> int:
+    from olmpool.analysis import claims as C
+    from olmpool.results import write_text_atomic
+
+    claims = C.load_claims(Path(args.claims))
+    stats = json.loads(Path(args.stats).read_text())
+    status = pd.read_csv(args.status, sep="\t", dtype=str, keep_default_na=False).set_index("id")
+    st = _study(args)
+    results = []
+    for c in claims:
+        if c["id"] not in stats or c["id"] not in status.index:
+            raise OlmPoolError(f"{args.stats}: no value for claim {c['id']!r}. Fix: rebuild the statistics (snakemake {args.stats})")
+        results.append(C.ClaimResult(c, stats[c["id"]], status.loc[c["id"], "status"], status.loc[c["id"], "detail"]))
+    write_text_atomic(C.claims_markdown(results, st, args.rebuild), Path(args.out))
+    print(f"claims -> {args.out}")
+    return 0
+
+
+def _common(p, results=True):
+    if results:
+        p.add_argument("--results", default="results/bundled/paper", help="results set directory (models.tsv, scores.tsv)")
+        p.add_argument("--name", default=None, help="name of the results set in outputs (default: directory name)")
+        p.add_argument("--registry", default="config/architectures.tsv", help="architecture registry (for role tags)")
+        p.add_argument("--context-labels", default=None, help="map this set's context lengths to the paper's names, e.g. 512=8K,1024=16K,2048=32K,4096=64K")
+
+
 def register(sub) -> None:
     p = sub.add_parser("bundle", help="(re)make a bundled results set from a published source")
     p.add_argument("source", choices=["paper"], help="what to bundle")
@@ -20,3 +146,35 @@ def register(sub) -> None:
     p.add_argument("--registry", default="config/architectures.tsv")
     p.add_argument("--out", default="results/bundled/paper")
     p.set_defaults(func=_bundle)
+
+    p = sub.add_parser("checks", help="report anomalies in a results set (markdown notes)")
+    _common(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_checks)
+
+    p = sub.add_parser("stats", help="statistics.json + regressions, pairs, correlations, claim status")
+    _common(p)
+    p.add_argument("--claims", default="results/bundled/paper/claims.yaml")
+    p.add_argument("--out", required=True, help="path of statistics.json; the TSVs go beside it")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("tables", help="Table 1 or 2 of the paper in md/tex/csv")
+    _common(p)
+    p.add_argument("--table", type=int, choices=[1, 2], required=True)
+    p.add_argument("--out", nargs="+", required=True, help="output files; format from the suffix (.md .tex .csv)")
+    p.set_defaults(func=_tables)
+
+    p = sub.add_parser("figure", help="one figure of the paper (pdf + png)")
+    _common(p)
+    p.add_argument("figure", help="figure name, e.g. fig1_helmet32k")
+    p.add_argument("--out", required=True, help="output path (.pdf; the .png is written beside it)")
+    p.set_defaults(func=_figure)
+
+    p = sub.add_parser("claims", help="claims.md: paper value vs reproduced value per claim")
+    _common(p)
+    p.add_argument("--claims", default="results/bundled/paper/claims.yaml")
+    p.add_argument("--stats", required=True, help="statistics.json from `olmpool stats`")
+    p.add_argument("--status", required=True, help="claims_status.tsv from `olmpool stats`")
+    p.add_argument("--rebuild", default="snakemake --cores 1 paper/claims.md", help="command shown in the report")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_claims)

@@ -9,7 +9,8 @@ writes:
 - scores.tsv      tidy rows (stage "extended"): HELMET 8K-64K, LongPPL, RULER 4K-64K
 - provenance.tsv  for every value: table, row (1 = first data row), column header,
                   the raw cell text and its mark in the paper (bold / italic / none)
-- SHA256SUMS      checksums, verified whenever the set is loaded
+- SHA256SUMS      checksums (also of the hand-curated claims.yaml), verified whenever
+                  the set is loaded
 
 A "–" cell is a missing value (empty), never 0.
 """
@@ -148,4 +149,7 @@ def write_bundle(paper_md: Path, registry_tsv: Path, out: Path) -> None:
     s["context"] = s["context"].astype("Int64")
     write_tsv_atomic(s, out / "scores.tsv", float_format="%.4g")
     write_tsv_atomic(prov, out / "provenance.tsv")
-    write_checksums(out, ["models.tsv", "scores.tsv", "provenance.tsv"])
+    names = ["models.tsv", "scores.tsv", "provenance.tsv"]
+    if (out / "claims.yaml").exists():  # hand-curated claims data: checksummed with the values
+        names.append("claims.yaml")
+    write_checksums(out, names)
