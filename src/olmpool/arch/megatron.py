@@ -476,9 +476,10 @@ class OlmPoolGPTModel(GPTModel):
         self.z_loss = float(z_loss)
 
     def compute_language_model_loss(self, labels: Tensor, logits: Tensor) -> Tensor:
-        # labels [b, s]; logits [s, b, v/tp] -> loss [b, s]
-        ce = super().compute_language_model_loss(labels, logits)
+        # labels [b, s]; logits [s, b, v/tp] -> loss [b, s].  logsumexp first: megatron's
+        # vocab-parallel cross entropy overwrites its logits argument in place.
         lse = vocab_parallel_logsumexp(logits).transpose(0, 1)  # [b, s]
+        ce = super().compute_language_model_loss(labels, logits)
         return ce + self.z_loss * lse.square()
 
 
