@@ -16,7 +16,9 @@ from olmpool import OlmPoolError, __version__
 # Modules that contribute subcommands (each has `register(subparsers)`).
 COMMAND_MODULES = [
     "olmpool.analysis.commands",
+    "olmpool.arch.commands",
     "olmpool.train.commands",
+    "olmpool.eval.attention.commands",
 ]
 
 

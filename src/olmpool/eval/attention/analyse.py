@@ -1,0 +1,168 @@
+"""End-to-end attention analysis of one checkpoint: load, run documents and needles, tidy rows.
+
+Checkpoints:
+
+* Megatron (olmpool's own training output): ``olmpool.train.checkpoint.load_for_eval`` ->
+  ``olmpool.arch.reference.megatron_to_reference`` -> ``ReferenceDecoder``, which calls the
+  ``attn_capture`` hook itself. The model runs with the RoPE theta and shape the checkpoint
+  was trained at (``EvalCheckpoint.shape``).
+* Hugging Face (a directory with ``config.json``, e.g. a released or exported checkpoint):
+  loaded with ``transformers.AutoModelForCausalLM`` from local files only and wrapped by
+  `hf_capture.HFCaptureModel`, which calls the same hook from inside its attention.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from olmpool import OlmPoolError
+from olmpool.eval.attention.config import AttentionConfig
+from olmpool.eval.attention.documents import take_documents
+from olmpool.eval.attention.driver import StatsCollector, run_documents
+from olmpool.eval.attention.needle import build_example, needle_records, run_needle
+from olmpool.eval.attention.tidy import head_records_to_rows, overall_rows, to_frame
+
+log = logging.getLogger("olmpool.attention")
+
+
+@dataclass
+class LoadedModel:
+    """A model behind the capture protocol, with what the analysis needs around it."""
+
+    model: object
+    """forward(input_ids, *, cache=None, attn_capture=None) -> logits; new_cache(batch)."""
+    tokenizer: object | None
+    """encode(str) -> list[int] and .eod, or None (then only random documents work)."""
+    vocab_size: int
+    stage: str | None
+    """Stage recorded in the checkpoint (pretrained / extended ...), if any."""
+    source: str
+    """``megatron`` or ``huggingface``."""
+
+
+def _hf_tokenizer(directory: Path):
+    """olmpool's tokenizer loader if it understands the directory, else transformers', else None."""
+    try:
+        from olmpool.train.tokenizer import load_tokenizer
+
+        return load_tokenizer(directory)
+    except Exception:  # noqa: BLE001 - fall back to the transformers tokenizer below
+        pass
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except Exception:  # noqa: BLE001 - no tokenizer: only random documents can be used
+        return None
+
+    class _Wrap:
+        eod = tok.eos_token_id
+
+        @staticmethod
+        def encode(text: str) -> list[int]:
+            return tok.encode(text, add_special_tokens=False)
+
+    return _Wrap()
+
+
+def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
+               registry: str | Path = "config/architectures.tsv") -> LoadedModel:
+    """Load a Megatron or Hugging Face checkpoint for the analysis (errors name the fix)."""
+    from olmpool.arch.registry import load_registry
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise OlmPoolError(f"--checkpoint {checkpoint}: not found. Fix: pass a Megatron checkpoint directory or a Hugging Face model directory.")
+    known = load_registry(registry)
+    if arch_id not in known:
+        raise OlmPoolError(f"--arch {arch_id!r}: not in {registry}. Fix: use a registry id (e.g. {next(iter(known))}) or add a row for the model.")
+
+    if (checkpoint / "config.json").exists():
+        from transformers import AutoModelForCausalLM
+
+        from olmpool.eval.attention.hf_capture import HFCaptureModel
+
+        hf = AutoModelForCausalLM.from_pretrained(str(checkpoint), local_files_only=True, dtype=torch.float32).to(device)
+        return LoadedModel(model=HFCaptureModel(hf), tokenizer=_hf_tokenizer(checkpoint),
+                           vocab_size=int(hf.config.vocab_size), stage=None, source="huggingface")
+
+    try:
+        from olmpool.arch.reference import ReferenceDecoder, megatron_to_reference
+        from olmpool.train.checkpoint import load_for_eval
+    except ImportError as exc:
+        raise OlmPoolError(
+            f"--checkpoint {checkpoint}: a Megatron checkpoint needs olmpool.train.checkpoint.load_for_eval and "
+            f"olmpool.arch.reference (ReferenceDecoder, megatron_to_reference), which are not available here ({exc}). "
+            "Fix: update the checkout, or export the checkpoint to Hugging Face format and pass that directory."
+        ) from exc
+    ck = load_for_eval(checkpoint)
+    if ck.arch.id != arch_id:
+        raise OlmPoolError(f"--arch {arch_id!r} but checkpoint {checkpoint} holds {ck.arch.id!r}. Fix: pass --arch {ck.arch.id}.")
+    model = ReferenceDecoder(ck.shape)
+    model.load_state_dict(megatron_to_reference(ck.megatron_state_dict, ck.shape))
+    model = model.to(device).eval()
+    tokenizer = None
+    if getattr(ck, "tokenizer_dir", None):
+        from olmpool.train.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(ck.tokenizer_dir)
+    return LoadedModel(model=model, tokenizer=tokenizer, vocab_size=int(ck.shape.vocab_size),
+                       stage=(ck.meta or {}).get("stage"), source="megatron")
+
+
+def _needle_ids(cfg: AttentionConfig, tokenizer, vocab_size: int) -> tuple[list[int], list[int], list[int]]:
+    """Needle, question and answer token ids.
+
+    With a tokenizer: the configured texts. Without one (random documents): a key-value
+    copy probe of random ids - needle = 12 ids, question = its first 4 ids, answer = the
+    remaining 8 (a model that retrieves continues the question with the needle's rest).
+    """
+    n = cfg.needle
+    if tokenizer is not None:
+        return tokenizer.encode(n.needle), tokenizer.encode(n.question), tokenizer.encode(n.answer)
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    needle = torch.randint(0, vocab_size, (12,), generator=gen).tolist()
+    return needle, needle[:4], needle[4:]
+
+
+def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str, needle: bool = True,
+            device: str = "cpu") -> tuple[pd.DataFrame, dict]:
+    """All attention rows for one model, and a summary of what was run."""
+    t0 = time.perf_counter()
+    docs = take_documents(cfg, cfg.n_documents, tokenizer=lm.tokenizer, vocab_size=lm.vocab_size)
+    if len(docs) < cfg.n_documents:
+        log.warning("only %d of %d documents reach %d tokens; using those", len(docs), cfg.n_documents, cfg.max_position)
+    collector = StatsCollector(positions=cfg.positions, sink_tokens=cfg.sink_tokens, local_tokens=cfg.local_tokens,
+                               saturation_threshold=cfg.saturation_threshold)
+    used = run_documents(lm.model, docs, collector, n_documents=len(docs), device=device)
+    rows = head_records_to_rows(collector.per_head(), model=model_id, stage=stage, per_head=cfg.per_head_rows)
+    info = {"documents_used": used, "documents_seconds": round(time.perf_counter() - t0, 3)}
+    log.info("documents: %d in %.1fs", used, info["documents_seconds"])
+
+    if needle and cfg.needle.enabled:
+        t1 = time.perf_counter()
+        n = cfg.needle
+        needle_ids, question_ids, answer_ids = _needle_ids(cfg, lm.tokenizer, lm.vocab_size)
+        hays = take_documents(cfg, n.haystacks, tokenizer=lm.tokenizer, vocab_size=lm.vocab_size,
+                              min_tokens=max(n.context_lengths), salt="needle")
+        eod = getattr(lm.tokenizer, "eod", None) if lm.tokenizer is not None else None
+        results = []
+        for ctx in n.context_lengths:
+            for depth in n.depths:
+                for hay in hays:
+                    ex = build_example(hay, needle_ids, question_ids, answer_ids, ctx, depth)
+                    results.append(run_needle(lm.model, ex, max_new_tokens=n.max_new_tokens, eod=eod, device=device))
+        head_recs, overall = needle_records(results, n.success_recall)
+        rows += head_records_to_rows(head_recs, model=model_id, stage=stage, per_head=cfg.per_head_rows)
+        rows += overall_rows(overall, model=model_id, stage=stage)
+        info["needle_examples"] = len(results)
+        info["needle_retrieved"] = sum(r.recall >= n.success_recall for r in results)
+        info["needle_seconds"] = round(time.perf_counter() - t1, 3)
+        log.info("needles: %d examples, %d retrieved, %.1fs", len(results), info["needle_retrieved"], info["needle_seconds"])
+    return to_frame(rows), info

@@ -1,0 +1,87 @@
+"""``olmpool attention``: attention statistics of one checkpoint as tidy rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import olmpool
+from olmpool import OlmPoolError
+from olmpool.results import write_text_atomic, write_tsv_atomic
+
+
+def _code_version() -> dict:
+    root = Path(olmpool.__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"olmpool": olmpool.__version__, "git_commit": commit}
+
+
+def _attention(args) -> int:
+    import torch
+
+    from olmpool.eval.attention.analyse import analyse, load_model
+    from olmpool.eval.attention.config import load_attention_config
+
+    cfg, whole = load_attention_config(args.config)  # bad config fails before any work
+    out = Path(args.out)
+    if out.suffix != ".tsv":
+        raise OlmPoolError(f"--out {out}: must end in .tsv. Fix: e.g. --out results/attention.tsv")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise OlmPoolError(f"--device {args.device}: CUDA is not available here. Fix: use --device cpu.")
+    logger = logging.getLogger("olmpool.attention")
+    logger.setLevel(logging.INFO)
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(args.log, mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    lm = load_model(args.checkpoint, args.arch, device=args.device, registry=args.registry)
+    stage = args.stage or lm.stage
+    if not stage:
+        raise OlmPoolError(f"--checkpoint {args.checkpoint} records no stage. Fix: pass --stage (e.g. pretrained, extended).")
+    logger.info("model %s (%s checkpoint %s), stage %s", args.arch, lm.source, args.checkpoint, stage)
+    df, info = analyse(cfg, lm, model_id=args.arch, stage=stage, needle=not args.no_needle, device=args.device)
+    write_tsv_atomic(df, out, na_rep="")
+    run = {
+        "command": "olmpool attention",
+        "config_file": str(args.config),
+        "scale": whole.get("scale"),
+        "attention": cfg.to_dict(),
+        "seed": cfg.seed,
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_format": lm.source,
+        "arch": args.arch,
+        "stage": stage,
+        "device": args.device,
+        "rows": len(df),
+        "seconds": round(time.perf_counter() - t0, 3),
+        **info,
+        "code_version": _code_version(),
+    }
+    write_text_atomic(json.dumps(run, indent=2, default=str) + "\n", out.with_name(out.name + ".run.json"))
+    print(f"wrote {out} ({len(df)} rows)")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attention", help="attention sink / entropy / needle statistics of a checkpoint (tidy rows)")
+    p.add_argument("--config", required=True, help="study config with an 'attention' section (config/tiny.yaml, config/paper.yaml)")
+    p.add_argument("--checkpoint", required=True, help="Megatron checkpoint directory or Hugging Face model directory")
+    p.add_argument("--arch", required=True, help="registry id of the model (config/architectures.tsv); the rows' model")
+    p.add_argument("--out", required=True, help="output TSV (tidy rows); <out>.run.json records config, seed, code version")
+    p.add_argument("--stage", help="stage label of the rows (default: the stage recorded in the checkpoint)")
+    p.add_argument("--registry", default="config/architectures.tsv")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--no-needle", action="store_true", help="skip the needle-in-a-haystack probe")
+    p.add_argument("--log", help="log file")
+    p.set_defaults(func=_attention)
