@@ -77,7 +77,7 @@ def _show(args) -> int:
 
 
 def _audit_hf(args) -> int:
-    from olmpool.arch.hf import audit_hf_config
+    from olmpool.arch.hf_import import audit_hf_config
 
     problems = audit_hf_config(args.checkpoint, args.id, registry=args.registry, scale=args.scale,
                                stage=args.stage)

@@ -22,7 +22,7 @@ norms), exactly as in the Megatron adapter.
 Weight conversion (TP=1 names; tensors are not copied more than needed):
 ``megatron_to_reference(megatron_state_dict, shape)`` and
 ``reference_to_megatron(reference_state_dict, shape)``.  Hugging Face import/export is
-in `olmpool.arch.hf`.
+in `olmpool.arch.hf_import`.
 """
 
 from __future__ import annotations
