@@ -93,20 +93,18 @@ def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
                            vocab_size=int(hf.config.vocab_size), stage=None, source="huggingface")
 
     try:
-        from olmpool.arch.reference import ReferenceDecoder, megatron_to_reference
+        from olmpool.arch.reference import load_megatron_into_reference
         from olmpool.train.checkpoint import load_for_eval
     except ImportError as exc:
         raise OlmPoolError(
             f"--checkpoint {checkpoint}: a Megatron checkpoint needs olmpool.train.checkpoint.load_for_eval and "
-            f"olmpool.arch.reference (ReferenceDecoder, megatron_to_reference), which are not available here ({exc}). "
+            f"olmpool.arch.reference.load_megatron_into_reference, which are not available here ({exc}). "
             "Fix: update the checkout, or export the checkpoint to Hugging Face format and pass that directory."
         ) from exc
     ck = load_for_eval(checkpoint)
     if ck.arch.id != arch_id:
         raise OlmPoolError(f"--arch {arch_id!r} but checkpoint {checkpoint} holds {ck.arch.id!r}. Fix: pass --arch {ck.arch.id}.")
-    model = ReferenceDecoder(ck.shape)
-    model.load_state_dict(megatron_to_reference(ck.megatron_state_dict, ck.shape))
-    model = model.to(device).eval()
+    model = load_megatron_into_reference(ck.megatron_state_dict, ck.shape).to(device).eval()
     tokenizer = None
     if getattr(ck, "tokenizer_dir", None):
         from olmpool.train.tokenizer import load_tokenizer
