@@ -1,5 +1,12 @@
 # Shared names for the analysis rules. Paths come from the validated config only.
 
+import os
+import sys
+
+# Shell rules call the `olmpool` command of the environment running Snakemake, even when
+# that environment is not activated (e.g. `.venv/bin/snakemake --cores 1`).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
 OUT = config["outdir"]
 RESULTS = config["results"]
 FIGURES = ["fig1_helmet32k", "fig3_gqa", "fig7_qknorm"]

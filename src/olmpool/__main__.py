@@ -1,0 +1,5 @@
+import sys
+
+from olmpool.cli import main
+
+sys.exit(main())
