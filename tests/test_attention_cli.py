@@ -17,6 +17,7 @@ from olmpool.results import read_scores
 transformers = pytest.importorskip("transformers")
 
 ARCH = "G_pre_8kv_8k_14k"
+ARCH_SWA = "C_post_LQK_8kv_8k_13k_SWA"  # Olmo 3 layout: post-norm, layerwise QK norm, GQA, 3:1 windows
 
 
 def test_row_levels_and_means():
@@ -62,15 +63,15 @@ def test_config_errors_name_the_field(tmp_path):
         assert cfg.positions == sorted(cfg.positions)
 
 
-def _hf_checkpoint(tmp_path):
-    cfg = transformers.Olmo3Config(
-        vocab_size=101, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, sliding_window=16,
-        layer_types=["sliding_attention"] * 3 + ["full_attention"], eos_token_id=None, pad_token_id=None, bos_token_id=None,
-    )
+def _hf_checkpoint(tmp_path, arch=ARCH_SWA):
+    """A tiny-scale registry architecture exported as a Hugging Face checkpoint (random weights)."""
+    from olmpool.arch.hf_import import build_hf_model
+    from olmpool.arch.registry import load_registry, load_scale, resolve
+
+    shape = resolve(load_registry()[arch], load_scale("tiny")).with_extension()
     torch.manual_seed(0)
     d = tmp_path / "hf"
-    transformers.Olmo3ForCausalLM(cfg).save_pretrained(d)
+    build_hf_model(shape).save_pretrained(d)
     return d
 
 
@@ -86,28 +87,40 @@ def _config(tmp_path, documents="random"):
     return p
 
 
-def test_cli_end_to_end_on_hf_checkpoint(tmp_path):
+def _run(tmp_path, ckpt, name, *extra):
     from olmpool.cli import main
 
-    ckpt = _hf_checkpoint(tmp_path)
-    out = tmp_path / "res" / "attention.tsv"
-    rc = main(["attention", "--config", str(_config(tmp_path)), "--checkpoint", str(ckpt), "--arch", ARCH,
-               "--stage", "pretrained", "--out", str(out), "--log", str(tmp_path / "attn.log")])
+    out = tmp_path / "res" / f"{name}.tsv"
+    rc = main(["attention", "--config", str(_config(tmp_path)), "--checkpoint", str(ckpt), "--arch", ARCH_SWA,
+               "--stage", "extended", "--out", str(out), "--log", str(tmp_path / f"{name}.log"), *extra])
     assert rc == 0
-    df = read_scores(out)  # validates the schema and uniqueness of every measurement
-    assert set(df.model) == {ARCH} and set(df.stage) == {"pretrained"} and set(df.benchmark) == {"attention"}
+    return out, read_scores(out)  # read_scores validates the schema and uniqueness of every measurement
+
+
+def test_cli_end_to_end_on_hf_checkpoint(tmp_path):
+    ckpt = _hf_checkpoint(tmp_path)
+    out, df = _run(tmp_path, ckpt, "imported")
+    assert set(df.model) == {ARCH_SWA} and set(df.stage) == {"extended"} and set(df.benchmark) == {"attention"}
     assert {"entropy", "sink_mass", "local_mass", "max_weight", "saturated_share", "needle_mass",
             "retrieval_score", "needle_success", "needle_recall"} <= set(df.metric)
     summ = df[df.task.isin(["full_layers", "window_layers"]) & (df.metric == "entropy")]
     assert set(summ.task) == {"full_layers", "window_layers"}
     assert set(summ.context.dropna()) == {8, 32, 64} and summ.context.isna().sum() == 2
     assert df[df.metric == "needle_mass"].context.dropna().isin([40, 64]).all()
-    # a window-16 layer at position 64 sees 16 tokens: sink and entropy are bounded by that
-    w = df[(df.task == "layer00.window") & (df.context == 64) & (df.metric == "entropy")].value.item()
-    assert 0 < w <= np.log(16) + 1e-9
-    run = json.loads((out.parent / "attention.tsv.run.json").read_text())
+    assert {"layer00.window", "layer03.full", "layer03.full.head07"} <= set(df.task)
+    ent = df[(df.task == "layer00.window") & (df.context == 64) & (df.metric == "entropy")].value.item()
+    assert 0 < ent <= np.log(64) + 1e-9
+    run = json.loads((out.parent / "imported.tsv.run.json").read_text())
     assert run["seed"] == 1234 and run["documents_used"] == 2 and run["checkpoint_format"] == "huggingface"
-    assert "code_version" in run and run["attention"]["positions"] == [8, 32, 64]
+    assert run["hf_theta_stage"] == "extend" and "code_version" in run and run["attention"]["positions"] == [8, 32, 64]
+
+    # the same checkpoint run as transformers runs it (Olmo3ForCausalLM + capture) gives the same numbers
+    _, direct = _run(tmp_path, ckpt, "direct", "--hf-direct")
+    key = ["task", "context", "metric"]
+    merged = df.merge(direct, on=key, suffixes=("_ref", "_hf"))
+    assert len(merged) == len(df) == len(direct)
+    both = merged.dropna(subset=["value_ref", "value_hf"])
+    assert (both.value_ref - both.value_hf).abs().max() < 1e-4
 
 
 def test_cli_errors_before_work(tmp_path):
@@ -116,7 +129,13 @@ def test_cli_errors_before_work(tmp_path):
     ckpt = _hf_checkpoint(tmp_path)
     out = tmp_path / "a.tsv"
     assert main(["attention", "--config", str(_config(tmp_path, documents=str(tmp_path / "missing.jsonl"))),
-                 "--checkpoint", str(ckpt), "--arch", ARCH, "--stage", "x", "--out", str(out)]) == 2
+                 "--checkpoint", str(ckpt), "--arch", ARCH_SWA, "--stage", "x", "--out", str(out)]) == 2
+    assert not out.exists()
+    assert main(["attention", "--config", str(_config(tmp_path)), "--checkpoint", str(ckpt), "--arch", ARCH_SWA,
+                 "--out", str(out)]) == 2  # HF checkpoints need --stage
+    # the audited import refuses a checkpoint that is not the named architecture
+    assert main(["attention", "--config", str(_config(tmp_path)), "--checkpoint", str(ckpt), "--arch", ARCH,
+                 "--stage", "extended", "--out", str(out)]) == 2
     assert not out.exists()
     with pytest.raises(OlmPoolError, match="--arch"):
         from olmpool.eval.attention.analyse import load_model

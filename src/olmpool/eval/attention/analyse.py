@@ -1,14 +1,21 @@
 """End-to-end attention analysis of one checkpoint: load, run documents and needles, tidy rows.
 
-Checkpoints:
+Checkpoints (all end up behind the ReferenceDecoder ``attn_capture`` protocol):
 
 * Megatron (olmpool's own training output): ``olmpool.train.checkpoint.load_for_eval`` ->
-  ``olmpool.arch.reference.megatron_to_reference`` -> ``ReferenceDecoder``, which calls the
-  ``attn_capture`` hook itself. The model runs with the RoPE theta and shape the checkpoint
-  was trained at (``EvalCheckpoint.shape``).
-* Hugging Face (a directory with ``config.json``, e.g. a released or exported checkpoint):
-  loaded with ``transformers.AutoModelForCausalLM`` from local files only and wrapped by
-  `hf_capture.HFCaptureModel`, which calls the same hook from inside its attention.
+  ``olmpool.arch.reference.load_megatron_into_reference`` -> ``ReferenceDecoder``. The
+  model runs with the shape and RoPE theta the checkpoint was trained at
+  (``EvalCheckpoint.shape``).
+* Hugging Face (a directory with ``config.json``), default: the audited import
+  ``olmpool.arch.hf_import.import_hf_checkpoint`` (config checked against the registry row
+  at the config's scale; RoPE theta of the pretrain or extend stage) -> ReferenceDecoder.
+  Differences the audit finds are refused unless accepted by kind (``accept``), and then
+  the *registry's* architecture is what runs - e.g. a released checkpoint whose config
+  says theta 500K where the model was extended with 8M.
+* Hugging Face, ``hf_direct=True``: the checkpoint exactly as transformers runs it
+  (``AutoModelForCausalLM``, local files only), wrapped by `hf_capture.HFCaptureModel`,
+  which calls the same hook from inside its attention. For models whose class the audited
+  import does not cover, or to see what the shipped config does.
 """
 
 from __future__ import annotations
@@ -72,8 +79,13 @@ def _hf_tokenizer(directory: Path):
 
 
 def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
-               registry: str | Path = "config/architectures.tsv") -> LoadedModel:
-    """Load a Megatron or Hugging Face checkpoint for the analysis (errors name the fix)."""
+               registry: str | Path = "config/architectures.tsv", scale: str = "tiny",
+               theta_stage: str = "extend", hf_direct: bool = False, accept: tuple[str, ...] = ()) -> LoadedModel:
+    """Load a Megatron or Hugging Face checkpoint for the analysis (errors name the fix).
+
+    ``scale``/``theta_stage``/``accept`` apply to the audited Hugging Face import only
+    (``theta_stage``: ``pretrain`` or ``extend``, which RoPE theta the registry row runs with).
+    """
     from olmpool.arch.registry import load_registry
 
     checkpoint = Path(checkpoint)
@@ -82,15 +94,26 @@ def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
     known = load_registry(registry)
     if arch_id not in known:
         raise OlmPoolError(f"--arch {arch_id!r}: not in {registry}. Fix: use a registry id (e.g. {next(iter(known))}) or add a row for the model.")
+    if theta_stage not in ("pretrain", "extend"):
+        raise OlmPoolError(f"theta stage {theta_stage!r}: use 'pretrain' or 'extend'.")
 
     if (checkpoint / "config.json").exists():
-        from transformers import AutoModelForCausalLM
+        if hf_direct:
+            from transformers import AutoModelForCausalLM
 
-        from olmpool.eval.attention.hf_capture import HFCaptureModel
+            from olmpool.eval.attention.hf_capture import HFCaptureModel
 
-        hf = AutoModelForCausalLM.from_pretrained(str(checkpoint), local_files_only=True, dtype=torch.float32).to(device)
-        return LoadedModel(model=HFCaptureModel(hf), tokenizer=_hf_tokenizer(checkpoint),
-                           vocab_size=int(hf.config.vocab_size), stage=None, source="huggingface")
+            hf = AutoModelForCausalLM.from_pretrained(str(checkpoint), local_files_only=True, dtype=torch.float32).to(device)
+            return LoadedModel(model=HFCaptureModel(hf), tokenizer=_hf_tokenizer(checkpoint),
+                               vocab_size=int(hf.config.vocab_size), stage=None, source="huggingface-direct")
+        from olmpool.arch.hf_import import import_hf_checkpoint
+        from olmpool.arch.reference import load_megatron_into_reference
+
+        shape, sd = import_hf_checkpoint(checkpoint, arch_id, registry=registry, scale=scale, stage=theta_stage,
+                                         accept=tuple(accept))
+        model = load_megatron_into_reference(sd, shape).to(device).eval()
+        return LoadedModel(model=model, tokenizer=_hf_tokenizer(checkpoint), vocab_size=int(shape.vocab_size),
+                           stage=None, source="huggingface")
 
     try:
         from olmpool.arch.reference import load_megatron_into_reference

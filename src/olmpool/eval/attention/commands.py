@@ -43,9 +43,21 @@ def _attention(args) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
 
+    if cfg.documents not in ("generated", "random"):
+        from olmpool.eval.attention.documents import corpus_files
+
+        corpus_files(cfg.documents)  # a missing corpus fails before the model is loaded
+    is_hf = (Path(args.checkpoint) / "config.json").exists()
+    if is_hf and not args.stage:
+        raise OlmPoolError(f"--checkpoint {args.checkpoint} is a Hugging Face directory, which records no stage. "
+                           "Fix: pass --stage (e.g. pretrained, extended).")
+    theta_stage = args.theta_stage or ("extend" if (args.stage or "").startswith("extend") else "pretrain")
+
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    lm = load_model(args.checkpoint, args.arch, device=args.device, registry=args.registry)
+    lm = load_model(args.checkpoint, args.arch, device=args.device, registry=args.registry,
+                    scale=str(whole.get("scale", "tiny")), theta_stage=theta_stage, hf_direct=args.hf_direct,
+                    accept=tuple(args.accept or ()))
     stage = args.stage or lm.stage
     if not stage:
         raise OlmPoolError(f"--checkpoint {args.checkpoint} records no stage. Fix: pass --stage (e.g. pretrained, extended).")
@@ -60,6 +72,8 @@ def _attention(args) -> int:
         "seed": cfg.seed,
         "checkpoint": str(args.checkpoint),
         "checkpoint_format": lm.source,
+        "hf_theta_stage": theta_stage if is_hf and not args.hf_direct else None,
+        "hf_accepted_differences": list(args.accept or []),
         "arch": args.arch,
         "stage": stage,
         "device": args.device,
@@ -82,6 +96,12 @@ def register(sub) -> None:
     p.add_argument("--stage", help="stage label of the rows (default: the stage recorded in the checkpoint)")
     p.add_argument("--registry", default="config/architectures.tsv")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--hf-direct", action="store_true",
+                   help="run a Hugging Face checkpoint exactly as transformers does (no registry audit/import)")
+    p.add_argument("--accept", action="append", metavar="KIND",
+                   help="HF import: tolerate audit differences of this kind (prefix, e.g. 'RoPE theta'); repeatable")
+    p.add_argument("--theta-stage", choices=["pretrain", "extend"],
+                   help="HF import: RoPE theta of which stage (default: extend if --stage starts with 'extend')")
     p.add_argument("--no-needle", action="store_true", help="skip the needle-in-a-haystack probe")
     p.add_argument("--log", help="log file")
     p.set_defaults(func=_attention)
