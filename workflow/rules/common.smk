@@ -9,7 +9,7 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 
 OUT = config["outdir"]
 RESULTS = config["results"]
-FIGURES = ["fig1_helmet32k", "fig3_gqa", "fig7_qknorm"]
+FIGURES = config.get("figures", ["fig1_helmet32k", "fig3_gqa", "fig7_qknorm"])
 TABLE_FORMATS = ["md", "tex", "csv"]
 
 

@@ -156,3 +156,192 @@ def fig7(st: Study):
 
 
 FIGURES = {"fig1_helmet32k": fig1, "fig3_gqa": fig3, "fig7_qknorm": fig7}
+
+
+# ---------------------------------------------------------------------------------------
+# Figures whose data the paper does not publish: built from a sweep made with this
+# repository (tiny CPU sweep or 7B cluster sweep). Each raises NeedsData without its data.
+# ---------------------------------------------------------------------------------------
+def _scatter_fit(ax, x: pd.Series, y: pd.Series, st: Study, xlabel: str, ylabel: str, annotate_roles: bool = True):
+    from olmpool.analysis.regression import univariate_r2
+
+    d = pd.concat([x.rename("x"), y.rename("y")], axis=1).dropna()
+    if len(d) < 3:
+        raise NeedsData(f"{xlabel} and {ylabel} for at least 3 models")
+    count = st.count().reindex(d.index)
+    ax.scatter(d.x, d.y, c=[COUNT_COLORS[int(c)] for c in count], edgecolors="black", linewidths=0.4, s=28, zorder=3)
+    fit = univariate_r2(d.x, d.y, "x")
+    xs = np.linspace(d.x.min(), d.x.max(), 50)
+    ax.plot(xs, fit.coef["const"] + fit.coef["x"] * xs, color="grey", lw=1, ls="--")
+    ax.text(0.03, 0.97, f"$R^2$ = {fit.r2:.2f} (n={fit.n})", transform=ax.transAxes, va="top", fontsize=8)
+    if annotate_roles:
+        for m, mk in st.role_marks().items():
+            if m in d.index:
+                ax.annotate(mk, (d.x[m], d.y[m]), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fit
+
+
+def _count_legend(fig, st: Study):
+    c = st.count()
+    handles = [plt.Line2D([], [], marker="o", ls="", mfc=COUNT_COLORS[k], mec="black", mew=0.4) for k in range(5) if (c == k).any()]
+    labels = [f"{k} harmful" for k in range(5) if (c == k).any()]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=7)
+
+
+def fig2(st: Study):
+    """Pre-extension metrics (mean answer BPB; HELMET 8K) vs post-extension HELMET 32K."""
+    from olmpool.analysis.claims import _splits
+
+    y = st.helmet32k()
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.2))
+    bpb = _splits(st, "bpb", "bpb").mean(axis=1)
+    _scatter_fit(axes[0], bpb, y, st, "mean answer BPB before extension", "HELMET 32K after extension")
+    pre = st.series("helmet", "8K", stage="pretrained")
+    _scatter_fit(axes[1], pre, y, st, "HELMET 8K before extension", "HELMET 32K after extension")
+    fig.suptitle(f"Short-context metrics before extension vs long-context quality after ({st.rs.name})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    _count_legend(fig, st)
+    return fig
+
+
+BUDGET_STAGES = [("extended_1B", 1), ("extended", 10), ("extended_50B", 50)]
+
+
+def fig4(st: Study):
+    """HELMET after 1B / 10B / 50B-token extensions for the worst, Olmo 3 and Llama 3 architectures."""
+    roles = [("worst", "W (worst)"), ("olmo3", "O (Olmo 3)"), ("llama3", "L (Llama 3)")]
+    labels = [st.context_labels[c] for c in sorted(st.context_labels) if st.context_labels[c] != "4K"]
+    fig, axes = plt.subplots(1, len(labels), figsize=(7.0, 2.6), sharey=False)
+    axes = np.atleast_1d(axes)
+    drawn = 0
+    for ax, lab in zip(axes, labels):
+        for (role, name), mk in zip(roles, "os^"):
+            model = st.with_role(role)
+            xs, ys = [], []
+            for stage, budget in BUDGET_STAGES:
+                try:
+                    v = st.series("helmet", lab, stage=stage)[model]
+                except NeedsData:
+                    continue
+                if not pd.isna(v):
+                    xs.append(budget)
+                    ys.append(v)
+            if xs:
+                ax.plot(xs, ys, marker=mk, label=name)
+                drawn += 1
+        ax.set_xscale("log")
+        ax.set_xticks([1, 10, 50], ["1B", "10B", "50B"])
+        ax.set_title(f"HELMET {lab}")
+    if drawn == 0 or not any(st.rs.has("helmet", stage=s) for s, _ in BUDGET_STAGES if s != "extended"):
+        raise NeedsData("HELMET after 1B and 50B-token extensions (stages extended_1B, extended_50B)")
+    axes[0].set_ylabel("HELMET score")
+    fig.suptitle(f"Longer extension does not wash out architecture ({st.rs.name})", fontsize=9)
+    fig.supxlabel("extension budget (paper-scale tokens)", fontsize=8, y=0.1)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False, fontsize=7)
+    return fig
+
+
+def fig5(st: Study):
+    """HELMET 32K of extensions started after progressively more pretraining tokens."""
+    from olmpool.analysis.claims import EARLY_STAGES, early_extension_table
+
+    t = early_extension_table(st)
+    tokens = {s: s.rsplit("_", 1)[1] for s in EARLY_STAGES}
+    order = [s for s in EARLY_STAGES if s in set(t.stage)]
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    for (model, g), mk in zip(t.groupby("model"), "osD^"):
+        g = g.set_index("stage").reindex(order)
+        ax.plot(range(len(order)), g["value"].to_numpy(), marker=mk, label=f"{_short(model)} {st.role_marks().get(model, '')}")
+    ax.set_xticks(range(len(order)), [tokens[s] for s in order])
+    ax.set_xlabel("pretraining tokens before extension (paper-scale)")
+    ax.set_ylabel("HELMET 32K after extension")
+    ax.set_title(f"Early extensions ({st.rs.name})")
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def fig6(st: Study):
+    """Attention entropy vs sink mass per model, full vs sliding-window layers, by QK norm."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    qk = st.features()["qk_norm"].astype(bool)
+    drawn = 0
+    for task, marker, name in (("full_layers", "o", "full-attention layers"), ("window_layers", "^", "sliding-window layers")):
+        try:
+            sink = st.series("attention", None, metric="sink_mass", task=task)
+            ent = st.series("attention", None, metric="entropy", task=task)
+        except NeedsData:
+            continue
+        d = pd.concat([sink.rename("sink"), ent.rename("ent")], axis=1).dropna()
+        for has, color in ((False, "#2166ac"), (True, "#b2182b")):
+            sel = d[qk.reindex(d.index) == has]
+            ax.scatter(sel.ent, sel.sink, marker=marker, c=color, edgecolors="black", linewidths=0.4, s=30,
+                       label=f"{'QK norm' if has else 'no QK norm'}, {name}")
+            drawn += len(sel)
+    if not drawn:
+        raise NeedsData("attention sink mass and entropy per model (benchmark attention, tasks full_layers/window_layers)")
+    ax.set_xlabel("mean attention entropy (nats)")
+    ax.set_ylabel("mean sink mass (first 100 tokens)")
+    ax.set_title(f"Attention sinks and entropy cluster by QK norm ({st.rs.name})", fontsize=9)
+    ax.legend(frameon=False, fontsize=6.5)
+    return fig
+
+
+def fig8(st: Study):
+    """Final training loss (pretraining; extension) vs HELMET 32K."""
+    y = st.helmet32k()
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.2))
+    _scatter_fit(axes[0], st.series("loss", None, stage="pretrained", metric="loss", task="train"), y, st, "final pretraining loss", "HELMET 32K")
+    _scatter_fit(axes[1], st.series("loss", None, stage="extended", metric="loss", task="train"), y, st, "final extension loss", "HELMET 32K")
+    fig.suptitle(f"Training loss vs long-context quality ({st.rs.name})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    _count_legend(fig, st)
+    return fig
+
+
+def _r2_bars(st: Study, group: str, title: str):
+    from olmpool.analysis.correlations import correlation_table
+
+    t = correlation_table(st)
+    t = t[(t.group == group) & (t.status == "ok")]
+    if t.empty:
+        raise NeedsData(f"{group} measurements per split (stage pretrained)")
+    w = t.pivot(index="predictor", columns="response", values="r2")
+    fig, ax = plt.subplots(figsize=(7.0, 3.0))
+    n = w.shape[1]
+    for j, col in enumerate(w.columns):
+        ax.bar(np.arange(len(w)) + (j - n / 2 + 0.5) * 0.8 / n, w[col].to_numpy(), width=0.8 / n, label=col, edgecolor="black", lw=0.3)
+    ax.set_xticks(np.arange(len(w)), w.index, rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel("$R^2$")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{title} ({st.rs.name})")
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def fig9(st: Study):
+    """R^2 of each held-out perplexity split against long-context metrics."""
+    return _r2_bars(st, "perplexity", "Held-out perplexity vs long-context metrics")
+
+
+def fig10(st: Study):
+    """R^2 of each benchmark's answer BPB against long-context metrics."""
+    return _r2_bars(st, "bpb", "Answer BPB vs long-context metrics")
+
+
+def fig11(st: Study):
+    """Spike score (share of gradient norms > 6 sigma) vs HELMET 32K."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.2))
+    spike = st.series("stability", None, stage="pretrained", metric="spike_score", task="pretrain")
+    _scatter_fit(ax, spike * 100, st.helmet32k(), st, "spike score (% of steps)", "HELMET 32K")
+    ax.set_title(f"Training stability vs long-context quality ({st.rs.name})", fontsize=9)
+    return fig
+
+
+FIGURES.update({
+    "fig2_preextension": fig2, "fig4_budgets": fig4, "fig5_early": fig5, "fig6_attention": fig6,
+    "fig8_loss": fig8, "fig9_perplexity": fig9, "fig10_bpb": fig10, "fig11_stability": fig11,
+})

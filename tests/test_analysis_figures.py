@@ -1,0 +1,48 @@
+"""Every figure and every data-backed claim runs on a results set that holds the measurements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from olmpool.analysis import claims as C
+from olmpool.analysis.figures import FIGURES, save
+from olmpool.analysis.regression import NeedsData
+from olmpool.analysis.study import Study
+
+from synthetic_results import make_full_set
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    d = make_full_set(tmp_path_factory.mktemp("full") / "synthetic")
+    return Study.load(d, ROOT / "config/architectures.tsv")
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_every_figure_draws_from_a_full_set(full, name, tmp_path):
+    paths = save(FIGURES[name](full), tmp_path / name)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+@pytest.mark.parametrize("name", ["fig2_preextension", "fig4_budgets", "fig5_early", "fig6_attention", "fig8_loss", "fig9_perplexity", "fig10_bpb", "fig11_stability"])
+def test_unpublished_figures_need_data_on_the_paper_set(name):
+    st = Study.load(ROOT / "results/bundled/paper", ROOT / "config/architectures.tsv")
+    with pytest.raises(NeedsData):
+        FIGURES[name](st)
+
+
+def test_every_claim_is_computed_when_data_exist(full):
+    results = C.evaluate_claims(full, C.load_claims(ROOT / "results/bundled/paper/claims.yaml"))
+    missing = [r.claim["id"] for r in results if r.status == "needs data"]
+    assert missing == [], missing
+
+
+def test_config_schema_lists_every_figure():
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config/schemas/config.schema.yaml").read_text())
+    assert set(schema["properties"]["figures"]["items"]["enum"]) == set(FIGURES)
