@@ -131,6 +131,16 @@ def _claims(args) -> int:
     return 0
 
 
+def _aggregate(args) -> int:
+    from olmpool.analysis.aggregate import aggregate
+
+    meta = json.loads(Path(args.meta).read_text()) if args.meta else None
+    scores = aggregate(Path(args.registry), args.scores or [], args.runs or [], Path(args.out),
+                       params_tsv=Path(args.params) if args.params else None, meta=meta)
+    print(f"{len(scores)} rows, {scores.model.nunique()} models -> {args.out}")
+    return 0
+
+
 def _common(p, results=True):
     if results:
         p.add_argument("--results", default="results/bundled/paper", help="results set directory (models.tsv, scores.tsv)")
@@ -146,6 +156,15 @@ def register(sub) -> None:
     p.add_argument("--registry", default="config/architectures.tsv")
     p.add_argument("--out", default="results/bundled/paper")
     p.set_defaults(func=_bundle)
+
+    p = sub.add_parser("aggregate", help="merge a sweep's evaluation/attention/training outputs into one results set")
+    p.add_argument("--registry", default="config/architectures.tsv")
+    p.add_argument("--scores", nargs="*", help="tidy score TSVs; PATH=STAGE relabels the stage of every row")
+    p.add_argument("--runs", nargs="*", help="training run dirs as RUN_DIR=STAGE (final loss, spike score)")
+    p.add_argument("--params", default=None, help="TSV of model, params_b (e.g. from `olmpool arch list --format tsv`)")
+    p.add_argument("--meta", default=None, help="JSON with run provenance (config, seeds, code version, wall times)")
+    p.add_argument("--out", required=True, help="results set directory to write")
+    p.set_defaults(func=_aggregate)
 
     p = sub.add_parser("checks", help="report anomalies in a results set (markdown notes)")
     _common(p)

@@ -44,7 +44,12 @@ def _arch_cells(r: pd.Series) -> list[str]:
 
     qk = {"layer": "✓", "head": "hw", "none": "×"}[r.qk_norm]
     ctx = f"{int(r.pretrain_context) // 1024}K"
-    params = "" if pd.isna(r.params_b) else f"{float(r.params_b):.1f}B"
+    if pd.isna(r.params_b):
+        params = ""
+    elif float(r.params_b) >= 0.1:
+        params = f"{float(r.params_b):.1f}B"
+    else:  # toy-scale models
+        params = f"{float(r.params_b) * 1e3:.2f}M"
     return [yes(r.swa), qk, r.norm_order, yes(r.fp8), str(r.init), str(int(r.kv_heads)), ctx, f"{int(r.d_ff):,}", params]
 
 

@@ -1,0 +1,111 @@
+"""Aggregate a sweep's per-job outputs into one results set (models.tsv + scores.tsv).
+
+Inputs, all produced by the study's jobs:
+
+- score files: tidy TSVs from `olmpool evaluate` / `olmpool attention` (olmpool.results
+  schema). ``PATH=STAGE`` relabels every row's stage (e.g. an evaluation of the 1B-token
+  extension becomes ``extended_1B``; of an extension from the 70B checkpoint,
+  ``extended_from_70B``).
+- training runs: ``RUN_DIR=STAGE`` where RUN_DIR holds the training loop's metrics.tsv.
+  Each gives the final training loss (benchmark loss, task train, metric loss: the mean
+  loss over the last `final_fraction` of steps, default 5%, to damp single-batch noise)
+  and, for pretraining, the spike score of Appendix D.4 (benchmark stability).
+
+The model sheet comes from the registry rows of the models seen, with `params_b` taken
+from `--params` (a TSV of model, params_b, e.g. `olmpool arch list --format tsv`) when given.
+A provenance.json records every input file with its checksum, plus whatever run metadata
+the caller passes (config, seed, code version, wall times).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from olmpool import OlmPoolError
+from olmpool.results import SCORE_COLUMNS, read_scores, sha256, write_checksums, write_text_atomic, write_tsv_atomic
+
+REGISTRY_TO_SHEET = ["swa", "qk_norm", "norm_order", "fp8", "init", "kv_heads", "pretrain_context", "d_ff"]
+
+
+def _split(spec: str) -> tuple[Path, str | None]:
+    if "=" in spec:
+        p, stage = spec.rsplit("=", 1)
+        return Path(p), stage
+    return Path(spec), None
+
+
+def final_loss(metrics: pd.DataFrame, final_fraction: float = 0.05) -> float:
+    m = metrics[metrics.get("skipped", 0) == 0] if "skipped" in metrics else metrics
+    n = max(1, int(round(len(m) * final_fraction)))
+    return float(pd.to_numeric(m["loss"]).tail(n).mean())
+
+
+def training_rows(run_dir: Path, stage: str, model: str, final_fraction: float = 0.05) -> list[dict]:
+    from olmpool.train.optim import spike_score
+
+    path = Path(run_dir) / "metrics.tsv"
+    if not path.exists():
+        raise OlmPoolError(f"{path}: training metrics not found. Fix: point at a finished training run directory")
+    metrics = pd.read_csv(path, sep="\t")
+    rows = [{"model": model, "stage": stage, "benchmark": "loss", "task": "train", "context": None,
+             "metric": "loss", "value": final_loss(metrics, final_fraction)}]
+    if stage == "pretrained":
+        rows.append({"model": model, "stage": stage, "benchmark": "stability", "task": "pretrain", "context": None,
+                     "metric": "spike_score", "value": spike_score(metrics)})
+    return rows
+
+
+def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], out: Path,
+              params_tsv: Path | None = None, meta: dict | None = None, final_fraction: float = 0.05) -> pd.DataFrame:
+    reg = pd.read_csv(registry_tsv, sep="\t", dtype=str, keep_default_na=False).set_index("id")
+    frames = []
+    inputs = []
+    for spec in score_specs:
+        path, stage = _split(spec)
+        s = read_scores(path)
+        if stage:
+            s["stage"] = stage
+        frames.append(s)
+        inputs.append({"file": str(path), "sha256": sha256(path), "stage": stage})
+    for spec in run_specs:
+        path, stage = _split(spec)
+        if stage is None:
+            raise OlmPoolError(f"training run {path}: give its stage as RUN_DIR=pretrained (or extended, extended_1B, ...)")
+        record = Path(path) / "run.json"
+        model = None
+        if record.exists():
+            rec = json.loads(record.read_text())
+            arch = rec.get("arch")
+            model = arch.get("id") if isinstance(arch, dict) else arch
+        if not model:
+            raise OlmPoolError(f"{record}: cannot tell which architecture this run trained (no 'arch' in run.json)")
+        frames.append(pd.DataFrame(training_rows(path, stage, model, final_fraction)))
+        inputs.append({"file": str(Path(path) / "metrics.tsv"), "sha256": sha256(Path(path) / "metrics.tsv"), "stage": stage})
+    if not frames:
+        raise OlmPoolError("nothing to aggregate: give score files and/or training runs")
+    scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
+    key = ["model", "stage", "benchmark", "task", "context", "metric"]
+    dup = scores[scores.duplicated(key, keep=False)]
+    if not dup.empty:
+        r = dup.iloc[0]
+        raise OlmPoolError(f"two inputs measure the same thing: {dict(r[key])}. Fix: relabel one input's stage (PATH=STAGE)")
+    unknown = sorted(set(scores.model) - set(reg.index))
+    if unknown:
+        raise OlmPoolError(f"models {unknown} are not in {registry_tsv}. Fix: add them to the registry")
+    models = reg.loc[sorted(set(scores.model), key=list(reg.index).index), REGISTRY_TO_SHEET].reset_index().rename(columns={"id": "model"})
+    models["params_b"] = ""
+    if params_tsv:
+        p = pd.read_csv(params_tsv, sep="\t", dtype=str).set_index(pd.read_csv(params_tsv, sep="\t", dtype=str).columns[0])
+        col = "params_b" if "params_b" in p.columns else p.columns[-1]
+        models["params_b"] = models["model"].map(p[col]).fillna("")
+    out = Path(out)
+    write_tsv_atomic(models, out / "models.tsv")
+    s = scores.copy()
+    s["context"] = s["context"].astype("Int64")
+    write_tsv_atomic(s, out / "scores.tsv", float_format="%.10g")
+    write_text_atomic(json.dumps({"inputs": inputs, **(meta or {})}, indent=2, default=str) + "\n", out / "provenance.json")
+    write_checksums(out, ["models.tsv", "scores.tsv", "provenance.json"])
+    return scores
