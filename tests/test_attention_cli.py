@@ -107,6 +107,12 @@ def test_cli_end_to_end_on_hf_checkpoint(tmp_path):
     assert set(summ.task) == {"full_layers", "window_layers"}
     assert set(summ.context.dropna()) == {8, 32, 64} and summ.context.isna().sum() == 2
     assert df[df.metric == "needle_mass"].context.dropna().isin([40, 64]).all()
+    needle = df[df.task == "needle"]
+    assert set(needle.metric) == {"needle_mass", "retrieval_score", "retrieval_score_max", "needle_success", "needle_recall"}
+    # model-level needle mass = mean over every head of every layer
+    per_head = df[df.task.str.contains(".head") & (df.metric == "needle_mass") & (df.context == 64)].value
+    assert len(per_head) == 4 * 8
+    assert needle[(needle.metric == "needle_mass") & (needle.context == 64)].value.item() == pytest.approx(per_head.mean())
     assert {"layer00.window", "layer03.full", "layer03.full.head07"} <= set(df.task)
     ent = df[(df.task == "layer00.window") & (df.context == 64) & (df.metric == "entropy")].value.item()
     assert 0 < ent <= np.log(64) + 1e-9

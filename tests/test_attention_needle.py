@@ -89,7 +89,12 @@ def test_retrieval_score_counts_copying_heads():
     assert got.keys() == want.keys()
     for key, v in want.items():
         assert got[key] == pytest.approx(v, abs=1e-6), key
-    assert {(o["metric"], o["value"]) for o in overall} == {("needle_success", 1.0), ("needle_recall", 1.0)}
+    model_level = {o["metric"]: o["value"] for o in overall}
+    assert model_level.keys() == {"needle_mass", "retrieval_score", "retrieval_score_max", "needle_success", "needle_recall"}
+    assert model_level["needle_mass"] == pytest.approx(0.5, abs=1e-6)  # mean of heads 1.0 and 0.0 over layers
+    assert model_level["retrieval_score"] == pytest.approx(0.5)
+    assert model_level["retrieval_score_max"] == pytest.approx(1.0)
+    assert model_level["needle_success"] == 1.0 and model_level["needle_recall"] == 1.0
 
 
 def test_unretrieved_examples_give_missing_retrieval_scores():
@@ -99,6 +104,7 @@ def test_unretrieved_examples_give_missing_retrieval_scores():
     heads, overall = needle_records([res], success_recall=0.5)
     assert all(np.isnan(h["value"]) for h in heads if h["metric"] == "retrieval_score")
     assert [o["value"] for o in overall if o["metric"] == "needle_success"] == [0.0]
+    assert all(np.isnan(o["value"]) for o in overall if o["metric"].startswith("retrieval_score"))
 
 
 def _llama(impl):

@@ -30,7 +30,9 @@ LL and HH are zero-padded 0-based layer and query-head indices)
                               without SWA). These two are the per-model summaries the
                               figures use: ``metric`` sink_mass / entropy at each position,
                               and with empty ``context`` over all positions.
-    ``overall``               model-level needle outcomes (needle_success, needle_recall)
+    ``needle``                model-level needle-in-a-haystack results: needle_mass and
+                              retrieval_score averaged over all heads of all layers,
+                              retrieval_score_max, needle_success, needle_recall
 
 ``metric``
     ``entropy``          attention entropy in nats, mean over documents
@@ -42,8 +44,9 @@ LL and HH are zero-padded 0-based layer and query-head indices)
     ``needle_mass``      mass on the needle tokens at the end of prefill (mean over examples)
     ``retrieval_score``  Wu et al. (2024) retrieval score, mean over retrieved examples;
                          empty when no example was retrieved
-    ``needle_success``   share of needle examples retrieved (task ``overall``)
-    ``needle_recall``    mean token recall of the answer (task ``overall``)
+    ``retrieval_score_max``  best head's retrieval score (task ``needle``)
+    ``needle_success``   share of needle examples retrieved (task ``needle``)
+    ``needle_recall``    mean token recall of the answer (task ``needle``)
 
 A sliding-window layer keeps its ``window`` label at positions inside its window (where it
 behaves like full attention). Each run also writes ``<out>.run.json`` with the resolved

@@ -33,7 +33,7 @@ from olmpool.eval.attention.config import AttentionConfig
 from olmpool.eval.attention.documents import take_documents
 from olmpool.eval.attention.driver import StatsCollector, run_documents
 from olmpool.eval.attention.needle import build_example, needle_records, run_needle
-from olmpool.eval.attention.tidy import head_records_to_rows, overall_rows, to_frame
+from olmpool.eval.attention.tidy import head_records_to_rows, model_rows, to_frame
 
 log = logging.getLogger("olmpool.attention")
 
@@ -181,7 +181,7 @@ def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str,
                     results.append(run_needle(lm.model, ex, max_new_tokens=n.max_new_tokens, eod=eod, device=device))
         head_recs, overall = needle_records(results, n.success_recall)
         rows += head_records_to_rows(head_recs, model=model_id, stage=stage, per_head=cfg.per_head_rows)
-        rows += overall_rows(overall, model=model_id, stage=stage)
+        rows += model_rows(overall, model=model_id, stage=stage, task="needle")
         info["needle_examples"] = len(results)
         info["needle_retrieved"] = sum(r.recall >= n.success_recall for r in results)
         info["needle_seconds"] = round(time.perf_counter() - t1, 3)

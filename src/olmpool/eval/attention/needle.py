@@ -149,10 +149,13 @@ def run_needle(model, ex: NeedleExample, *, max_new_tokens: int, eod: int | None
 
 
 def needle_records(results: list[NeedleResult], success_recall: float) -> tuple[list[dict], list[dict]]:
-    """Per-head records (needle_mass, retrieval_score) and per-context success records.
+    """Per-head records (needle_mass, retrieval_score) and model-level records per context.
 
     needle_mass: mean over all examples of a context length; retrieval_score: mean over the
     retrieved examples (recall >= success_recall) of a context length, NaN when none.
+    Model level: needle_mass and retrieval_score averaged over all heads of all layers,
+    retrieval_score_max (the best head), needle_success (share of examples retrieved) and
+    needle_recall (mean answer-token recall).
     """
     by_ctx: dict[int, list[NeedleResult]] = {}
     for r in results:
@@ -169,6 +172,9 @@ def needle_records(results: list[NeedleResult], success_recall: float) -> tuple[
                 base = {"layer": layer, "head": head, "window": windows[layer], "context": ctx}
                 heads.append({**base, "metric": "needle_mass", "value": float(mass[layer, head])})
                 heads.append({**base, "metric": "retrieval_score", "value": float(retr[layer, head])})
+        overall.append({"context": ctx, "metric": "needle_mass", "value": float(mass.mean())})
+        overall.append({"context": ctx, "metric": "retrieval_score", "value": float(retr.mean()) if ok else float("nan")})
+        overall.append({"context": ctx, "metric": "retrieval_score_max", "value": float(retr.max()) if ok else float("nan")})
         overall.append({"context": ctx, "metric": "needle_success", "value": len(ok) / len(rs)})
         overall.append({"context": ctx, "metric": "needle_recall", "value": float(np.mean([r.recall for r in rs]))})
     return heads, overall

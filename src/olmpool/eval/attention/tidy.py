@@ -66,14 +66,14 @@ def head_records_to_rows(records: list[dict], *, model: str, stage: str, per_hea
     return rows
 
 
-def overall_rows(records: list[dict], *, model: str, stage: str) -> list[dict]:
-    """Rows with task ``overall`` from records {context, metric, value}, plus the all-context mean."""
-    rows = [{"model": model, "stage": stage, "benchmark": BENCHMARK, "task": "overall", "context": r["context"],
+def model_rows(records: list[dict], *, model: str, stage: str, task: str) -> list[dict]:
+    """Rows with one ``task`` from records {context, metric, value}, plus the all-context mean."""
+    rows = [{"model": model, "stage": stage, "benchmark": BENCHMARK, "task": task, "context": r["context"],
              "metric": r["metric"], "value": r["value"]} for r in records]
     metrics = sorted({r["metric"] for r in records})
     for m in metrics:
         vals = [r["value"] for r in records if r["metric"] == m]
-        rows.append({"model": model, "stage": stage, "benchmark": BENCHMARK, "task": "overall", "context": None,
+        rows.append({"model": model, "stage": stage, "benchmark": BENCHMARK, "task": task, "context": None,
                      "metric": m, "value": _nanmean(vals)})
     return rows
 
