@@ -90,3 +90,31 @@ def test_driver_and_needle_run_on_reference_decoder():
         model.forward(torch.tensor([ex.prompt]), attn_capture=capture)
     want = torch.stack([full[i] for i in range(shape.n_layers)]).numpy()
     assert abs(res.needle_mass - want).max() < 1e-5
+
+
+def test_megatron_checkpoint_path_wiring(monkeypatch, tmp_path):
+    """load_model's Megatron branch, with a stand-in for olmpool.train.checkpoint.load_for_eval."""
+    import sys
+    import types
+
+    from olmpool import OlmPoolError
+    from olmpool.arch.reference import reference_to_megatron
+    from olmpool.eval.attention.analyse import load_model
+
+    arch_id = ARCHS[0]
+    original, shape = _decoder(arch_id)
+    ckpt = types.SimpleNamespace(
+        arch=load_registry()[arch_id], shape=shape, tokenizer_dir=None, meta={"stage": "pretrained"},
+        megatron_state_dict=reference_to_megatron(original.state_dict(), shape),
+    )
+    fake = types.ModuleType("olmpool.train.checkpoint")
+    fake.load_for_eval = lambda d: ckpt
+    monkeypatch.setitem(sys.modules, "olmpool.train.checkpoint", fake)
+    (tmp_path / "ckpt").mkdir()
+    lm = load_model(tmp_path / "ckpt", arch_id)
+    assert lm.source == "megatron" and lm.stage == "pretrained" and lm.vocab_size == shape.vocab_size
+    ids = torch.randint(0, shape.vocab_size, (1, 20), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model.forward(ids), original.forward(ids))
+    with pytest.raises(OlmPoolError, match="--arch"):
+        load_model(tmp_path / "ckpt", ARCHS[1])
