@@ -66,6 +66,7 @@ from megatron.core import parallel_state  # noqa: E402
 from megatron.core.models.gpt import GPTModel  # noqa: E402
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear  # noqa: E402
 from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes  # noqa: E402
+from megatron.core.tensor_parallel.mappings import reduce_from_tensor_model_parallel_region  # noqa: E402
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add  # noqa: E402
 from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules  # noqa: E402
 from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
@@ -457,7 +458,11 @@ def vocab_parallel_logsumexp(logits: Tensor) -> Tensor:
     m = logits.detach().float().amax(-1, keepdim=True)
     m = _tp_max(m, group) if tp > 1 else m
     s = (logits.float() - m).exp().sum(-1, keepdim=True)
-    s = _tp_sum_autograd(s, group) if tp > 1 else s
+    # The loss downstream of this sum is replicated on every TP rank, so each rank already
+    # receives the full gradient: forward all-reduce, backward identity (megatron's
+    # reduce_from_tensor_model_parallel_region) - unlike the QK-norm statistics above,
+    # whose downstream differs per rank (local heads) and needs a summing backward.
+    s = reduce_from_tensor_model_parallel_region(s) if tp > 1 else s
     return (s.log() + m).squeeze(-1)
 
 
@@ -504,6 +509,16 @@ def ensure_parallel_state(tp: int = 1) -> None:
     parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp)
 
 
+def ensure_rng_tracker(seed: int = 1234) -> None:
+    """Seed megatron's model-parallel RNG tracker (``model_parallel_cuda_manual_seed``) if it
+    has no states yet: sequence parallelism and recompute fork it.  On CPU the tracker's
+    per-rank streams are not real (see cpu_shim); with dropout 0 nothing draws from them."""
+    from megatron.core import tensor_parallel
+
+    if not tensor_parallel.get_cuda_rng_tracker().get_states():
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
 def build_model(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = False,
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                 fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
@@ -517,6 +532,7 @@ def build_model(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = Fal
     model.  ``parallel_output=False`` gathers vocab-parallel logits.
     """
     ensure_parallel_state(tp)
+    ensure_rng_tracker()
     meta = device is not None and torch.device(device).type == "meta"
     config = transformer_config(shape, tp=tp, sequence_parallel=sequence_parallel,
                                 params_dtype=params_dtype, backend=backend, fp8=fp8,
