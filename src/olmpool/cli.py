@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "olmpool.arch.commands",
     "olmpool.train.commands",
     "olmpool.eval.attention.commands",
+    "olmpool.eval.commands",
 ]
 
 

@@ -1,0 +1,180 @@
+"""``olmpool evaluate``: score one checkpoint on RULER / HELMET / LongPPL / perplexity / BPB.
+
+    olmpool evaluate --config config/tiny.yaml --checkpoint runs/tiny/G/extend \\
+        --arch G_pre_8kv_8k_14k --out results/tiny/G/scores.tsv [--benchmarks ruler helmet]
+        [--contexts 1024 2048] [--stage extended] [--allow-beyond-trained-context]
+
+Checks before any work: the config's eval section, the checkpoint's architecture against the
+requested registry row (id and every architectural field), the tokenizer's vocabulary against
+the model, the requested context lengths against the longest context the checkpoint was trained
+at (``meta.max_context_trained``; longer lengths only with ``--allow-beyond-trained-context``,
+which is recorded), and every present data file's format. The scores are written once, at the
+end, through a temporary file; next to them go ``<out>.provenance.tsv`` (source, sample count
+and reason of every row) and ``<out>.run.json`` (resolved config, seed, code version, git
+commit, checkpoint, flags).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from olmpool import OlmPoolError, __version__
+
+ARCH_FIELDS = ("swa", "qk_norm", "norm_order", "fp8", "kv_heads", "pretrain_context", "d_ff")
+STAGE_NAMES = {"pretrain": "pretrained", "extend": "extended"}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except Exception:  # no git / not a checkout
+        return ""
+
+
+def check_checkpoint(requested: str, registry: dict, ckpt_arch, shape, tokenizer_vocab: int) -> None:
+    """One clear error when the checkpoint is not the requested architecture or tokenizer."""
+    if requested not in registry:
+        raise OlmPoolError(f"--arch {requested!r} is not a row of the architecture registry. Fix: use an id from config/architectures.tsv")
+    row = registry[requested]
+    if ckpt_arch.id != requested:
+        raise OlmPoolError(f"checkpoint is architecture {ckpt_arch.id!r}, not the requested {requested!r}. Fix: pass --arch {ckpt_arch.id} or the right --checkpoint")
+    diff = [f for f in ARCH_FIELDS if getattr(ckpt_arch, f) != getattr(row, f)]
+    if diff:
+        f = diff[0]
+        raise OlmPoolError(f"checkpoint of {requested} has {f}={getattr(ckpt_arch, f)!r} but the registry row says {getattr(row, f)!r}. "
+                           "Fix: the registry row changed after training; evaluate with the registry the model was trained with")
+    if shape.qk_norm != row.qk_norm or shape.norm_order != row.norm_order or shape.swa != row.swa:
+        raise OlmPoolError(f"checkpoint shape of {requested} (qk_norm={shape.qk_norm}, norm_order={shape.norm_order}, swa={shape.swa}) "
+                           "does not match its registry row. Fix: re-export the checkpoint")
+    if tokenizer_vocab != shape.vocab_size:
+        raise OlmPoolError(f"tokenizer has {tokenizer_vocab} ids but the model's vocabulary is {shape.vocab_size}. "
+                           "Fix: evaluate with the tokenizer the checkpoint was trained with (meta tokenizer_dir)")
+
+
+def check_contexts(requested: list[int], max_trained: int, allow: bool) -> list[int]:
+    """Lengths beyond what the checkpoint was trained at; an error unless ``allow``."""
+    beyond = [c for c in requested if c > max_trained]
+    if beyond and not allow:
+        raise OlmPoolError(f"context length(s) {beyond} exceed the {max_trained} tokens this checkpoint was trained at. "
+                           "Fix: restrict --contexts, or pass --allow-beyond-trained-context (recorded in the run record)")
+    return beyond
+
+
+def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | None):
+    """(model, tokenizer, meta, shape) of a training checkpoint, as a ReferenceDecoder on CPU."""
+    from olmpool.arch.reference import load_megatron_into_reference
+    from olmpool.arch.registry import load_registry
+    from olmpool.eval.lm import wrap_reference_decoder
+    from olmpool.train.checkpoint import load_for_eval
+    from olmpool.train.tokenizer import load_tokenizer
+
+    ck = load_for_eval(checkpoint)
+    tokenizer = load_tokenizer(ck.tokenizer_dir)
+    if requested is not None:
+        check_checkpoint(requested, load_registry(registry_path), ck.arch, ck.shape, tokenizer.vocab_size)
+    elif tokenizer.vocab_size != ck.shape.vocab_size:
+        raise OlmPoolError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model {ck.shape.vocab_size}. Fix: use the run's tokenizer")
+    decoder = load_megatron_into_reference(ck.megatron_state_dict, ck.shape)
+    return wrap_reference_decoder(decoder, ck.shape.vocab_size), tokenizer, dict(ck.meta), ck.shape
+
+
+def _evaluate(args) -> int:
+    import pandas as pd
+
+    from olmpool.eval.config import load_eval_config
+    from olmpool.eval.lm import Engine
+    from olmpool.eval.runner import BENCHMARKS, preflight, run_all
+    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
+
+    cfg, doc = load_eval_config(args.config)
+    benchmarks = args.benchmarks or list(BENCHMARKS)
+    bad = [b for b in benchmarks if b not in BENCHMARKS]
+    if bad:
+        raise OlmPoolError(f"--benchmarks {bad} unknown. Fix: choose from {BENCHMARKS}")
+    out = Path(args.out)
+    if out.suffix != ".tsv":
+        raise OlmPoolError(f"--out {out} must end in .tsv. Fix: e.g. --out results/tiny/{args.arch}/scores.tsv")
+
+    if args.contexts:
+        known = set(cfg.ruler.contexts) | set(cfg.helmet.contexts)
+        unknown = [c for c in args.contexts if c not in known]
+        if unknown:
+            raise OlmPoolError(f"--contexts {unknown} are not lengths of this config (ruler {cfg.ruler.contexts}, helmet {cfg.helmet.contexts}). Fix: pick from those")
+
+    def pick(lengths: list[int]) -> list[int]:
+        return [c for c in lengths if not args.contexts or c in args.contexts]
+
+    ruler_ctx = pick(cfg.ruler.contexts) if "ruler" in benchmarks else []
+    helmet_ctx = pick(cfg.helmet.contexts) if "helmet" in benchmarks else []
+    preflight(cfg, benchmarks)  # malformed data files fail here, before the model is loaded
+
+    model, tokenizer, meta, shape = load_checkpoint_model(args.checkpoint, args.registry, args.arch)
+    max_trained = int(meta.get("max_context_trained") or shape.seq_len)
+    lp_ctx = [cfg.longppl.context] if "longppl" in benchmarks else []
+    beyond = check_contexts(sorted(set(ruler_ctx + helmet_ctx + lp_ctx)), max_trained, args.allow_beyond_trained_context)
+    stage = args.stage or STAGE_NAMES.get(str(meta.get("stage")), str(meta.get("stage") or "unknown"))
+
+    evaluator = None
+    engine = Engine(model, tokenizer, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
+    if "longppl" in benchmarks:
+        if cfg.longppl.evaluator == "self":
+            evaluator = engine
+        else:
+            ev_model, ev_tok, _, _ = load_checkpoint_model(cfg.longppl.evaluator, args.registry, None)
+            evaluator = Engine(ev_model, ev_tok, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
+
+    log_file = open(args.log, "a", encoding="utf-8") if args.log else None
+
+    def log(msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, file=sys.stderr)
+        if log_file:
+            print(line, file=log_file, flush=True)
+
+    t0 = time.time()
+    try:
+        res = run_all(engine, cfg, benchmarks, ruler_contexts=ruler_ctx, helmet_contexts=helmet_ctx, evaluator=evaluator, log=log, check=False)
+    finally:
+        if log_file:
+            log_file.close()
+    rows = pd.DataFrame([{"model": args.arch, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
+    rows["context"] = rows["context"].astype("Int64")
+    prov = pd.DataFrame([{"model": args.arch, "stage": stage, **p,
+                          "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
+                         for p in res.prov])
+    prov["context"] = prov["context"].astype("Int64")
+    record = {"command": "olmpool evaluate", "argv": sys.argv[1:], "config_file": str(args.config), "eval": cfg.to_dict(),
+              "scale": doc.get("scale"), "seed": cfg.seed, "code_version": __version__, "git_commit": git_commit(),
+              "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
+              "arch": args.arch, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
+              "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
+              "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
+    from olmpool.eval.words import word_lists
+
+    record["word_source"] = word_lists()[3]
+    write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
+    write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
+    write_tsv_atomic(rows, out, na_rep="")
+    log(f"wrote {len(rows)} rows to {out}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a checkpoint on RULER, HELMET, LongPPL, perplexity and BPB (tidy rows)")
+    p.add_argument("--config", required=True, help="config/tiny.yaml or config/paper.yaml (uses its eval section)")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (or run) directory")
+    p.add_argument("--arch", required=True, help="registry id the checkpoint must be (config/architectures.tsv)")
+    p.add_argument("--out", required=True, help="scores TSV (provenance and run record are written next to it)")
+    p.add_argument("--benchmarks", nargs="+", default=None, help="subset of ruler helmet longppl perplexity bpb (default: all)")
+    p.add_argument("--contexts", nargs="+", type=int, default=None, help="only these RULER/HELMET lengths")
+    p.add_argument("--stage", default=None, help="stage label of the rows (default from the checkpoint: pretrained/extended)")
+    p.add_argument("--allow-beyond-trained-context", action="store_true", help="allow lengths above the checkpoint's trained context (recorded)")
+    p.add_argument("--registry", default="config/architectures.tsv")
+    p.add_argument("--log", default=None, help="also append progress lines to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate)

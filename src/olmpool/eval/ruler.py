@@ -1,0 +1,576 @@
+"""RULER: the 13 tasks, generated for a tokenizer and a token budget, and their scoring.
+
+Re-implemented from NVIDIA/RULER (read via forks of the upstream tree, e.g.
+hsiehjackson/RULER): ``scripts/synthetic.yaml`` (task list and arguments),
+``scripts/data/synthetic/constants.py`` (templates, answer prefixes, tokens_to_generate),
+``scripts/data/synthetic/niah.py``, ``variable_tracking.py``, ``common_words_extraction.py``,
+``freq_words_extraction.py``, ``qa.py`` (generators), ``scripts/eval/synthetic/constants.py``
+(string_match_all for niah/vt/cwe/fwe, string_match_part for qa).
+
+Task table (synthetic.yaml):
+
+    niah_single_1   repeat haystack, key word, value number
+    niah_single_2   essay haystack,  key word, value number
+    niah_single_3   essay haystack,  key word, value uuid
+    niah_multikey_1 essay haystack,  4 keys (1 queried)
+    niah_multikey_2 needle haystack, key word, value number
+    niah_multikey_3 needle haystack, key uuid, value uuid
+    niah_multivalue essay haystack,  4 values for the key
+    niah_multiquery essay haystack,  4 keys, all 4 queried
+    vt              1 chain, 4 hops, with a one-shot example
+    cwe             freq_cw 30, freq_ucw 3, num_cw 10, with a one-shot example
+    fwe             zeta alpha 2.0
+    qa_1            SQuAD documents
+    qa_2            HotpotQA documents
+
+Fitting to a budget follows upstream: the haystack size (words / sentences / noises / words /
+documents) is searched once per (task, length) on the first sample so that
+``len(tokens(input + answers)) + tokens_to_generate <= length`` (upstream increments linearly;
+we bisect, which finds the same largest size for a monotone length), then each sample shrinks
+its haystack by the upstream increment until ``len(tokens(input)) + tokens_to_generate <=
+length``. The prompt is the base-model template (``{task_template}``) followed by the answer
+prefix, as upstream prepare.py builds it for base models.
+
+Deviations (documented, recorded in the manifest): word pools may be the built-in lists (see
+``olmpool.eval.words``); sentence splitting uses a regex instead of nltk's punkt; shuffles that
+upstream seeds with a fixed ``random_seed`` use the per-sample generator; scale-dependent
+absolute constants (the vt example budget of 500 tokens, cwe's 4096-token switch between
+frequency settings) come from config so the tiny scale can keep the same ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from olmpool import OlmPoolError
+from olmpool.eval.lm import Tokenizer, stable_seed
+from olmpool.eval.words import common_words, needle_words
+
+NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+
+TEMPLATES = {
+    "niah": (
+        "Some special magic {type_needle_v} are hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the {type_needle_v} afterwards.\n{context}\n"
+        "What are all the special magic {type_needle_v} for {query} mentioned in the provided text?",
+        " The special magic {type_needle_v} for {query} mentioned in the provided text are",
+    ),
+    "variable_tracking": (
+        "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n{context}\n"
+        "Question: Find all variables that are assigned the value {query} in the text above.",
+        # "assgined" is upstream's spelling
+        " Answer: According to the chain(s) of variable assignment in the text above, {num_v} variables are assgined the value {query}, they are: ",
+    ),
+    "common_words_extraction": (
+        "Below is a numbered list of words. In these words, some appear more often than others. "
+        "Memorize the ones that appear most often.\n{context}\nQuestion: What are the 10 most common words in the above list?",
+        " Answer: The top 10 words that appear most often in the list are:",
+    ),
+    "freq_words_extraction": (
+        "Read the following coded text and track the frequency of each coded word. Find the three most frequently "
+        "appeared coded words. {context}\nQuestion: Do not provide any explanation. Please ignore the dots '....'. "
+        "What are the three most frequently appeared words in the above coded text?",
+        " Answer: According to the coded text above, the three most frequently appeared words are:",
+    ),
+    "qa": (
+        "Answer the question based on the given documents. Only give me the answer and do not output any other words."
+        "\n\nThe following are given documents.\n\n{context}\n\nAnswer the question based on the given documents. "
+        "Only give me the answer and do not output any other words.\n\nQuestion: {query}",
+        " Answer:",
+    ),
+}
+
+# upstream constants.py tokens_to_generate
+TOKENS_TO_GENERATE = {"niah": 128, "variable_tracking": 30, "common_words_extraction": 120,
+                      "freq_words_extraction": 50, "qa": 32}
+
+NIAH_ARGS = {
+    "niah_single_1": dict(type_haystack="repeat", type_needle_k="words", type_needle_v="numbers", num_needle_k=1, num_needle_v=1, num_needle_q=1),
+    "niah_single_2": dict(type_haystack="essay", type_needle_k="words", type_needle_v="numbers", num_needle_k=1, num_needle_v=1, num_needle_q=1),
+    "niah_single_3": dict(type_haystack="essay", type_needle_k="words", type_needle_v="uuids", num_needle_k=1, num_needle_v=1, num_needle_q=1),
+    "niah_multikey_1": dict(type_haystack="essay", type_needle_k="words", type_needle_v="numbers", num_needle_k=4, num_needle_v=1, num_needle_q=1),
+    "niah_multikey_2": dict(type_haystack="needle", type_needle_k="words", type_needle_v="numbers", num_needle_k=1, num_needle_v=1, num_needle_q=1),
+    "niah_multikey_3": dict(type_haystack="needle", type_needle_k="uuids", type_needle_v="uuids", num_needle_k=1, num_needle_v=1, num_needle_q=1),
+    "niah_multivalue": dict(type_haystack="essay", type_needle_k="words", type_needle_v="numbers", num_needle_k=1, num_needle_v=4, num_needle_q=1),
+    "niah_multiquery": dict(type_haystack="essay", type_needle_k="words", type_needle_v="numbers", num_needle_k=1, num_needle_v=1, num_needle_q=4),
+}
+TASK_KIND = {**{k: "niah" for k in NIAH_ARGS}, "vt": "variable_tracking", "cwe": "common_words_extraction",
+             "fwe": "freq_words_extraction", "qa_1": "qa", "qa_2": "qa"}
+RULER_TASKS = list(TASK_KIND)
+METRIC = {k: ("string_match_part" if v == "qa" else "string_match_all") for k, v in TASK_KIND.items()}
+
+DEPTHS = [int(x) for x in np.round(np.linspace(0, 100, num=40, endpoint=True)).astype(int)]
+NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."
+
+
+class MissingData(OlmPoolError):
+    """A data-backed task has no data; the rows are written as missing with this reason."""
+
+
+class Infeasible(OlmPoolError):
+    """The task's minimal prompt does not fit into the token budget."""
+
+
+@dataclass
+class Sample:
+    """One generated test input."""
+
+    task: str
+    index: int
+    prompt: str
+    answers: list[str]
+    max_new_tokens: int
+    n_tokens: int  # prompt tokens
+    meta: dict = field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------------- data
+
+
+@dataclass
+class RulerData:
+    """Where the essay and QA data come from: a loaded source, or the reason it is missing.
+
+    ``essay_words``: haystack words (upstream: PaulGrahamEssays.json 'text', whitespace-split).
+    ``squad`` / ``hotpotqa``: (qas, docs) as upstream qa.py builds them.
+    ``*_source``: "synthetic" or the file path; ``*_missing``: reason when absent.
+    """
+
+    essay_words: list[str] | None = None
+    essay_source: str = ""
+    essay_missing: str = ""
+    squad: tuple[list, list[str]] | None = None
+    squad_source: str = ""
+    squad_missing: str = ""
+    hotpotqa: tuple[list, list[str]] | None = None
+    hotpotqa_source: str = ""
+    hotpotqa_missing: str = ""
+
+
+def read_essay(path: Path) -> list[str]:
+    """Essay haystack file: upstream's JSON ({"text": ...}) or a plain text file."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+        text = json.loads(raw)["text"] if path.suffix == ".json" else raw
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise OlmPoolError(f"{path}: cannot read the RULER essay haystack ({exc}). Fix: give a UTF-8 text file, or a JSON object with a 'text' field (upstream PaulGrahamEssays.json)") from exc
+    words = re.sub(r"\s+", " ", text).split(" ")
+    if len(words) < 1000:
+        raise OlmPoolError(f"{path}: essay haystack has only {len(words)} words. Fix: point eval.ruler.essay at the full essay collection")
+    return words
+
+
+def read_squad(path: Path) -> tuple[list[dict], list[str]]:
+    """SQuAD (v2 dev) JSON -> (qas, docs), as upstream qa.py read_squad."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        docs = sorted({p["context"] for d in data["data"] for p in d["paragraphs"]})
+        idx = {c: i for i, c in enumerate(docs)}
+        qas = []
+        for d in data["data"]:
+            more = [idx[p["context"]] for p in d["paragraphs"]]
+            for p in d["paragraphs"]:
+                for q in p["qas"]:
+                    if not q.get("is_impossible", False):
+                        qas.append({"query": q["question"], "outputs": [a["text"] for a in q["answers"]],
+                                    "context": [idx[p["context"]]], "more_context": [i for i in more if i != idx[p["context"]]]})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise OlmPoolError(f"{path}: malformed SQuAD file ({exc}). Fix: use the SQuAD 2.0 dev JSON (data -> paragraphs -> qas)") from exc
+    return qas, docs
+
+
+def read_hotpotqa(path: Path) -> tuple[list[dict], list[str]]:
+    """HotpotQA (dev distractor) JSON -> (qas, docs), as upstream qa.py read_hotpotqa."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        docs = sorted({f"{t}\n{''.join(p)}" for d in data for t, p in d["context"]})
+        idx = {c: i for i, c in enumerate(docs)}
+        qas = [{"query": d["question"], "outputs": [d["answer"]], "context": [idx[f"{t}\n{''.join(p)}"] for t, p in d["context"]]} for d in data]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise OlmPoolError(f"{path}: malformed HotpotQA file ({exc}). Fix: use hotpot_dev_distractor_v1.json (question, answer, context=[[title, sentences]])") from exc
+    return qas, docs
+
+
+def synthetic_squad(seed: int) -> tuple[list[dict], list[str]]:
+    from olmpool.eval.synthetic import fact_corpus
+
+    fc = fact_corpus(seed)
+    docs = [f"{t}\n{d}" for t, d in zip(fc.titles, fc.docs)]
+    return [{"query": q.query, "outputs": q.outputs, "context": q.context, "more_context": []} for q in fc.single_hop], docs
+
+
+def synthetic_hotpotqa(seed: int) -> tuple[list[dict], list[str]]:
+    from olmpool.eval.synthetic import fact_corpus
+
+    fc = fact_corpus(seed + 1)
+    docs = [f"{t}\n{d}" for t, d in zip(fc.titles, fc.docs)]
+    return [{"query": q.query, "outputs": q.outputs, "context": q.context} for q in fc.two_hop], docs
+
+
+def load_data(essay: str, squad: str, hotpotqa: str, seed: int) -> RulerData:
+    """Resolve each source: "synthetic" -> generated stand-in; a path -> read (missing file -> reason)."""
+    from olmpool.eval.synthetic import essay_text
+
+    out = RulerData()
+    if essay == "synthetic":
+        out.essay_words = re.sub(r"\s+", " ", essay_text(seed)).split(" ")
+        out.essay_source = "synthetic"
+    elif not Path(essay).exists():
+        out.essay_missing = f"essay haystack file {essay} not found (set eval.ruler.essay to the Paul Graham essays JSON/text)"
+    else:
+        out.essay_words, out.essay_source = read_essay(Path(essay)), essay
+    for name, spec, reader, synth in (("squad", squad, read_squad, synthetic_squad), ("hotpotqa", hotpotqa, read_hotpotqa, synthetic_hotpotqa)):
+        if spec == "synthetic":
+            setattr(out, name, synth(seed))
+            setattr(out, f"{name}_source", "synthetic")
+        elif not Path(spec).exists():
+            setattr(out, f"{name}_missing", f"{name} file {spec} not found (set eval.ruler.{name} to a local copy)")
+        else:
+            setattr(out, name, reader(Path(spec)))
+            setattr(out, f"{name}_source", spec)
+    return out
+
+
+def task_source(task: str, data: RulerData) -> tuple[str, str]:
+    """(source, missing reason) of a task's data: "generated" for the purely synthetic tasks."""
+    if task in NIAH_ARGS and NIAH_ARGS[task]["type_haystack"] == "essay":
+        return data.essay_source, data.essay_missing
+    if task == "qa_1":
+        return data.squad_source, data.squad_missing
+    if task == "qa_2":
+        return data.hotpotqa_source, data.hotpotqa_missing
+    return "generated", ""
+
+
+# ---------------------------------------------------------------------------- builders
+
+
+def _rand(rng: random.Random, kind: str) -> str:
+    if kind == "numbers":
+        return str(rng.randint(10**6, 10**7 - 1))
+    if kind == "words":
+        return rng.choice(needle_words())
+    if kind == "uuids":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    raise ValueError(kind)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentence split (stand-in for nltk.sent_tokenize): after . ! ? followed by whitespace."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+def niah_parts(rng: random.Random, n: int, args: dict, essay_words: list[str] | None) -> dict:
+    """Context, query and answers of one NIAH sample with haystack size ``n`` (upstream niah.py)."""
+    num_k = max(args["num_needle_k"], args["num_needle_q"])
+    tk, tv = args["type_needle_k"], args["type_needle_v"]
+    keys, values, needles = [], [], []
+    for _ in range(num_k):
+        keys.append(_rand(rng, tk))
+        vals = []
+        for _ in range(args["num_needle_v"]):
+            vals.append(_rand(rng, tv))
+            needles.append(NEEDLE.format(type_needle_v=tv, key=keys[-1], value=vals[-1]))
+        values.append(vals)
+    rng.shuffle(needles)
+    hay = args["type_haystack"]
+    if hay == "essay":
+        if essay_words is None:
+            raise MissingData("essay haystack unavailable")
+        sents = split_sentences(" ".join(essay_words[:n]))
+        pos = [0] + sorted(int(len(sents) * (d / 100)) for d in rng.sample(DEPTHS, len(needles))) + [len(sents)]
+        pieces = []
+        for i in range(1, len(pos)):
+            pieces.append(" ".join(sents[pos[i - 1]:pos[i]]))
+            if i - 1 < len(needles):
+                pieces.append(needles[i - 1])
+        context = " ".join(pieces)
+    else:
+        if hay == "repeat":
+            sentences = [NOISE] * n
+        else:
+            sentences = [NEEDLE.format(type_needle_v=tv, key=_rand(rng, tk), value=_rand(rng, tv)) for _ in range(n)]
+        for index, needle in zip(sorted(rng.sample(range(n), len(needles)), reverse=True), needles):
+            sentences.insert(index, needle)
+        context = "\n".join(sentences)
+    idx = rng.sample(range(num_k), args["num_needle_q"])
+    queries = [keys[i] for i in idx]
+    answers = [a for i in idx for a in values[i]]
+    query = ", ".join(queries[:-1]) + ", and " + queries[-1] if len(queries) > 1 else queries[0]
+    single = args["num_needle_q"] * args["num_needle_v"] == 1
+    return {"context": context, "query": query, "answers": answers, "type_needle_v": tv[:-1] if single else tv, "single": single}
+
+
+def render_niah(parts: dict) -> str:
+    """RULER base-model prompt (template + answer prefix), singularised when one value is asked."""
+    template = TEMPLATES["niah"][0] + TEMPLATES["niah"][1]
+    if parts["single"]:
+        template = template.replace("Some", "A").replace("are all", "is").replace("are", "is").replace("answers", "answer")
+    return template.format(type_needle_v=parts["type_needle_v"], context=parts["context"], query=parts["query"])
+
+
+def _vt_chains(rng: random.Random, num_chains: int, num_hops: int, is_icl: bool):
+    k = 3 if is_icl else 5
+    num_hops = min(10, num_hops) if is_icl else num_hops
+    vars_all = ["".join(rng.choices(string.ascii_uppercase, k=k)) for _ in range((num_hops + 1) * num_chains)]
+    while len(set(vars_all)) < num_chains * (num_hops + 1):
+        vars_all.append("".join(rng.choices(string.ascii_uppercase, k=k)))
+    vars_ret, chains = [], []
+    for i in range(0, len(vars_all), num_hops + 1):
+        v = vars_all[i:i + num_hops + 1]
+        vars_ret.append(v)
+        chain = [f"VAR {v[0]} = {rng.randint(10000, 99998)}"] + [f"VAR {v[j + 1]} = VAR {v[j]} " for j in range(num_hops)]
+        chains.append(chain)
+    return vars_ret, chains
+
+
+def vt_input(rng: random.Random, n: int, num_chains: int, num_hops: int, is_icl: bool) -> tuple[str, list[str]]:
+    """Upstream variable_tracking.generate_input_output (base template + answer prefix)."""
+    vars_, chains = _vt_chains(rng, num_chains, num_hops, is_icl)
+    sentences = [NOISE + "\n"] * n
+    if len(sentences) <= len(chains[0]):
+        sentences = [s + "." if len(s.strip()) > 0 else s for s in [x for noise in sentences for x in noise.split(".")]]
+        if len(sentences) <= len(chains[0]):
+            chains = [c[:len(sentences) - 1] for c in chains]
+    for chain in chains:
+        positions = sorted(rng.sample(range(len(sentences)), len(chain)))
+        for j, p in enumerate(positions):
+            sentences.insert(p + j, chain[j])
+    context = " ".join(sentences).replace(". \n", ".\n")
+    task_t, prefix = TEMPLATES["variable_tracking"]
+    template = task_t + prefix
+    if is_icl:  # upstream strips the model template; for the base template this drops the word before the prefix
+        cut = template.index(prefix[:10])
+        template = " ".join(template[:cut].split()[:-1]) + template[cut:]
+    value = chains[0][0].split("=")[-1].strip()
+    return template.format(context=context, query=value, num_v=num_hops + 1), vars_[0]
+
+
+def cwe_example(rng: random.Random, words: list[str], num_words: int, common_repeats: int, uncommon_repeats: int, common_nums: int):
+    full = rng.sample(words, num_words)
+    common, uncommon = full[:common_nums], full[common_nums:]
+    word_list = common * int(common_repeats) + uncommon * int(uncommon_repeats)
+    rng.shuffle(word_list)
+    return " ".join(f"{i + 1}. {w}" for i, w in enumerate(word_list)), common
+
+
+def fwe_text(rng: random.Random, num_words: int, vocab_size: int, alpha: float, coded_wordlen: int = 6):
+    from scipy.special import zeta
+
+    vocab = ["".join(rng.choices(string.ascii_lowercase, k=coded_wordlen)) for _ in range(vocab_size)]
+    while len(set(vocab)) < vocab_size:
+        vocab.append("".join(rng.choices(string.ascii_lowercase, k=coded_wordlen)))
+    vocab = sorted(set(vocab))
+    rng.shuffle(vocab)
+    vocab[0] = "..."  # upstream: the top-ranked word is noise
+    k = np.arange(1, len(vocab) + 1)
+    counts = (num_words * (k ** -alpha) / zeta(alpha)).astype(int)
+    sampled = [w for w, c in zip(vocab, counts) for _ in range(int(c))]
+    rng.shuffle(sampled)
+    t, p = TEMPLATES["freq_words_extraction"]
+    return (t + p).format(context=" ".join(sampled)), vocab[1:4]
+
+
+def qa_input(rng: random.Random, item: dict, docs: list[str], n: int) -> str:
+    curr, more = item["context"], item.get("more_context", [])
+    if n < len(docs):
+        if n - len(curr) > len(more):
+            taken = set(curr + more)
+            addition = [i for i in range(len(docs)) if i not in taken]
+            chosen = curr + more + rng.sample(addition, max(0, n - len(curr) - len(more)))
+        else:
+            chosen = curr + rng.sample(more, max(0, n - len(curr)))
+        all_docs = [docs[i] for i in chosen]
+    else:
+        all_docs = list(docs)
+    rng.shuffle(all_docs)
+    context = "\n\n".join(f"Document {i + 1}:\n{d}" for i, d in enumerate(all_docs))
+    t, p = TEMPLATES["qa"]
+    return (t + p).format(context=context, query=item["query"])
+
+
+# --------------------------------------------------------------------------------- fitting
+
+
+def fit_size(build: Callable[[int], tuple[str, list[str]]], tokenizer: Tokenizer, budget: int, lo: int, hi: int) -> int:
+    """Largest n in [lo, hi] with len(tok(input + ' ' + answers)) + 0 <= budget (bisection).
+
+    ``budget`` is the sequence length minus tokens_to_generate. Raises Infeasible when even
+    ``lo`` does not fit.
+    """
+
+    def fits(n: int) -> bool:
+        text, ans = build(n)
+        return len(tokenizer.encode(text + " " + " ".join(ans))) <= budget
+
+    if not fits(lo):
+        text, ans = build(lo)
+        need = len(tokenizer.encode(text + " " + " ".join(ans)))
+        raise Infeasible(f"smallest prompt needs {need} tokens > budget {budget}")
+    if fits(hi):
+        return hi
+    good, bad = lo, hi
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if fits(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+@dataclass
+class RulerSettings:
+    """Scale-dependent knobs (see config.RulerConfig for the documented fields)."""
+
+    tokens_to_generate: dict
+    vt_example_length: int = 500
+    cwe_full_frequency_from: int = 4096
+    one_shot_examples: bool = True
+    seed: int = 42
+
+
+def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, data: RulerData,
+                  settings: RulerSettings, renderer: Callable[[dict], str] | None = None,
+                  tokens_to_generate: int | None = None) -> list[Sample]:
+    """``n_samples`` inputs of ``task`` fitted to ``length`` tokens (prompt + generation budget).
+
+    ``renderer`` replaces the RULER template for NIAH tasks (HELMET's recall templates);
+    ``tokens_to_generate`` overrides the per-kind default.
+    """
+    kind = TASK_KIND[task]
+    gen = tokens_to_generate if tokens_to_generate is not None else settings.tokens_to_generate.get(kind, TOKENS_TO_GENERATE[kind])
+    budget = length - gen
+    base_seed = stable_seed(settings.seed, "ruler", task, length)
+
+    def rng_for(i: int) -> random.Random:
+        return random.Random(base_seed + i)
+
+    if kind == "niah":
+        args = NIAH_ARGS[task]
+        render = renderer or render_niah
+        essay = data.essay_words
+        if args["type_haystack"] == "essay" and essay is None:
+            raise MissingData(data.essay_missing or "essay haystack unavailable")
+        n_needles = max(args["num_needle_k"], args["num_needle_q"]) * args["num_needle_v"]
+        incr = 500 if args["type_haystack"] == "essay" else 25
+        if args["type_haystack"] != "essay" and length < 4096:
+            incr = 5
+        hi = len(essay) if args["type_haystack"] == "essay" else max(n_needles + 1, budget)
+
+        def build_i(i: int):
+            def build(n: int):
+                p = niah_parts(rng_for(i), n, args, essay)
+                return render(p), p["answers"]
+            return build
+
+        lo = 1 if args["type_haystack"] == "essay" else n_needles
+    elif kind == "variable_tracking":
+        example = ""
+        if settings.one_shot_examples:
+            ex_rng = random.Random(stable_seed(settings.seed, "ruler", task, length, "example"))
+            ex_state = ex_rng.getstate()
+
+            def ex_build(n: int):
+                r = random.Random()
+                r.setstate(ex_state)
+                return vt_input(r, n, 1, 4, is_icl=True)
+
+            ex_n = fit_size(ex_build, tokenizer, settings.vt_example_length - gen, 1, settings.vt_example_length)
+            ex_in, ex_out = ex_build(ex_n)
+            example = " " + ex_in + " " + " ".join(ex_out) + "\n\n" + "\n\n"
+
+        def build_i(i: int):
+            def build(n: int):
+                text, ans = vt_input(rng_for(i), n, 1, 4, is_icl=False)
+                return example + text, ans
+            return build
+
+        lo, hi, incr = 1, max(2, budget), 10
+    elif kind == "common_words_extraction":
+        words = list(common_words())
+        random.Random(settings.seed).shuffle(words)
+        full = length >= settings.cwe_full_frequency_from
+        t, p = TEMPLATES["common_words_extraction"]
+        template = t + p
+
+        def build_i(i: int):
+            def build(n: int):
+                r = rng_for(i)
+                if full:
+                    cx, ax = cwe_example(r, words, 40, 10, 3, 10)
+                    c, a = cwe_example(r, words, n, 30, 3, 10)
+                else:
+                    cx, ax = cwe_example(r, words, 20, 3, 1, 10)
+                    c, a = cwe_example(r, words, n, 6, 1, 10)
+                if not settings.one_shot_examples:
+                    return template.format(context=c), a
+                ex = template.format(context=cx) + " " + " ".join(f"{j + 1}. {w}" for j, w in enumerate(ax))
+                return ex + "\n" + template.format(context=c), a
+            return build
+
+        lo, hi, incr = 10, len(words), 10
+    elif kind == "freq_words_extraction":
+        vocab_size = max(5, length // 50)
+
+        def build_i(i: int):
+            def build(n: int):
+                return fwe_text(rng_for(i), n, vocab_size, 2.0)
+            return build
+
+        lo, hi, incr = 10, max(20, 4 * length), max(1, length // 32)
+    elif kind == "qa":
+        qd = data.squad if task == "qa_1" else data.hotpotqa
+        if qd is None:
+            raise MissingData((data.squad_missing if task == "qa_1" else data.hotpotqa_missing) or "QA data unavailable")
+        qas, docs = qd
+
+        def build_i(i: int):
+            item = qas[i % len(qas)]
+
+            def build(n: int):
+                return qa_input(rng_for(i), item, docs, n), item["outputs"]
+            return build
+
+        lo = max(len(qas[0]["context"]), 1)
+        hi, incr = len(docs), 10
+    else:  # pragma: no cover
+        raise ValueError(task)
+
+    n_fit = fit_size(build_i(0), tokenizer, budget, lo, hi)
+    samples = []
+    for i in range(n_samples):
+        build = build_i(i)
+        n = n_fit
+        while True:
+            text, answers = build(n)
+            n_tok = len(tokenizer.encode(text))
+            if n_tok + gen <= length:
+                break
+            if n - incr >= lo:
+                n -= incr
+            elif n > lo:
+                n = lo
+            else:
+                raise Infeasible(f"sample {i} needs {n_tok} + {gen} tokens > {length}")
+        samples.append(Sample(task=task, index=i, prompt=text, answers=list(answers), max_new_tokens=gen,
+                              n_tokens=n_tok, meta={"haystack": n}))
+    return samples
+
+
+def score_task(task: str, preds: list[str], samples: list[Sample]) -> float:
+    """RULER score (0-100) of one task at one length."""
+    from olmpool.eval.scoring import ruler_postprocess, string_match_all, string_match_part
+
+    preds = [ruler_postprocess(p) for p in preds]
+    refs = [s.answers for s in samples]
+    return string_match_part(preds, refs) if METRIC[task] == "string_match_part" else string_match_all(preds, refs)
