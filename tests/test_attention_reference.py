@@ -104,7 +104,7 @@ def test_megatron_checkpoint_path_wiring(monkeypatch, tmp_path):
     arch_id = ARCHS[0]
     original, shape = _decoder(arch_id)
     ckpt = types.SimpleNamespace(
-        arch=load_registry()[arch_id], shape=shape, tokenizer_dir=None, meta={"stage": "pretrained"},
+        arch=load_registry()[arch_id], shape=shape, tokenizer_dir=None, meta={"stage": "pretrain"},
         megatron_state_dict=reference_to_megatron(original.state_dict(), shape),
     )
     fake = types.ModuleType("olmpool.train.checkpoint")

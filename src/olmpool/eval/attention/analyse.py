@@ -37,6 +37,9 @@ from olmpool.eval.attention.tidy import head_records_to_rows, model_rows, to_fra
 
 log = logging.getLogger("olmpool.attention")
 
+STAGE_NAMES = {"pretrain": "pretrained", "extend": "extended"}
+"""Training-stage names in checkpoint meta -> stage labels of result rows (as `olmpool evaluate`)."""
+
 
 @dataclass
 class LoadedModel:
@@ -48,7 +51,7 @@ class LoadedModel:
     """encode(str) -> list[int] and .eod, or None (then only random documents work)."""
     vocab_size: int
     stage: str | None
-    """Stage recorded in the checkpoint (pretrained / extended ...), if any."""
+    """Stage label from the checkpoint's meta (pretrain -> pretrained, extend -> extended), if any."""
     source: str
     """``megatron`` or ``huggingface``."""
 
@@ -133,8 +136,9 @@ def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
         from olmpool.train.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(ck.tokenizer_dir)
+    stage = (ck.meta or {}).get("stage")
     return LoadedModel(model=model, tokenizer=tokenizer, vocab_size=int(ck.shape.vocab_size),
-                       stage=(ck.meta or {}).get("stage"), source="megatron")
+                       stage=STAGE_NAMES.get(str(stage), stage) if stage else None, source="megatron")
 
 
 def _needle_ids(cfg: AttentionConfig, tokenizer, vocab_size: int) -> tuple[list[int], list[int], list[int]]:
