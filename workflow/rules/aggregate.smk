@@ -3,13 +3,13 @@
 
 rule data_checks:
     input:
-        **results_inputs(),
+        unpack(results_inputs),
     output:
-        notes=f"{OUT}/notes/data_checks.md",
+        notes="{outdir}/notes/data_checks.md",
     params:
-        args=analysis_args(),
+        args=analysis_args,
     log:
-        f"logs/{OUT}/data_checks.log",
+        "logs/{outdir}/data_checks.log",
     conda:
         "../envs/olmpool.yaml"
     shell:
@@ -18,19 +18,19 @@ rule data_checks:
 
 rule statistics:
     input:
-        **results_inputs(),
+        unpack(results_inputs),
         claims=config["claims"],
     output:
-        stats=f"{OUT}/stats/statistics.json",
-        status=f"{OUT}/stats/claims_status.tsv",
-        regressions=f"{OUT}/stats/regressions.tsv",
-        pairs=f"{OUT}/stats/pairs.tsv",
-        pair_summary=f"{OUT}/stats/pair_summary.tsv",
-        correlations=f"{OUT}/stats/correlations.tsv",
+        stats="{outdir}/stats/statistics.json",
+        status="{outdir}/stats/claims_status.tsv",
+        regressions="{outdir}/stats/regressions.tsv",
+        pairs="{outdir}/stats/pairs.tsv",
+        pair_summary="{outdir}/stats/pair_summary.tsv",
+        correlations="{outdir}/stats/correlations.tsv",
     params:
-        args=analysis_args(),
+        args=analysis_args,
     log:
-        f"logs/{OUT}/statistics.log",
+        "logs/{outdir}/statistics.log",
     conda:
         "../envs/olmpool.yaml"
     shell:

@@ -3,17 +3,17 @@
 
 rule claims_report:
     input:
-        **results_inputs(),
+        unpack(results_inputs),
         claims=config["claims"],
-        stats=f"{OUT}/stats/statistics.json",
-        status=f"{OUT}/stats/claims_status.tsv",
+        stats="{outdir}/stats/statistics.json",
+        status="{outdir}/stats/claims_status.tsv",
     output:
-        report(f"{OUT}/claims.md", caption="../report/claims.rst", category="Claims"),
+        report("{outdir}/claims.md", caption="../report/claims.rst", category="Claims"),
     params:
-        args=analysis_args(),
-        rebuild=f"snakemake --cores 1 {OUT}/claims.md",
+        args=analysis_args,
+        rebuild=lambda wc: f"snakemake --cores 1 {wc.outdir}/claims.md",
     log:
-        f"logs/{OUT}/claims.log",
+        "logs/{outdir}/claims.log",
     conda:
         "../envs/olmpool.yaml"
     shell:

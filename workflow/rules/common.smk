@@ -1,43 +1,76 @@
 # Shared names for the analysis rules. Paths come from the validated config only.
+#
+# An *analysis* is one results set analysed into one output directory. The top-level keys
+# (results, results_name, outdir, figures, context_labels) define the primary analysis;
+# `also_analyse` adds more (e.g. the tiny sweep into paper/tiny). Rules are generic over
+# the `{outdir}` wildcard, constrained to the configured output directories.
 
 import os
+import re
 import sys
 
 # Shell rules call the `olmpool` command of the environment running Snakemake, even when
 # that environment is not activated (e.g. `.venv/bin/snakemake --cores 1`).
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+envvars:
+    "PATH",
 
-OUT = config["outdir"]
-RESULTS = config["results"]
-FIGURES = config.get("figures", ["fig1_helmet32k", "fig3_gqa", "fig7_qknorm"])
+
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+DEFAULT_FIGURES = ["fig1_helmet32k", "fig3_gqa", "fig7_qknorm"]
 TABLE_FORMATS = ["md", "tex", "csv"]
 
-
-def results_inputs():
-    """The results set files every analysis rule reads (checksums included when shipped)."""
-    files = {
-        "models": f"{RESULTS}/models.tsv",
-        "scores": f"{RESULTS}/scores.tsv",
-        "registry": config["registry"],
+ANALYSES = {
+    config.get("results_name", Path(config["results"]).name): {
+        "results": config["results"],
+        "outdir": config["outdir"],
+        "figures": config.get("figures", DEFAULT_FIGURES),
+        "context_labels": config.get("context_labels", {}),
     }
-    if Path(RESULTS, "SHA256SUMS").exists():
-        files["checksums"] = f"{RESULTS}/SHA256SUMS"
+}
+for _name, _a in config.get("also_analyse", {}).items():
+    ANALYSES[_name] = {"figures": DEFAULT_FIGURES, "context_labels": {}, **_a}
+BY_OUTDIR = {a["outdir"]: name for name, a in ANALYSES.items()}
+OUTDIR_RE = "|".join(re.escape(o) for o in sorted(BY_OUTDIR, key=len, reverse=True))
+ALL_FIGURES = sorted({f for a in ANALYSES.values() for f in a["figures"]})
+
+
+def analysis(wildcards):
+    return ANALYSES[BY_OUTDIR[wildcards.outdir]]
+
+
+def results_inputs(wildcards):
+    """The results set files an analysis rule reads (checksums included when shipped)."""
+    res = analysis(wildcards)["results"]
+    files = {"models": f"{res}/models.tsv", "scores": f"{res}/scores.tsv", "registry": config["registry"]}
+    if Path(res, "SHA256SUMS").exists():
+        files["checksums"] = f"{res}/SHA256SUMS"
     return files
 
 
-def analysis_args():
-    """Command-line options naming the results set (used through params, not literal paths)."""
-    labels = ",".join(f"{k}={v}" for k, v in sorted(config.get("context_labels", {}).items()))
-    args = f"--results {RESULTS} --registry {config['registry']}"
-    args += f" --name {config.get('results_name', Path(RESULTS).name)}"
+def analysis_args(wildcards):
+    """Command-line options naming the results set (passed through params)."""
+    name = BY_OUTDIR[wildcards.outdir]
+    a = ANALYSES[name]
+    args = f"--results {a['results']} --registry {config['registry']} --name {name}"
+    labels = ",".join(f"{k}={v}" for k, v in sorted(a.get("context_labels", {}).items()))
     if labels:
         args += f" --context-labels {labels}"
     return args
 
 
-def paper_outputs():
+def analysis_outputs(a):
+    out = a["outdir"]
     return (
-        [f"{OUT}/notes/data_checks.md", f"{OUT}/stats/statistics.json", f"{OUT}/claims.md"]
-        + expand(f"{OUT}/tables/table{{n}}.{{fmt}}", n=[1, 2], fmt=TABLE_FORMATS)
-        + expand(f"{OUT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=["pdf", "png"])
+        [f"{out}/notes/data_checks.md", f"{out}/stats/statistics.json", f"{out}/claims.md"]
+        + expand(f"{out}/tables/table{{n}}.{{fmt}}", n=[1, 2], fmt=TABLE_FORMATS)
+        + expand(f"{out}/figures/{{fig}}.{{ext}}", fig=a["figures"], ext=["pdf", "png"])
     )
+
+
+def paper_outputs():
+    return [f for a in ANALYSES.values() for f in analysis_outputs(a)]
+
+
+wildcard_constraints:
+    outdir=OUTDIR_RE,

@@ -3,21 +3,21 @@
 
 rule figure:
     input:
-        **results_inputs(),
+        unpack(results_inputs),
     output:
-        pdf=f"{OUT}/figures/{{fig}}.pdf",
+        pdf="{outdir}/figures/{fig}.pdf",
         png=report(
-            f"{OUT}/figures/{{fig}}.png",
+            "{outdir}/figures/{fig}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}"},
         ),
     wildcard_constraints:
-        fig="|".join(FIGURES),
+        fig="|".join(ALL_FIGURES),
     params:
-        args=analysis_args(),
+        args=analysis_args,
     log:
-        f"logs/{OUT}/{{fig}}.log",
+        "logs/{outdir}/{fig}.log",
     conda:
         "../envs/olmpool.yaml"
     shell:

@@ -3,12 +3,12 @@
 
 rule table:
     input:
-        **results_inputs(),
+        unpack(results_inputs),
     output:
-        md=f"{OUT}/tables/table{{n}}.md",
-        tex=f"{OUT}/tables/table{{n}}.tex",
+        md="{outdir}/tables/table{n}.md",
+        tex="{outdir}/tables/table{n}.tex",
         csv=report(
-            f"{OUT}/tables/table{{n}}.csv",
+            "{outdir}/tables/table{n}.csv",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "Table {n}"},
@@ -16,9 +16,9 @@ rule table:
     wildcard_constraints:
         n="[12]",
     params:
-        args=analysis_args(),
+        args=analysis_args,
     log:
-        f"logs/{OUT}/table{{n}}.log",
+        "logs/{outdir}/table{n}.log",
     conda:
         "../envs/olmpool.yaml"
     shell:
