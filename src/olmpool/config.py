@@ -41,3 +41,18 @@ def validate_config(config: dict, schema_path: Path, source: str = "config") -> 
     if len(errors) > 1:
         msg += f" ({len(errors) - 1} more error(s) after this one)"
     raise ConfigError(msg)
+
+
+def expose_cli_on_path() -> None:
+    """Put the running interpreter's bin directory first on PATH (for Snakemake shell rules).
+
+    `.venv/bin/snakemake` runs without the venv being activated; its shell commands must
+    still find the `olmpool` entry point installed beside that interpreter.
+    """
+    import os
+    import sys
+
+    bindir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[0] != bindir:
+        os.environ["PATH"] = os.pathsep.join([bindir, *parts])

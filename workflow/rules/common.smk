@@ -5,17 +5,13 @@
 # `also_analyse` adds more (e.g. the tiny sweep into paper/tiny). Rules are generic over
 # the `{outdir}` wildcard, constrained to the configured output directories.
 
-import os
 import re
-import sys
+
+from olmpool.config import expose_cli_on_path
 
 # Shell rules call the `olmpool` command of the environment running Snakemake, even when
 # that environment is not activated (e.g. `.venv/bin/snakemake --cores 1`).
-envvars:
-    "PATH",
-
-
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+expose_cli_on_path()
 
 DEFAULT_FIGURES = ["fig1_helmet32k", "fig3_gqa", "fig7_qknorm"]
 TABLE_FORMATS = ["md", "tex", "csv"]
