@@ -176,6 +176,8 @@ def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str,
         needle_ids, question_ids, answer_ids = _needle_ids(cfg, lm.tokenizer, lm.vocab_size)
         hays = take_documents(cfg, n.haystacks, tokenizer=lm.tokenizer, vocab_size=lm.vocab_size,
                               min_tokens=max(n.context_lengths), salt="needle")
+        if len(hays) < n.haystacks:
+            log.warning("only %d of %d haystacks reach %d tokens; using those", len(hays), n.haystacks, max(n.context_lengths))
         eod = getattr(lm.tokenizer, "eod", None) if lm.tokenizer is not None else None
         results = []
         for ctx in n.context_lengths:

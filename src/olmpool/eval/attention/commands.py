@@ -24,6 +24,23 @@ def _code_version() -> dict:
 
 
 def _attention(args) -> int:
+    logger = logging.getLogger("olmpool.attention")
+    logger.setLevel(logging.INFO)
+    handler = None
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(args.log, mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    try:
+        return _run(args, logger)
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def _run(args, logger) -> int:
     import torch
 
     from olmpool.eval.attention.analyse import analyse, load_model
@@ -35,14 +52,6 @@ def _attention(args) -> int:
         raise OlmPoolError(f"--out {out}: must end in .tsv. Fix: e.g. --out results/attention.tsv")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise OlmPoolError(f"--device {args.device}: CUDA is not available here. Fix: use --device cpu.")
-    logger = logging.getLogger("olmpool.attention")
-    logger.setLevel(logging.INFO)
-    if args.log:
-        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(args.log, mode="w")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-
     if cfg.documents not in ("generated", "random"):
         from olmpool.eval.attention.documents import corpus_files
 
