@@ -18,7 +18,8 @@ Each method runs in its own fresh subprocess, so peak memory is the process's ow
 high-water mark (``resource.getrusage(RUSAGE_SELF).ru_maxrss``; torch's CPU allocations
 are included, unlike tracemalloc). We report the peak above the process's resident size
 right before the forward pass (model and inputs already built) and the absolute peak.
-Ratios are printed from this one run. The statistics of ``ours`` and ``eager`` are compared
+Time is the fastest of ``--repeats`` runs in the same process (memory: the first run).
+Ratios are printed from this one invocation. The statistics of ``ours`` and ``eager`` are compared
 too (max abs difference), as a correctness cross-check.
 
 Usage::
@@ -72,7 +73,7 @@ def _llama(shape, impl: str, max_pos: int):
     return LlamaForCausalLM(cfg).eval()
 
 
-def worker(method: str, tokens: int, positions: list[int]) -> dict:
+def worker(method: str, tokens: int, positions: list[int], repeats: int = 1) -> dict:
     import numpy as np
     import torch
 
@@ -101,8 +102,8 @@ def worker(method: str, tokens: int, positions: list[int]) -> dict:
     with torch.no_grad():  # warm-up on a few tokens (first-call overheads), before the baseline
         model.forward(ids[:, :16]) if method in ("ours", "ours_ref") else model(input_ids=ids[:, :16])
     base = _rss_mb()
-    t0 = time.perf_counter()
-    with torch.no_grad():
+
+    def run() -> None:
         if method in ("ours", "ours_ref"):
             col = StatsCollector(positions=positions, sink_tokens=sink, local_tokens=local, saturation_threshold=0.8)
             col.start_document(tokens)
@@ -123,15 +124,24 @@ def worker(method: str, tokens: int, positions: list[int]) -> dict:
             del out
         else:
             model(input_ids=ids)
-    seconds = time.perf_counter() - t0
-    peak = _maxrss_mb()
+
+    times = []
+    for i in range(repeats):
+        stats.clear()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            run()
+        times.append(time.perf_counter() - t0)
+        if i == 0:
+            peak = _maxrss_mb()  # the first run sets the high-water mark; repeats only refine the time
+    seconds = min(times)
     return {"method": method, "tokens": tokens, "seconds": seconds, "base_mb": base, "peak_mb": peak,
             "delta_mb": peak - base, "stats": {k: list(np.asarray(v, dtype=float)) for k, v in stats.items()}}
 
 
-def run_subprocess(method: str, tokens: int, positions: list[int]) -> dict | None:
+def run_subprocess(method: str, tokens: int, positions: list[int], repeats: int) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", method, "--tokens", str(tokens),
-           "--positions", ",".join(map(str, positions))]
+           "--positions", ",".join(map(str, positions)), "--repeats", str(repeats)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"  [{method} @ {tokens}] failed (exit {proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -142,11 +152,12 @@ def run_subprocess(method: str, tokens: int, positions: list[int]) -> dict | Non
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, nargs="*", default=[4096, 8192])
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per method (time = fastest; memory = first run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--positions", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        res = worker(args.worker, args.tokens[0], [int(p) for p in args.positions.split(",")])
+        res = worker(args.worker, args.tokens[0], [int(p) for p in args.positions.split(",")], args.repeats)
         print(json.dumps(res))
         return 0
 
@@ -158,11 +169,12 @@ def main() -> int:
     shape = _shape()
     print(f"model: tiny {ARCH}: {shape.n_layers} layers, d_model {shape.d_model}, {shape.n_heads} heads "
           f"({shape.n_kv_heads} KV), head_dim {shape.head_dim}, d_ff {shape.d_ff}, vocab {shape.vocab_size}; fp32, batch 1")
-    print("peak = ru_maxrss of a fresh subprocess; delta = peak - RSS right before the forward pass\n")
+    print("peak = ru_maxrss of a fresh subprocess; delta = peak - RSS right before the forward pass; "
+          f"time = fastest of {args.repeats} runs\n")
     print(f"{'tokens':>6} {'method':>9} {'time s':>8} {'delta MiB':>10} {'peak MiB':>9}")
     for t in args.tokens:
         positions = sorted({max(1, t // 8), t // 2, t})  # e.g. 1K/4K/8K at 8K tokens
-        res = {m: run_subprocess(m, t, positions) for m in methods}
+        res = {m: run_subprocess(m, t, positions, args.repeats) for m in methods}
         for m, r in res.items():
             if r:
                 print(f"{t:>6} {m:>9} {r['seconds']:>8.2f} {r['delta_mb']:>10.1f} {r['peak_mb']:>9.1f}")
