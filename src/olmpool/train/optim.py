@@ -160,7 +160,21 @@ def optimizer_step(optimizer, rule: SkipStepRule | None, loss: float, clip_grad:
             if clip_grad > 0:
                 for opt in _chain(optimizer):
                     params = opt.get_parameters()
-                    if params:
+                    if not params:
+                        continue
+                    if torch.cuda.is_available():
                         clip_grad_by_total_norm_fp32(params, max_norm=clip_grad, total_norm=grad_norm)
+                    else:
+                        clip_by_total_norm_cpu(params, clip_grad, grad_norm)
             optimizer.step_with_ready_grads()
     return grad_norm, skip
+
+
+def clip_by_total_norm_cpu(params, max_norm: float, total_norm: float) -> None:
+    """Megatron's ``clip_grad_by_total_norm_fp32`` rule (scale all grads by
+    max_norm / (total_norm + 1e-6) when that is < 1) for CPU tensors: the Megatron function
+    asserts ``torch.cuda.FloatTensor`` grads and launches an apex/TE multi-tensor kernel."""
+    coeff = max_norm / (total_norm + 1.0e-6)
+    if coeff < 1.0:
+        grads = [p.grad.detach() for p in params if p.grad is not None]
+        torch._foreach_mul_(grads, coeff)

