@@ -22,6 +22,13 @@ validate_config(config, Path(workflow.basedir) / "config/schemas/config.schema.y
 
 
 include: "workflow/rules/common.smk"
+
+
+if "study" in config:
+
+    include: "workflow/rules/study.smk"
+
+
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"

@@ -25,6 +25,8 @@ ANALYSES = {
     }
 }
 for _name, _a in config.get("also_analyse", {}).items():
+    if _a["outdir"] in {a["outdir"] for a in ANALYSES.values()}:
+        continue  # already the primary analysis of this config
     ANALYSES[_name] = {"figures": DEFAULT_FIGURES, "context_labels": {}, **_a}
 BY_OUTDIR = {a["outdir"]: name for name, a in ANALYSES.items()}
 OUTDIR_RE = "|".join(re.escape(o) for o in sorted(BY_OUTDIR, key=len, reverse=True))
@@ -49,7 +51,7 @@ def analysis_args(wildcards):
     name = BY_OUTDIR[wildcards.outdir]
     a = ANALYSES[name]
     args = f"--results {a['results']} --registry {config['registry']} --name {name}"
-    labels = ",".join(f"{k}={v}" for k, v in sorted(a.get("context_labels", {}).items()))
+    labels = ",".join(f"{n}={lab}" for lab, n in sorted(a.get("context_labels", {}).items(), key=lambda kv: kv[1]))
     if labels:
         args += f" --context-labels {labels}"
     return args
