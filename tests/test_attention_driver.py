@@ -43,6 +43,28 @@ def _llama(impl: str):
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
+def _qwen3(impl: str, window: int):
+    cfg = transformers.Qwen3Config(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=256, use_sliding_window=True,
+        sliding_window=window, layer_types=["sliding_attention"] * 3 + ["full_attention"], attn_implementation=impl,
+        eos_token_id=None, pad_token_id=None, bos_token_id=None,
+    )
+    torch.manual_seed(0)
+    return transformers.Qwen3ForCausalLM(cfg).eval()
+
+
+def _mistral(impl: str, window: int):
+    """Mistral passes its window to the attention function as a kwarg (no module attribute)."""
+    cfg = transformers.MistralConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, sliding_window=window, attn_implementation=impl,
+        eos_token_id=None, pad_token_id=None, bos_token_id=None,
+    )
+    torch.manual_seed(0)
+    return transformers.MistralForCausalLM(cfg).eval()
+
+
 def _eager_reference(attentions, positions, windows):
     """{(layer, head, position, metric): value} averaged over documents, from full matrices."""
     ref: dict[tuple, list[float]] = {}
@@ -67,11 +89,15 @@ def _eager_reference(attentions, positions, windows):
     return {k: sum(v) / len(v) for k, v in ref.items()}
 
 
-@pytest.mark.parametrize("family", ["olmo3_swa", "llama_mqa"])
+@pytest.mark.parametrize("family", ["olmo3_swa", "qwen3_swa", "mistral_swa", "llama_mqa"])
 def test_capture_stats_match_eager_attention_matrices(family):
     window = 8
     if family == "olmo3_swa":
         ours_model, eager_model, windows = _olmo3("sdpa", window), _olmo3("eager", window), [window] * 3 + [None]
+    elif family == "qwen3_swa":
+        ours_model, eager_model, windows = _qwen3("sdpa", window), _qwen3("eager", window), [window] * 3 + [None]
+    elif family == "mistral_swa":
+        ours_model, eager_model, windows = _mistral("sdpa", window), _mistral("eager", window), [window] * 2
     else:
         ours_model, eager_model, windows = _llama("sdpa"), _llama("eager"), [None, None]
     gen = torch.Generator().manual_seed(1)

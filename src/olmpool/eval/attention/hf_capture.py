@@ -10,9 +10,9 @@ protocol the attention driver uses::
     forward(input_ids [B,T], *, cache=None, attn_capture=None) -> logits [B,T,V]
     new_cache(batch) -> cache object (positions continue from its length)
 
-Sliding windows follow the model's own attribute ``module.sliding_window`` (Olmo 3,
-Mistral, Qwen: a query sees itself and the window-1 previous tokens, as in
-transformers' ``sliding_window_overlay``); modules without it are full attention.
+Sliding windows are the ``sliding_window`` the module passes to its attention function
+(or its ``sliding_window`` attribute): a query sees itself and the window-1 previous
+tokens, as in transformers' ``sliding_window_overlay``; none means full attention.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ def _capture_attention(module, query, key, value, attention_mask, **kwargs):
     hook = _hook[0]
     if hook is not None:
         # query [B, H, T, D], key [B, KV, T_total, D]
-        hook(int(module.layer_idx), query, key, getattr(module, "sliding_window", None))
+        # the window the model's attention call uses (passed as a kwarg by Olmo 3 / Qwen 3 /
+        # Mistral-style modules), else the module attribute; None = full attention
+        window = kwargs.get("sliding_window", getattr(module, "sliding_window", None))
+        hook(int(module.layer_idx), query, key, int(window) if window else None)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
