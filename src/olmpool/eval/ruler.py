@@ -26,9 +26,9 @@ Task table (synthetic.yaml):
 Fitting to a budget follows upstream: the haystack size (words / sentences / noises / words /
 documents) is searched once per (task, length) on the first sample so that
 ``len(tokens(input + answers)) + tokens_to_generate <= length`` (upstream increments linearly;
-we bisect, which finds the same largest size for a monotone length), then each sample shrinks
-its haystack by the upstream increment until ``len(tokens(input)) + tokens_to_generate <=
-length``. The prompt is the base-model template (``{task_template}``) followed by the answer
+we bisect, which finds the same largest size for a monotone length); a later sample that does
+not fit ``len(tokens(input)) + tokens_to_generate <= length`` with that size is bisected again
+(upstream shrinks it by a fixed increment, e.g. 500 essay words, leaving more slack). The prompt is the base-model template (``{task_template}``) followed by the answer
 prefix, as upstream prepare.py builds it for base models.
 
 Deviations (documented, recorded in the manifest): word pools may be the built-in lists (see
@@ -401,21 +401,23 @@ def qa_input(rng: random.Random, item: dict, docs: list[str], n: int) -> str:
 # --------------------------------------------------------------------------------- fitting
 
 
-def fit_size(build: Callable[[int], tuple[str, list[str]]], tokenizer: Tokenizer, budget: int, lo: int, hi: int) -> int:
-    """Largest n in [lo, hi] with len(tok(input + ' ' + answers)) + 0 <= budget (bisection).
+def fit_size(build: Callable[[int], tuple[str, list[str]]], tokenizer: Tokenizer, budget: int, lo: int, hi: int,
+             with_answers: bool = True) -> int:
+    """Largest n in [lo, hi] with len(tok(input [+ ' ' + answers])) <= budget (bisection).
 
     ``budget`` is the sequence length minus tokens_to_generate. Raises Infeasible when even
     ``lo`` does not fit.
     """
 
-    def fits(n: int) -> bool:
+    def need(n: int) -> int:
         text, ans = build(n)
-        return len(tokenizer.encode(text + " " + " ".join(ans))) <= budget
+        return len(tokenizer.encode(text + " " + " ".join(ans) if with_answers else text))
+
+    def fits(n: int) -> bool:
+        return need(n) <= budget
 
     if not fits(lo):
-        text, ans = build(lo)
-        need = len(tokenizer.encode(text + " " + " ".join(ans)))
-        raise Infeasible(f"smallest prompt needs {need} tokens > budget {budget}")
+        raise Infeasible(f"smallest prompt needs {need(lo)} tokens > budget {budget}")
     if fits(hi):
         return hi
     good, bad = lo, hi
@@ -462,9 +464,6 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
         if args["type_haystack"] == "essay" and essay is None:
             raise MissingData(data.essay_missing or "essay haystack unavailable")
         n_needles = max(args["num_needle_k"], args["num_needle_q"]) * args["num_needle_v"]
-        incr = 500 if args["type_haystack"] == "essay" else 25
-        if args["type_haystack"] != "essay" and length < 4096:
-            incr = 5
         hi = len(essay) if args["type_haystack"] == "essay" else max(n_needles + 1, budget)
 
         def build_i(i: int):
@@ -495,7 +494,7 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
                 return example + text, ans
             return build
 
-        lo, hi, incr = 1, max(2, budget), 10
+        lo, hi = 1, max(2, budget)
     elif kind == "common_words_extraction":
         words = list(common_words())
         random.Random(settings.seed).shuffle(words)
@@ -518,7 +517,7 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
                 return ex + "\n" + template.format(context=c), a
             return build
 
-        lo, hi, incr = 10, len(words), 10
+        lo, hi = 10, len(words)
     elif kind == "freq_words_extraction":
         vocab_size = max(5, length // 50)
 
@@ -527,7 +526,7 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
                 return fwe_text(rng_for(i), n, vocab_size, 2.0)
             return build
 
-        lo, hi, incr = 10, max(20, 4 * length), max(1, length // 32)
+        lo, hi = 10, max(20, 4 * length)
     elif kind == "qa":
         qd = data.squad if task == "qa_1" else data.hotpotqa
         if qd is None:
@@ -542,26 +541,24 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
             return build
 
         lo = max(len(qas[0]["context"]), 1)
-        hi, incr = len(docs), 10
+        hi = len(docs)
     else:  # pragma: no cover
         raise ValueError(task)
 
     n_fit = fit_size(build_i(0), tokenizer, budget, lo, hi)
     samples = []
     for i in range(n_samples):
+        # upstream shrinks a sample that does not fit by its increment (500 essay words, 25
+        # sentences, ...); we bisect instead, so every sample fills the budget as tightly as
+        # the first (same result at long lengths, far less slack at tiny ones)
         build = build_i(i)
         n = n_fit
-        while True:
+        text, answers = build(n)
+        n_tok = len(tokenizer.encode(text))
+        if n_tok + gen > length:
+            n = fit_size(build, tokenizer, budget, lo, n_fit, with_answers=False)
             text, answers = build(n)
             n_tok = len(tokenizer.encode(text))
-            if n_tok + gen <= length:
-                break
-            if n - incr >= lo:
-                n -= incr
-            elif n > lo:
-                n = lo
-            else:
-                raise Infeasible(f"sample {i} needs {n_tok} + {gen} tokens > {length}")
         samples.append(Sample(task=task, index=i, prompt=text, answers=list(answers), max_new_tokens=gen,
                               n_tokens=n_tok, meta={"haystack": n}))
     return samples

@@ -1,6 +1,6 @@
 """Test doubles for the evaluation: a small BPE tokenizer and three protocol-conforming models.
 
-* ``test_tokenizer()``  byte-level BPE trained (offline, < 1 s) on text from the generators,
+* ``make_test_tokenizer()``  byte-level BPE trained (offline, < 1 s) on text from the generators,
                         standing in for the tiny tokenizer of ``olmpool.train.tokenizer``;
 * ``RandomLM``          fixed random logits per previous token (chance-level baseline);
 * ``UnigramLM``         the same distribution at every position (hand-computable scores);
@@ -59,7 +59,7 @@ def _training_text() -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def test_tokenizer(vocab_size: int = 2048) -> HFTokenizer:
+def make_test_tokenizer(vocab_size: int = 2048) -> HFTokenizer:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())

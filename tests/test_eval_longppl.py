@@ -1,0 +1,104 @@
+"""LongPPL key-token selection against a brute-force computation and a hand-built document."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from olmpool.eval import longppl as L
+from olmpool.eval.lm import Engine
+from olmpool.eval.testing import make_test_tokenizer
+
+
+class CopyLM:
+    """Induction-head toy: after token x, predict what followed x's latest earlier occurrence."""
+
+    def __init__(self, vocab_size: int, boost: float = 12.0):
+        self.vocab_size, self.boost = vocab_size, boost
+
+    class _C:
+        def __init__(self):
+            self.length, self.hist = 0, []
+
+    def new_cache(self, batch):
+        return self._C()
+
+    def __call__(self, input_ids, *, cache=None):
+        c = cache if cache is not None else self._C()
+        out = torch.zeros(1, input_ids.shape[1], self.vocab_size)
+        for t, x in enumerate(input_ids[0].tolist()):
+            c.hist.append(x)
+            last = {}
+            for j, y in enumerate(c.hist[:-1]):
+                last[y] = j
+            if x in last:
+                out[0, t, c.hist[last[x] + 1]] = self.boost
+        c.length += input_ids.shape[1]
+        return out
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_test_tokenizer()
+
+
+def _document(V: int, n_a: int = 20, n_fill: int = 150):
+    rng = np.random.default_rng(0)
+    a = rng.choice(np.arange(0, 500), n_a, replace=False).tolist()
+    fill = rng.choice(np.arange(600, V), n_fill, replace=False).tolist()
+    return a + fill + a, n_a, n_fill
+
+
+def test_key_tokens_are_the_repeat_beyond_the_short_window(tok):
+    V = tok.vocab_size
+    ids, n_a, n_fill = _document(V)
+    ev = Engine(CopyLM(V), tok, prefill_chunk=64, progress=False)
+    keys = L.find_key_tokens(ev, ids, trunc_len=64, sliding_window=16)
+    second = n_a + n_fill
+    assert keys == list(range(second + 1, second + n_a))
+
+
+def test_key_tokens_match_brute_force(tok):
+    V = tok.vocab_size
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 60, 140).tolist()  # many repeats: context-dependent predictions
+    ev = Engine(CopyLM(V, boost=6.0), tok, prefill_chunk=1000, progress=False)
+    trunc, slide = 32, 10
+    got = L.find_key_tokens(ev, ids, trunc, slide, alpha=2.0, beta=-2.0)
+    expected = []
+    for p in range(trunc, len(ids)):
+        start = max(s for s in range(0, len(ids) - trunc, slide) if s + trunc <= p)
+        full = ev.token_logprobs(ids[:p + 1])[-1]
+        short = ev.token_logprobs(ids[start:p + 1])[-1]
+        if full - short > 2.0 and full > -2.0:
+            expected.append(p)
+    assert got == expected and len(expected) > 0
+
+
+def test_longppl_is_exp_mean_nll_on_key_tokens(tok):
+    V = tok.vocab_size
+    ids, n_a, n_fill = _document(V)
+    eng = Engine(CopyLM(V, boost=5.0), tok, prefill_chunk=64, progress=False)
+    res = L.evaluate(eng, Engine(CopyLM(V), tok, progress=False), [ids], trunc_len=64, sliding_window=16)
+    lp = eng.token_logprobs(ids)
+    keys = list(range(n_a + n_fill + 1, n_a + n_fill + n_a))
+    assert res.n_key_tokens == len(keys)
+    assert res.longppl == pytest.approx(math.exp(-np.mean([lp[p - 1] for p in keys])))
+    assert res.ppl == pytest.approx(math.exp(-lp.mean()))
+    assert res.longppl < res.ppl  # key tokens are the predictable-with-context ones
+
+
+def test_span_mapping_across_tokenizations():
+    # evaluator key spans [3,6) and [10,12); evaluated tokens' spans
+    spans = [(0, 3), (3, 5), (5, 6), (6, 10), (10, 12), (12, 13)]
+    assert L.merge_spans([(3, 5), (5, 6), (10, 12)]) == [(3, 6), (10, 12)]
+    assert L.map_key_tokens([(3, 6), (10, 12)], spans) == [1, 2, 4]
+
+
+def test_token_spans_cover_the_text(tok):
+    text = "The colour of Zuvaro is kelbam."
+    ids = tok.encode(text)
+    spans = L.token_spans(tok, ids)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert "".join(text[s:e] for s, e in spans) == text
