@@ -56,3 +56,56 @@ def expose_cli_on_path() -> None:
     parts = os.environ.get("PATH", "").split(os.pathsep)
     if parts[0] != bindir:
         os.environ["PATH"] = os.pathsep.join([bindir, *parts])
+
+
+def job_resources(config: dict, rule: str, *, tokens: float | None = None) -> dict:
+    """SLURM resources of one study job, derived from its token count and parallel layout.
+
+    Reads the config's `cluster` section (absent at tiny scale: returns the `resources`
+    override or a small CPU default):
+
+    - gpus_per_node, mem_mb_per_node, cpus_per_gpu
+    - gpus: {pretrain: N, extend: N, evaluate: N, attention: N}   GPUs per job
+    - tokens_per_gpu_second: {pretrain: R, extend: R}   assumed training throughput
+    - hours: {evaluate: H, attention: H, data: H}        fixed wall time for the others
+    - runtime_safety: factor applied to every estimate
+
+    Training runtime = tokens / (R x GPUs) x safety; the GPU count must be a multiple of
+    tp x pp x cp of that stage (parallel section), and nodes = GPUs / gpus_per_node.
+    """
+    import math
+
+    override = dict((config.get("resources") or {}).get(rule, {}))
+    cluster = config.get("cluster")
+    if not cluster:
+        return {"mem_mb": 4000, "runtime": 60, **override}
+    stage = {"pretrain_long": "pretrain", "extend_from_point": "extend"}.get(rule, rule)
+    gpn = int(cluster["gpus_per_node"])
+    gpus = int(cluster.get("gpus", {}).get(stage, 1))
+    par = (config.get("parallel") or {}).get(stage, {})
+    model_parallel = int(par.get("tp", 1)) * int(par.get("pp", 1)) * int(par.get("cp", 1))
+    if gpus % model_parallel:
+        raise ConfigError(f"cluster.gpus.{stage} = {gpus} is not a multiple of tp x pp x cp = {model_parallel} "
+                          f"(parallel.{stage}). Fix: use a multiple of {model_parallel}")
+    if gpus > gpn and gpus % gpn:
+        raise ConfigError(f"cluster.gpus.{stage} = {gpus} does not fill whole nodes of {gpn} GPUs. Fix: use a multiple of {gpn}")
+    nodes = max(1, math.ceil(gpus / gpn))
+    safety = float(cluster.get("runtime_safety", 1.25))
+    if stage in ("pretrain", "extend"):
+        if tokens is None:
+            raise ConfigError(f"{rule}: a token count is needed to size the job")
+        rate = float(cluster["tokens_per_gpu_second"][stage])
+        minutes = tokens / (rate * gpus) / 60 * safety
+    else:
+        minutes = float(cluster.get("hours", {}).get(stage, 4)) * 60 * safety
+    per_node_gpus = min(gpus, gpn)
+    res = {
+        "nodes": nodes,
+        "tasks": nodes,  # one torchrun launcher per node
+        "gpus_per_node": per_node_gpus,
+        "slurm_extra": f"'--gpus-per-node={per_node_gpus}'",
+        "cpus_per_task": per_node_gpus * int(cluster.get("cpus_per_gpu", 8)),
+        "mem_mb": int(cluster.get("mem_mb_per_node", 1_000_000)),
+        "runtime": int(math.ceil(minutes)),
+    }
+    return {**res, **override}

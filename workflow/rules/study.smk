@@ -8,6 +8,8 @@
 
 import pandas as pd
 
+from olmpool.config import job_resources
+
 S = config["study"]
 W = S["workdir"]
 CONFIGFILE = S["configfile"]  # the file the stage commands read (this config itself)
@@ -74,9 +76,32 @@ def study_runs():
     return runs
 
 
-def res(name, default):
-    """Per-rule resources from the config's `resources` section (SLURM at paper scale)."""
-    return {**default, **config.get("resources", {}).get(name, {})}
+def budget_tokens(budget):
+    b = config["extend"]["budgets"]
+    return float(b[budget]) if budget in b else float(budget)
+
+
+def rule_tokens(rule, wc):
+    if rule == "pretrain":
+        return float(config["pretrain"]["tokens"])
+    if rule == "pretrain_long":
+        named = config["pretrain"]["named_checkpoints"]
+        return float(config["pretrain"]["tokens"]) * float(named[EARLY.get("long_run_tokens", "2T")])
+    if rule == "extend":
+        return budget_tokens(wc.budget)
+    if rule == "extend_from_point":
+        return budget_tokens(BUDGET)
+    return None
+
+
+def res(rule):
+    """Resources of a rule's jobs (olmpool.config.job_resources): derived from the job's
+    token count and the parallel layout when the config has a `cluster` section."""
+    keys = job_resources(config, rule, tokens=1.0).keys()
+    return {k: (lambda wc, k=k: job_resources(config, rule, tokens=rule_tokens(rule, wc))[k]) for k in keys}
+
+
+THREADS = int(S.get("threads_per_job", 1))
 
 
 wildcard_constraints:
@@ -94,7 +119,7 @@ rule data:
     log:
         f"{W}/logs/data.log",
     resources:
-        **res("data", {"mem_mb": 4000, "runtime": 30}),
+        **res("data"),
     conda:
         "../envs/olmpool.yaml"
     shell:
@@ -111,13 +136,13 @@ rule pretrain:
         run=lambda wc: f"{W}/runs/{wc.arch}/pretrain",
     log:
         f"{W}/logs/pretrain/{{arch}}.log",
-    threads: res("pretrain", {"threads": 1}).get("threads", 1)
+    threads: THREADS
     resources:
-        **{k: v for k, v in res("pretrain", {"mem_mb": 4000, "runtime": 60}).items() if k != "threads"},
+        **res("pretrain"),
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool pretrain --config {params.config} --arch {wildcards.arch} --out {params.run} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} olmpool pretrain --config {params.config} --arch {wildcards.arch} --out {params.run} --no-progress > {log} 2>&1"
 
 
 rule pretrain_long:
@@ -132,13 +157,13 @@ rule pretrain_long:
         tokens=EARLY.get("long_run_tokens", "2T"),
     log:
         f"{W}/logs/pretrain_long/{{arch}}.log",
-    threads: res("pretrain", {"threads": 1}).get("threads", 1)
+    threads: THREADS
     resources:
-        **{k: v for k, v in res("pretrain_long", {"mem_mb": 4000, "runtime": 240}).items() if k != "threads"},
+        **res("pretrain_long"),
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool pretrain --config {params.config} --arch {wildcards.arch} --tokens {params.tokens}"
+        "OMP_NUM_THREADS={threads} olmpool pretrain --config {params.config} --arch {wildcards.arch} --tokens {params.tokens}"
         " --out {params.run} --no-progress > {log} 2>&1"
 
 
@@ -153,13 +178,13 @@ rule extend:
         run=lambda wc: f"{W}/runs/{wc.arch}/extend_{wc.budget}",
     log:
         f"{W}/logs/extend/{{arch}}_{{budget}}.log",
-    threads: res("extend", {"threads": 1}).get("threads", 1)
+    threads: THREADS
     resources:
-        **{k: v for k, v in res("extend", {"mem_mb": 4000, "runtime": 60}).items() if k != "threads"},
+        **res("extend"),
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool extend --config {params.config} --from {params.src} --budget {wildcards.budget}"
+        "OMP_NUM_THREADS={threads} olmpool extend --config {params.config} --from {params.src} --budget {wildcards.budget}"
         " --out {params.run} --no-progress > {log} 2>&1"
 
 
@@ -176,13 +201,13 @@ rule extend_from_point:
         budget=BUDGET,
     log:
         f"{W}/logs/extend_from/{{arch}}_{{point}}.log",
-    threads: res("extend", {"threads": 1}).get("threads", 1)
+    threads: THREADS
     resources:
-        **{k: v for k, v in res("extend", {"mem_mb": 4000, "runtime": 60}).items() if k != "threads"},
+        **res("extend_from_point"),
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool extend --config {params.config} --from {params.src} --from-named {wildcards.point}"
+        "OMP_NUM_THREADS={threads} olmpool extend --config {params.config} --from {params.src} --from-named {wildcards.point}"
         " --budget {params.budget} --out {params.run} --no-progress > {log} 2>&1"
 
 
@@ -199,13 +224,13 @@ rule evaluate:
         extra=lambda wc: S.get("evaluate_pretrained", {}).get("args", "") if wc.run == "pretrain" else "",
     log:
         f"{W}/logs/evaluate/{{arch}}_{{run}}.log",
-    threads: res("evaluate", {"threads": 1}).get("threads", 1)
+    threads: THREADS
     resources:
-        **{k: v for k, v in res("evaluate", {"mem_mb": 4000, "runtime": 60}).items() if k != "threads"},
+        **res("evaluate"),
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool evaluate --config {params.config} --checkpoint {params.ckpt} --arch {wildcards.arch}"
+        "OMP_NUM_THREADS={threads} olmpool evaluate --config {params.config} --checkpoint {params.ckpt} --arch {wildcards.arch}"
         " {params.extra} --out {output.scores} --no-progress --log {log} > {log}.stdout 2>&1"
 
 
@@ -219,13 +244,13 @@ rule attention:
         ckpt=lambda wc: f"{W}/runs/{wc.arch}/extend_{BUDGET}",
     log:
         f"{W}/logs/attention/{{arch}}.log",
-    threads: res("attention", {"threads": 1}).get("threads", 1)
+    threads: THREADS
     resources:
-        **{k: v for k, v in res("attention", {"mem_mb": 4000, "runtime": 60}).items() if k != "threads"},
+        **res("attention"),
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool attention --config {params.config} --checkpoint {params.ckpt} --arch {wildcards.arch}"
+        "OMP_NUM_THREADS={threads} olmpool attention --config {params.config} --checkpoint {params.ckpt} --arch {wildcards.arch}"
         " --out {output.scores} --log {log} > {log}.stdout 2>&1"
 
 
