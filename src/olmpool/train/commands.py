@@ -96,6 +96,9 @@ def register(sub) -> None:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=_extend)
 
+    from olmpool.train import launch
+    launch.register(sub)
+
 
 def _main() -> None:  # pragma: no cover - convenience
     import sys
