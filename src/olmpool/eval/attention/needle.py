@@ -18,6 +18,9 @@ nightdessert/Retrieval_Head, ``retrieval_head_detection.py``: ``retrieval_calcul
   multiset share of answer tokens among the generated tokens) >= ``success_recall``.
   A head's reported score is the mean over the counted examples (upstream averages the
   per-example scores the same way); with no counted example it is missing (NaN).
+* Decoding runs ``max_new_tokens`` steps or stops at the tokenizer's end-of-document id
+  (upstream decodes up to 50 tokens and also stops at a newline; our token-level probes
+  have no newline convention).
 * The needle mass "at the end of prefill" is the attention row of the last prompt token
   (the first decode step, whose output is the first generated token), summed over the
   needle span - for every example, retrieved or not.
