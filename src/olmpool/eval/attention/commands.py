@@ -50,6 +50,8 @@ def _run(args, logger) -> int:
     out = Path(args.out)
     if out.suffix != ".tsv":
         raise OlmPoolError(f"--out {out}: must end in .tsv. Fix: e.g. --out results/attention.tsv")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise OlmPoolError(f"--device {args.device}: CUDA is not available here. Fix: use --device cpu.")
     if cfg.documents not in ("generated", "random"):
@@ -104,7 +106,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output TSV (tidy rows); <out>.run.json records config, seed, code version")
     p.add_argument("--stage", help="stage label of the rows (default: the stage recorded in the checkpoint)")
     p.add_argument("--registry", default="config/architectures.tsv")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help="auto (cuda when available, else cpu), cpu or cuda[:N]")
     p.add_argument("--hf-direct", action="store_true",
                    help="run a Hugging Face checkpoint exactly as transformers does (no registry audit/import)")
     p.add_argument("--accept", action="append", metavar="KIND",
