@@ -112,6 +112,12 @@ def te_available() -> bool:
 # ======================================================================================
 
 
+def _param_device(config: TransformerConfig):
+    """Where megatron puts parameters: the current CUDA device unless CPU initialisation
+    (None = the ambient default, so ``with torch.device('meta')`` still applies)."""
+    return None if config.use_cpu_initialization else torch.cuda.current_device()
+
+
 class RMSNorm(MegatronModule):
     """RMSNorm over the last dimension: ``w * x / sqrt(mean(x^2) + eps)`` (fp32 statistics).
 
@@ -122,7 +128,8 @@ class RMSNorm(MegatronModule):
     def __init__(self, config: TransformerConfig, hidden_size: int, eps: float = 1e-6, **_unused):
         super().__init__(config=config)
         self.eps = eps
-        self.weight = torch.nn.Parameter(torch.ones(hidden_size, dtype=config.params_dtype))
+        self.weight = torch.nn.Parameter(
+            torch.ones(hidden_size, dtype=config.params_dtype, device=_param_device(config)))
         setattr(self.weight, "sequence_parallel", config.sequence_parallel)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -159,7 +166,7 @@ class LayerwiseQKNorm(MegatronModule):
         self.eps = eps
         self.full_width = num_heads * hidden_size  # normalised width (all heads)
         self.weight = torch.nn.Parameter(
-            torch.ones(num_heads // tp * hidden_size, dtype=config.params_dtype)
+            torch.ones(num_heads // tp * hidden_size, dtype=config.params_dtype, device=_param_device(config))
         )
         set_tensor_model_parallel_attributes(self.weight, True, 0, 1)
         group = parallel_state.get_tensor_model_parallel_group()
