@@ -90,6 +90,8 @@ class Study:
         sel = s[(s.benchmark == benchmark) & (s.stage == stage) & (s.metric == metric) & (s.task == task)]
         if label is not None:
             sel = sel[sel.context == self.context_of(label)]
+        elif sel.context.isna().any():
+            sel = sel[sel.context.isna()]  # the summary row (all contexts), not per-position rows
         if sel.empty or sel["value"].notna().sum() == 0:
             what = f"{benchmark}/{task}/{metric}" + (f" at {label}" if label else "") + f" (stage {stage})"
             raise NeedsData(what)
