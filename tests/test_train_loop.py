@@ -169,6 +169,18 @@ def test_bad_input_stops_before_training(env, tmp_path):
                           parallel={"pretrain": {"tp": 3}})
     with pytest.raises(OlmPoolError, match="tensor-parallel degree 3"):
         prepare_pretrain(bad_tp, FAST_ARCH, tmp_path / "o")
+    # fp8 at paper scale without Transformer Engine, context parallelism, bf16 on CPU
+    with pytest.raises(OlmPoolError, match="Transformer Engine"):
+        prepare_pretrain("config/paper.yaml", "A_post_HQK_8kv_8k_13k_SWA_fp8", tmp_path / "o")
+    with pytest.raises(OlmPoolError, match="config/paper.yaml|not found"):
+        prepare_pretrain("config/paper.yaml", FAST_ARCH, tmp_path / "o")      # cluster paths
+    cp2 = small_config(tmp_path / "g.yaml", data, pretrain=FAST_PRETRAIN, parallel={"pretrain": {"cp": 2}})
+    with pytest.raises(OlmPoolError, match="context parallelism"):
+        prepare_pretrain(cp2, FAST_ARCH, tmp_path / "o")
+    if not torch.cuda.is_available():
+        bf = small_config(tmp_path / "h.yaml", data, pretrain=dict(FAST_PRETRAIN, precision="bf16"))
+        with pytest.raises(OlmPoolError, match="precision is bf16"):
+            prepare_pretrain(bf, FAST_ARCH, tmp_path / "o")
     # a different config in an existing run directory is not silently "resumed"
     from olmpool.train.loop import run_pretrain
     other = small_config(tmp_path / "f.yaml", data, pretrain=dict(FAST_PRETRAIN, seed=7))
@@ -198,12 +210,21 @@ def test_sigkill_then_rerun_reaches_the_same_losses(env):
         p = run / "metrics.tsv"
         return max(0, len(p.read_text().splitlines()) - 1) if p.is_file() else 0
 
+    psutil = pytest.importorskip("psutil")
+
     def start_and_kill(when):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
         while proc.poll() is None and time.time() < deadline:
             if when():
+                # like a node failure: the process and its helpers (checkpoint writer) die
+                kids = psutil.Process(proc.pid).children(recursive=True)
                 os.kill(proc.pid, signal.SIGKILL)
+                for k in kids:
+                    try:
+                        k.kill()
+                    except psutil.NoSuchProcess:
+                        pass
                 break
             time.sleep(0.005)
         proc.wait()

@@ -120,14 +120,33 @@ class StageSpec:
 # Preparing and validating a run (no model built yet)
 # --------------------------------------------------------------------------------------
 
-def _precision(p: str) -> str:
+def _precision(p: str, section: str) -> str:
     import torch
 
     if p == "auto":
         return "bf16" if torch.cuda.is_available() else "fp32"
     if p == "bf16" and not torch.cuda.is_available():
-        return "bf16"
+        raise OlmPoolError(f"config {section}.precision is bf16 but there is no CUDA device; "
+                           "use auto or fp32 on CPU")
     return p
+
+
+def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> None:
+    """Things the training loop cannot do (yet), refused before any work starts."""
+    from olmpool.arch.megatron import fp8_mode, resolve_backend
+
+    backend = resolve_backend("auto")
+    fp8_mode(shape, backend)  # fp8 without TE at a scale that does not allow emulation -> error
+    if par.cp > 1:
+        raise OlmPoolError(
+            f"config parallel.{section}.cp = {par.cp}: context parallelism is not implemented in "
+            "olmpool's training loop (it needs per-CP-rank sequence slicing and TE attention with "
+            "a CP group); use cp: 1")
+    if intra_doc and backend == "te":
+        raise OlmPoolError(
+            "intra-document masking with Transformer Engine attention needs packed-sequence "
+            "(THD, cu_seqlens) inputs, which the training loop does not build yet; it works with "
+            "the local backend (SDPA + attention_mask)")
 
 
 def _check_common(cfg: TrainConfig, shape, stage: str, global_batch_tokens: int, micro: int,
@@ -164,6 +183,7 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | None = None
     scale = load_scale(cfg.scale)
     par = cfg.parallel.pretrain
     shape = resolve(arch, scale, tp=par.tp)
+    _check_backend(shape, par, "pretrain", False)
     total_tokens = int(tokens) if tokens is not None else p.tokens
     seqs = _check_common(cfg, shape, "pretrain", p.global_batch_tokens, p.micro_batch_size, total_tokens)
     total_steps = steps_for(total_tokens, p.global_batch_tokens)
@@ -181,7 +201,7 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | None = None
         lr_at=lambda step: lr_pretrain(step, p, batch_tokens), weight_decay=p.weight_decay,
         clip_grad=p.clip_grad, z_loss=p.z_loss, skip_step=p.skip_step, seed=p.seed, parallel=par,
         checkpoint_interval=p.checkpoint_interval_steps, keep_last=p.keep_last, named_steps=named,
-        intra_document_masking=False, precision=_precision(p.precision),
+        intra_document_masking=False, precision=_precision(p.precision, "pretrain"),
         verify_checksums=p.verify_checksums, log_interval=p.log_interval,
         tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()))
 
@@ -203,6 +223,7 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
     arch = Architecture(**{k: (tuple(v) if k == "roles" else v) for k, v in meta["arch"].items()})
     shape = ModelShape.from_dict(meta["shape"]).with_extension()
     shape.validate(tp=cfg.parallel.extend.tp)
+    _check_backend(shape, cfg.parallel.extend, "extend", e.intra_document_masking)
     budget_tokens = e.budget_tokens(budget)
     seqs = _check_common(cfg, shape, "extend", e.global_batch_tokens, e.micro_batch_size, budget_tokens)
     total_steps = steps_for(budget_tokens, e.global_batch_tokens)
@@ -215,7 +236,7 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
         clip_grad=e.clip_grad, z_loss=e.z_loss, skip_step=e.skip_step, seed=e.seed,
         parallel=cfg.parallel.extend, checkpoint_interval=e.checkpoint_interval_steps,
         keep_last=e.keep_last, named_steps={total_steps: ["final"]},
-        intra_document_masking=e.intra_document_masking, precision=_precision(e.precision),
+        intra_document_masking=e.intra_document_masking, precision=_precision(e.precision, "extend"),
         verify_checksums=e.verify_checksums, log_interval=e.log_interval,
         tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()), init_from=str(ckpt.resolve()),
         init_meta={k: meta.get(k) for k in ("step", "tokens_seen", "lr", "seed", "code_version",
