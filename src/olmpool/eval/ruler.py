@@ -28,14 +28,17 @@ documents) is searched once per (task, length) on the first sample so that
 ``len(tokens(input + answers)) + tokens_to_generate <= length`` (upstream increments linearly;
 we bisect, which finds the same largest size for a monotone length); a later sample that does
 not fit ``len(tokens(input)) + tokens_to_generate <= length`` with that size is bisected again
-(upstream shrinks it by a fixed increment, e.g. 500 essay words, leaving more slack). The prompt is the base-model template (``{task_template}``) followed by the answer
-prefix, as upstream prepare.py builds it for base models.
+(upstream shrinks it by a fixed increment, e.g. 500 essay words, leaving more slack).
+The prompt is the base-model template (``{task_template}``) followed by the answer prefix,
+as upstream prepare.py builds it for base models.
 
 Deviations (documented, recorded in the manifest): word pools may be the built-in lists (see
 ``olmpool.eval.words``); sentence splitting uses a regex instead of nltk's punkt; shuffles that
 upstream seeds with a fixed ``random_seed`` use the per-sample generator; scale-dependent
 absolute constants (the vt example budget of 500 tokens, cwe's 4096-token switch between
-frequency settings) come from config so the tiny scale can keep the same ratios.
+frequency settings) come from config so the tiny scale can keep the same ratios; the tiny
+config also switches off the vt/cwe one-shot examples (``one_shot_examples``), whose fixed
+~200-500 tokens do not fit its shortest lengths.
 """
 
 from __future__ import annotations

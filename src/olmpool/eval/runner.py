@@ -122,6 +122,9 @@ def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collec
                 per = [H.score_sample(task, p, s) for p, s in zip(preds, samples)]
                 score = 100.0 * sum(per) / len(per)
                 note = f"content count {info.get('count')}"
+                used = [s.meta[k] for s in samples for k in ("passages", "shots") if k in s.meta]
+                if used and min(used) < (info.get("count") or 0):
+                    note += f" (reduced to {min(used)}-{max(used)} to fit the length)"
                 out.add("helmet", name, length, "score", score, info.get("source", source), len(samples), note)
                 log(f"helmet {name} @{length}: {score:.2f} ({time.time() - t0:.1f}s)")
             except (R.MissingData, R.Infeasible) as exc:

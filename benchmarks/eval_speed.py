@@ -1,0 +1,121 @@
+"""Evaluation speed at tiny scale, measured side by side in one run.
+
+1. Wall time of the full tiny evaluation (config/tiny.yaml ``eval``: RULER 256..4096, HELMET
+   512..4096, LongPPL, perplexity, BPB) for one tiny model, per benchmark and in total.
+2. Greedy decoding tokens/s with the KV cache vs recomputing the whole prefix every step, on
+   the same model and prompt, printed as a ratio.
+
+    python benchmarks/eval_speed.py [--checkpoint RUN_DIR --arch ID] [--prompt 1024 --new 64]
+        [--skip-full]
+
+Without ``--checkpoint`` the model is a ReferenceDecoder of the tiny scale with *random
+weights* (it never emits end-of-document, so every generation runs to its full budget: a
+worst case for wall time), and the tokenizer is the tiny one from ``runs/tiny/data/tokenizer``
+when present, else the test BPE tokenizer (same vocabulary size, 2048). The script prints
+which it used. Timings on a shared 2-core machine are noisy; the ratio is from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def build(args):
+    from olmpool.eval.lm import wrap_reference_decoder
+
+    if args.checkpoint:
+        from olmpool.eval.commands import load_checkpoint_model
+
+        model, tok, meta, shape = load_checkpoint_model(args.checkpoint, "config/architectures.tsv", args.arch)
+        return model, tok, f"trained checkpoint {args.checkpoint} ({meta.get('stage')}, step {meta.get('step')})"
+    from olmpool.arch.reference import ReferenceDecoder
+    from olmpool.arch.registry import load_registry, load_scale, resolve
+
+    arch = load_registry()[args.arch]
+    shape = resolve(arch, load_scale("tiny")).with_extension()
+    torch.manual_seed(0)
+    model = wrap_reference_decoder(ReferenceDecoder(shape), shape.vocab_size)
+    tdir = Path("runs/tiny/data/tokenizer")
+    if (tdir / "tokenizer.json").exists():
+        from olmpool.train.tokenizer import load_tokenizer
+
+        tok, tname = load_tokenizer(tdir), f"tiny tokenizer {tdir}"
+    else:
+        from olmpool.eval.testing import make_test_tokenizer
+
+        tok, tname = make_test_tokenizer(shape.vocab_size), "test BPE tokenizer (no tiny tokenizer built yet)"
+    n = sum(p.numel() for p in model.decoder.parameters())
+    return model, tok, f"random-weight ReferenceDecoder {args.arch} tiny ({n / 1e6:.2f}M params, windows {list(shape.windows)}), {tname}"
+
+
+def decode_speed(engine, prompt_len: int, new: int) -> tuple[float, float, bool]:
+    from olmpool.eval.lm import GenerationRequest
+
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, engine.tokenizer.vocab_size, (prompt_len,), generator=g).tolist()
+    eod = engine.tokenizer.eod
+    prompt = [t if t != eod else 0 for t in prompt]
+    # KV cache: time only the decoding steps (prefill excluded on both sides by timing step 1..new)
+    t0 = time.perf_counter()
+    cached = engine.generate([GenerationRequest(prompt, new)])[0]
+    t_cache_total = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.generate([GenerationRequest(prompt, 1)])
+    t_prefill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recomputed = engine.generate_without_cache(prompt, new)
+    t_recompute = time.perf_counter() - t0
+    n = len(cached)
+    cache_tps = (n - 1) / max(1e-9, t_cache_total - t_prefill)
+    recompute_tps = n / t_recompute
+    return cache_tps, recompute_tps, cached == recomputed[:n]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--arch", default="H_post_LQK_32kv_8k_11k_SWA", help="registry id (Olmo 3 architecture by default)")
+    ap.add_argument("--config", default="config/tiny.yaml")
+    ap.add_argument("--prompt", type=int, default=1024)
+    ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--skip-full", action="store_true")
+    args = ap.parse_args()
+
+    from olmpool.eval.config import load_eval_config
+    from olmpool.eval.lm import Engine
+    from olmpool.eval.runner import BENCHMARKS, run_all
+
+    model, tok, what = build(args)
+    print(f"model: {what}")
+    print(f"torch threads: {torch.get_num_threads()}")
+    cfg, _ = load_eval_config(args.config)
+    engine = Engine(model, tok, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=False)
+
+    cache_tps, recompute_tps, same = decode_speed(engine, args.prompt, args.new)
+    print(f"decode, prompt {args.prompt} tokens, {args.new} new tokens:")
+    print(f"  KV cache        {cache_tps:8.1f} tokens/s")
+    print(f"  recompute       {recompute_tps:8.1f} tokens/s")
+    print(f"  ratio           {cache_tps / recompute_tps:8.1f}x   (identical tokens: {same})")
+
+    if not args.skip_full:
+        times = {}
+        t_all = time.perf_counter()
+        for b in BENCHMARKS:
+            t0 = time.perf_counter()
+            res = run_all(engine, cfg, [b], ruler_contexts=cfg.ruler.contexts, helmet_contexts=cfg.helmet.contexts,
+                          evaluator=engine, log=lambda m: None)
+            times[b] = (time.perf_counter() - t0, len(res.rows), sum(r["value"] == r["value"] for r in res.rows))
+            print(f"  {b:<11} {times[b][0]:7.1f} s  ({times[b][1]} rows, {times[b][2]} with a value)", flush=True)
+        total = time.perf_counter() - t_all
+        print(f"full tiny evaluation (RULER {cfg.ruler.contexts}, HELMET {cfg.helmet.contexts}, LongPPL "
+              f"{cfg.longppl.context}, perplexity, BPB): {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
