@@ -33,6 +33,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("archs", nargs="+")
     ap.add_argument("--sp", action="store_true", help="sequence parallel in the TP=2 model")
+    ap.add_argument("--ckpt", default=None, help="also save the TP=2 model with dist_checkpointing "
+                    "under this directory and reload it into a TP=1 model (resharding)")
     args = ap.parse_args()
 
     from olmpool.arch import megatron as M
@@ -105,6 +107,27 @@ def main() -> int:
             ok = False
         if rank == 0:
             print(f"TP-OK {aid} {dlog:.2e} {dgrad:.2e}" if ok else f"TP-FAIL {aid}", flush=True)
+        if args.ckpt:
+            from megatron.core import dist_checkpointing
+
+            ckdir = f"{args.ckpt}/{aid}"
+            if rank == 0:
+                import os
+
+                os.makedirs(ckdir, exist_ok=True)
+            dist.barrier()
+            dist_checkpointing.save(m2.sharded_state_dict(), ckdir)
+            parallel_state.destroy_model_parallel()
+            M.ensure_parallel_state(1)
+            m1b = M.build_model(sh, tp=1, fp8="off")
+            loaded = dist_checkpointing.load(m1b.sharded_state_dict(), ckdir)
+            m1b.load_state_dict(loaded, strict=False)
+            for n, p in m1b.named_parameters():
+                if not torch.equal(p.detach(), full[n]):
+                    print(f"rank {rank} {aid}: checkpoint TP2->TP1 changed {n}", file=sys.stderr)
+                    ok = False
+            if rank == 0 and ok:
+                print(f"CKPT-OK {aid}", flush=True)
         del m2
         parallel_state.destroy_model_parallel()
     dist.destroy_process_group()

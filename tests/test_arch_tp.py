@@ -60,3 +60,11 @@ def test_tp2_equals_tp1_every_family():
 def test_tp2_sequence_parallel_equals_tp1():
     out = _run("--sp", "H_post_LQK_32kv_8k_11k_SWA", "K_post_HQK_8kv_12k", "G_pre_8kv_8k_14k")
     assert out.count("TP-OK") == 3
+
+
+@pytest.mark.slow
+def test_dist_checkpoint_tp2_to_tp1(tmp_path):
+    """The sharded checkpoint entries (incl. the TP-sharded layerwise QK norm weight) reshard
+    TP=2 -> TP=1 exactly with megatron's dist_checkpointing."""
+    out = _run("--ckpt", str(tmp_path), "H_post_LQK_32kv_8k_11k_SWA", "K_post_HQK_8kv_12k")
+    assert out.count("CKPT-OK") == 2
