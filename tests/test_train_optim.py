@@ -11,7 +11,8 @@ import pytest
 from olmpool import OlmPoolError
 from olmpool.train.config import (PretrainConfig, SkipStepConfig, load_train_config, lr_extend,
                                   lr_pretrain, steps_for)
-from olmpool.train.optim import SkipStepRule, spike_score
+from olmpool.train.metrics import spike_score
+from olmpool.train.optim import SkipStepRule
 
 
 def _reference_skips(losses, norms, window=128, sigma=6.0, min_history=64):

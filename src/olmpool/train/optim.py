@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from olmpool.train.config import SkipStepConfig
+from olmpool.train.metrics import spike_score  # noqa: F401 - re-exported
 
 
 class SkipStepRule:
@@ -74,28 +75,6 @@ class SkipStepRule:
         self.losses = [float(x) for x in d["losses"]]
         self.grad_norms = [float(x) for x in d["grad_norms"]]
         self.skipped_total = int(d["skipped_total"])
-
-
-def spike_score(metrics, sigma: float = 6.0, column: str = "grad_norm") -> float:
-    """Appendix D.4 spike score: fraction of steps whose grad norm is more than ``sigma``
-    standard deviations from the run's mean grad norm.
-
-    ``metrics``: a pandas DataFrame with a ``grad_norm`` column, or the path of a metrics
-    file written by the training loop (TSV with a header). NaN grad norms are ignored.
-    Returns NaN for fewer than 2 finite values.
-    """
-    import pandas as pd
-
-    if isinstance(metrics, (str, Path)):
-        metrics = pd.read_csv(metrics, sep="\t")
-    g = pd.to_numeric(metrics[column], errors="coerce").dropna()
-    g = g[g.map(math.isfinite)]
-    if len(g) < 2:
-        return float("nan")
-    mean, std = g.mean(), g.std(ddof=0)
-    if std == 0:
-        return 0.0
-    return float(((g - mean).abs() > sigma * std).mean())
 
 
 # --------------------------------------------------------------------------------------
