@@ -148,3 +148,18 @@ def test_fp8_policy():
     ref = R.load_megatron_into_reference(m.state_dict(), sh)
     d = (M.logits(m, ids) - ref(ids)).abs().max()
     assert 1e-5 < d < 0.5  # quantisation noise, not garbage
+
+
+def test_fp8_emulation_backward_is_e5m2():
+    """The output gradient reaching the matmul is e5m2-representable after per-tensor scaling."""
+    seen = {}
+    x = torch.randn(64, 32, requires_grad=True)
+    y = M._GradFakeQuantE5M2.apply(x)
+    y.register_hook(lambda g: seen.setdefault("g", g))
+    g = torch.randn(64, 32)
+    y.backward(g)
+    s = M.E5M2_MAX / g.abs().max()
+    q = x.grad * s
+    assert torch.allclose(q.to(torch.float8_e5m2).float(), q, rtol=1e-6, atol=0)
+    assert not torch.equal(x.grad, g)  # it was quantised
+    assert torch.equal(M._FakeQuantE4M3.apply(x), M.fake_quant(x, torch.float8_e4m3fn, M.E4M3_MAX))

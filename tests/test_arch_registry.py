@@ -201,3 +201,35 @@ def test_shape_roundtrip_dict():
     from olmpool.arch.registry import ModelShape
 
     assert ModelShape.from_dict(sh.to_dict()) == sh
+
+
+def test_shape_for_stages():
+    from olmpool.arch.registry import shape_for
+
+    pre = shape_for("G_pre_8kv_8k_14k", SCALES / "tiny.yaml", registry=REGISTRY)
+    ext = shape_for("G_pre_8kv_8k_14k", SCALES / "tiny.yaml", registry=REGISTRY, stage="extend")
+    assert (pre.rope_theta, pre.seq_len) == (5e5, 512) and (ext.rope_theta, ext.seq_len) == (8e6, 4096)
+    with pytest.raises(OlmPoolError, match="stage"):
+        shape_for("G_pre_8kv_8k_14k", SCALES / "tiny.yaml", registry=REGISTRY, stage="anneal")
+
+
+def test_json_schema_mirrors_registry():
+    import json
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "config" / "schemas" / "architecture.schema.json").read_text())
+    from olmpool.arch.registry import KNOWN_ROLES, NORM_ORDERS, QK_NORM_KINDS
+
+    assert tuple(schema["properties"]["qk_norm"]["enum"]) == QK_NORM_KINDS
+    assert tuple(schema["properties"]["norm_order"]["enum"]) == NORM_ORDERS
+    assert tuple(schema["properties"]["roles"]["items"]["enum"]) == KNOWN_ROLES
+    import dataclasses
+
+    for a in load_registry(REGISTRY).values():
+        row = dataclasses.asdict(a)
+        row["roles"] = list(row["roles"])
+        jsonschema.validate(row, schema)
+    bad = dict(row, qk_norm="rms")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)

@@ -554,6 +554,16 @@ def resolve(arch: Architecture, scale: Scale, *, tp: int | None = None) -> Model
     return shape
 
 
+def shape_for(arch_id: str, scale: str | Path = "tiny", *, registry: str | Path = DEFAULT_REGISTRY,
+              stage: str = "pretrain", tp: int | None = None) -> ModelShape:
+    """Convenience: ``resolve(get_architecture(arch_id), load_scale(scale))``, with the
+    extension theta when ``stage == "extend"``."""
+    if stage not in ("pretrain", "extend"):
+        raise OlmPoolError(f"stage {stage!r} unknown; fix: use pretrain or extend")
+    sh = resolve(get_architecture(arch_id, registry), load_scale(scale), tp=tp)
+    return sh.with_extension() if stage == "extend" else sh
+
+
 def analytic_param_count(shape: ModelShape) -> int:
     """Parameter count by formula (untied embeddings, SwiGLU, RMSNorm weights, QK norm
     weights).  Independent check for the count taken from the built Megatron model."""
@@ -568,6 +578,6 @@ def analytic_param_count(shape: ModelShape) -> int:
 
 __all__ = [
     "Architecture", "Scale", "ModelShape", "load_registry", "get_architecture", "load_scale",
-    "resolve", "window_pattern", "analytic_param_count", "QK_NORM_KINDS", "NORM_ORDERS",
+    "resolve", "shape_for", "window_pattern", "analytic_param_count", "QK_NORM_KINDS", "NORM_ORDERS",
     "KNOWN_ROLES",
 ]
