@@ -348,7 +348,9 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
         rows, demo_rows = _read_jsonl(test_path), _read_jsonl(demo_path)
         _require(rows, ["question", "answers", "ctxs"], test_path)
         _require(demo_rows, ["question", "answers", "ctxs"], demo_path)
-        if task == "kilt_popqa_3":
+        if task == "kilt_popqa_3":  # popularity_threshold 3 (HELMET kilt_popqa_3)
+            _require(rows, ["s_pop"], test_path)
+            _require(demo_rows, ["s_pop"], demo_path)
             rows = [r for r in rows if math.log10(r["s_pop"]) < 3]
             demo_rows = [r for r in demo_rows if math.log10(r["s_pop"]) < 3]
         key = "id" if "id" in rows[0] else "question"
