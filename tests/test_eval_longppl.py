@@ -102,3 +102,24 @@ def test_token_spans_cover_the_text(tok):
     spans = L.token_spans(tok, ids)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
     assert "".join(text[s:e] for s, e in spans) == text
+
+
+def test_tiny_corpus_documents_have_key_tokens(tok):
+    """On held-out tiny-corpus documents an induction-style evaluator finds key tokens, and the
+    runner writes longppl / ppl / n_key_tokens rows for them."""
+    from olmpool.eval.config import from_dict
+    from olmpool.eval.runner import Collector, run_longppl, run_perplexity
+
+    cfg = from_dict({"corpus_seed": 1234, "longppl": {"documents": "tiny_corpus", "samples": 2, "context": 300,
+                                                       "min_tokens": 200, "trunc_len": 48, "sliding_window": 16},
+                     "perplexity": {"splits": "tiny_corpus", "docs_per_split": 1, "max_tokens": 64}})
+    eng = Engine(CopyLM(tok.vocab_size, boost=8.0), tok, prefill_chunk=512, progress=False)
+    out = Collector()
+    run_longppl(eng, eng, cfg, out, log=lambda m: None)
+    rows = {(r["task"], r["metric"]): r["value"] for r in out.rows}
+    assert rows[("overall", "n_key_tokens")] > 0
+    assert rows[("overall", "longppl")] < rows[("overall", "ppl")]
+    assert rows[("documents:synthetic", "longppl")] == rows[("overall", "longppl")]
+    run_perplexity(eng, cfg, out, log=lambda m: None)
+    tasks = {r["task"] for r in out.rows if r["benchmark"] == "perplexity"}
+    assert tasks == {"filler:synthetic", "fact:synthetic", "kv:synthetic", "repeat:synthetic", "chain:synthetic", "overall"}

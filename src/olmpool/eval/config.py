@@ -16,6 +16,7 @@ import yaml
 from olmpool import OlmPoolError
 
 SYNTHETIC = "synthetic"
+TINY_CORPUS = "tiny_corpus"
 
 
 def _err(field_name: str, what: str, fix: str) -> OlmPoolError:
@@ -131,7 +132,8 @@ class HelmetConfig:
 @dataclass
 class LongPPLConfig:
     documents: str = SYNTHETIC
-    """JSON lines with a 'text' field (GovReport test), or 'synthetic' (generated long documents)."""
+    """JSON lines with a 'text' field (GovReport test), 'synthetic' (generated English long documents)
+    or 'tiny_corpus' (held-out long documents of the tiny corpus, with its long-range dependencies)."""
     samples: int = 50
     """Documents evaluated (LongPPL: 50)."""
     context: int = 32768
@@ -155,6 +157,8 @@ class LongPPLConfig:
                 raise _err(f"longppl.{k}", "must be a positive integer", "set a token count")
         if self.trunc_len >= self.context:
             raise _err("longppl.trunc_len", f"{self.trunc_len} >= context {self.context}", "use a short window well below the document length")
+        if self.evaluator != "self" and not isinstance(self.evaluator, str):
+            raise _err("longppl.evaluator", f"{self.evaluator!r}", "write 'self' or a checkpoint directory")
         if self.min_tokens > self.context:
             raise _err("longppl.min_tokens", f"{self.min_tokens} > context {self.context}", "documents are truncated to context; lower min_tokens")
 
@@ -162,14 +166,16 @@ class LongPPLConfig:
 @dataclass
 class PerplexityConfig:
     splits: dict[str, str] | str = SYNTHETIC
-    """{split name: JSON lines path with 'text'} (Paloma-style), or 'synthetic' (generated domains)."""
+    """{split name: JSON lines path with 'text'} (Paloma-style), 'synthetic' (generated English
+    domains), or 'tiny_corpus' (held-out filler / fact / kv / repeat / chain documents in the tiny
+    corpus language, the text the tiny models are trained on)."""
     docs_per_split: int = 100
     """Documents scored per split."""
     max_tokens: int = 2048
     """Tokens scored per document (truncation)."""
 
     def validate(self) -> None:
-        if self.splits != SYNTHETIC and not (isinstance(self.splits, dict) and self.splits):
+        if self.splits not in (SYNTHETIC, TINY_CORPUS) and not (isinstance(self.splits, dict) and self.splits):
             raise _err("perplexity.splits", f"{self.splits!r}", "give 'synthetic' or a map split -> file")
         for k in ("docs_per_split", "max_tokens"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
@@ -194,6 +200,8 @@ class BPBConfig:
 class EvalConfig:
     seed: int = 42
     """Seed of all data generation and sampling."""
+    corpus_seed: int | None = None
+    """Language seed of the tiny corpus for 'tiny_corpus' sources (default: data.tiny_corpus.seed)."""
     batch_size: int = 4
     """Prompts of equal length decoded together."""
     prefill_chunk: int = 2048
@@ -250,4 +258,10 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
         raise OlmPoolError(f"{path}: cannot read the config ({exc}). Fix: pass --config config/tiny.yaml or config/paper.yaml") from exc
     if "eval" not in doc:
         raise OlmPoolError(f"{path}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
-    return from_dict(doc["eval"]), doc
+    cfg = from_dict(doc["eval"])
+    if cfg.corpus_seed is None:
+        cfg.corpus_seed = ((doc.get("data") or {}).get("tiny_corpus") or {}).get("seed")
+    uses = cfg.perplexity.splits == TINY_CORPUS or cfg.longppl.documents == TINY_CORPUS
+    if uses and cfg.corpus_seed is None:
+        raise OlmPoolError(f"{path}: eval uses 'tiny_corpus' sources but no corpus seed is known. Fix: set eval.corpus_seed or data.tiny_corpus.seed")
+    return cfg, doc

@@ -27,7 +27,7 @@ from pathlib import Path
 from olmpool import OlmPoolError
 from olmpool.eval import helmet as H
 from olmpool.eval import ruler as R
-from olmpool.eval.config import SYNTHETIC, EvalConfig
+from olmpool.eval.config import SYNTHETIC, TINY_CORPUS, EvalConfig
 from olmpool.eval.lm import Engine, GenerationRequest, stable_seed
 
 BENCHMARKS = ["ruler", "helmet", "longppl", "perplexity", "bpb"]
@@ -150,9 +150,9 @@ def run_longppl(engine: Engine, evaluator: Engine | None, cfg: EvalConfig, out: 
 
     lc = cfg.longppl
     ctx = lc.context
-    synthetic = lc.documents == SYNTHETIC
+    synthetic = lc.documents in (SYNTHETIC, TINY_CORPUS)
     name = "documents:synthetic" if synthetic else "documents"
-    source = SYNTHETIC if synthetic else lc.documents
+    source = lc.documents
 
     def missing(reason: str) -> None:
         for task in ("overall", name):
@@ -162,7 +162,13 @@ def run_longppl(engine: Engine, evaluator: Engine | None, cfg: EvalConfig, out: 
 
     if evaluator is None:
         return missing(f"evaluator {lc.evaluator!r} not loaded")
-    if synthetic:
+    if lc.documents == TINY_CORPUS:
+        from olmpool.eval.synthetic import tiny_corpus_documents
+
+        kinds = ["fact", "kv", "repeat", "chain"]
+        texts = [tiny_corpus_documents(cfg.corpus_seed, kinds[i % 4], 1, int(ctx * 1.2), f"longppl{i}")[0]
+                 for i in range(lc.samples * 2)]
+    elif synthetic:
         texts = L.synthetic_documents(stable_seed(cfg.seed, "longppl"), lc.samples * 2, n_words=ctx)
     elif not Path(lc.documents).exists():
         return missing(f"documents file {lc.documents} not found (set eval.longppl.documents to GovReport test JSON lines)")
@@ -198,11 +204,20 @@ def run_perplexity(engine: Engine, cfg: EvalConfig, out: Collector, log) -> None
     values = {}
     if pc.splits == SYNTHETIC:
         splits = {f"{d}:synthetic": ("synthetic", d) for d in DOMAINS}
+    elif pc.splits == TINY_CORPUS:
+        from olmpool.eval.synthetic import TINY_CORPUS_SPLITS
+
+        splits = {f"{d}:synthetic": ("tiny_corpus", d) for d in TINY_CORPUS_SPLITS}
     else:
         splits = {k: ("file", v) for k, v in pc.splits.items()}
     for name, (kind, spec) in splits.items():
         if kind == "synthetic":
             docs, source = domain_documents(spec, stable_seed(cfg.seed, "ppl", spec), pc.docs_per_split, n_words=pc.max_tokens), SYNTHETIC
+        elif kind == "tiny_corpus":
+            from olmpool.eval.synthetic import tiny_corpus_documents
+
+            docs = tiny_corpus_documents(cfg.corpus_seed, spec, pc.docs_per_split, pc.max_tokens, "perplexity")
+            source = TINY_CORPUS
         elif not Path(spec).exists():
             out.add("perplexity", name, None, "ppl", float("nan"), spec, 0, f"split file {spec} not found")
             values[name] = float("nan")
@@ -257,7 +272,7 @@ def preflight(cfg: EvalConfig, benchmarks: list[str]) -> None:
         for spec, reader in ((rc.essay, R.read_essay), (rc.squad, R.read_squad), (rc.hotpotqa, R.read_hotpotqa)):
             if spec != SYNTHETIC and Path(spec).exists():
                 reader(Path(spec))
-    if "perplexity" in benchmarks and cfg.perplexity.splits != SYNTHETIC:
+    if "perplexity" in benchmarks and cfg.perplexity.splits not in (SYNTHETIC, TINY_CORPUS):
         for spec in cfg.perplexity.splits.values():
             if Path(spec).exists():
                 read_jsonl(Path(spec), ["text"])
@@ -265,7 +280,7 @@ def preflight(cfg: EvalConfig, benchmarks: list[str]) -> None:
         for spec in cfg.bpb.benchmarks.values():
             if Path(spec).exists():
                 check_bpb_items(read_jsonl(Path(spec), ["context"]), Path(spec))
-    if "longppl" in benchmarks and cfg.longppl.documents != SYNTHETIC and Path(cfg.longppl.documents).exists():
+    if "longppl" in benchmarks and cfg.longppl.documents not in (SYNTHETIC, TINY_CORPUS) and Path(cfg.longppl.documents).exists():
         read_jsonl(Path(cfg.longppl.documents), ["text"])
     # HELMET archive files (hundreds of MB at 64K) are validated when read; a malformed one
     # stops the run with one message before any result file is written.

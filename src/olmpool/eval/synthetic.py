@@ -271,3 +271,48 @@ def bpb_items(kind: str, seed: int, n: int) -> list[dict]:
         else:
             raise ValueError(kind)
     return out
+
+
+# ---------------------------------------------------------------- tiny-corpus language
+
+TINY_CORPUS_SPLITS = ["filler", "fact", "kv", "repeat", "chain"]
+
+
+def tiny_corpus_documents(corpus_seed: int, kind: str, n_docs: int, n_tokens: int, split_seed: str) -> list[str]:
+    """Held-out documents in the tiny corpus's language (``olmpool.train.tiny_corpus``).
+
+    ``kind`` "filler" = filler sentences only; otherwise one dependency kind (fact / kv /
+    repeat / chain) woven in every ~150 tokens, definitions in the first 60% of the document
+    and uses after them, as the training corpus does. ``split_seed`` keeps them disjoint from
+    the training streams (which are seeded by split names "pretrain" / "short" / ...).
+    """
+    from olmpool.train import tiny_corpus as tc
+
+    lang = tc.make_language(corpus_seed)
+    rng = random.Random(f"olmpool-eval-{corpus_seed}-{split_seed}-{kind}")
+    docs = []
+    for _ in range(n_docs):
+        sentences, total = [], 0
+        while total < n_tokens:
+            s = tc.filler_sentence(rng, lang)
+            sentences.append(s)
+            total += tc.approx_tokens(s)
+        if kind != "filler":
+            n = len(sentences)
+            inserts = []
+            for tag in range(max(1, n_tokens // 150)):
+                dep = tc.make_dependency(rng, lang, kind, tag)
+                pos = sorted(rng.uniform(0.0, 0.6) for _ in dep.defs)
+                inserts += [(p, 2 * tag, d) for p, d in zip(pos, dep.defs)]
+                inserts.append((rng.uniform(min(pos[-1] + 0.2, 0.99), 1.0), 2 * tag + 1, dep.use))
+            inserts.sort()
+            out, j = [], 0
+            for i, s in enumerate(sentences):
+                while j < len(inserts) and inserts[j][0] * n <= i:
+                    out.append(inserts[j][2])
+                    j += 1
+                out.append(s)
+            out += [x[2] for x in inserts[j:]]
+            sentences = out
+        docs.append(" ".join(sentences))
+    return docs
