@@ -40,8 +40,9 @@ def worker(stage: str, cfg: str, arch_or_from: str, out: str, max_steps: int | N
         run_pretrain(cfg, arch_or_from, out, max_steps=max_steps, progress=False)
     else:
         run_extend(cfg, arch_or_from, None, out, max_steps=max_steps, progress=False)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": rss_mb, "wall_s": time.perf_counter() - t}))
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"peak_rss_mb": me.ru_maxrss / 1024, "wall_s": time.perf_counter() - t,
+                      "cpu_s": me.ru_utime + me.ru_stime}))
 
 
 def run_worker(stage, cfg, arch_or_from, out, max_steps=None) -> dict:
@@ -58,6 +59,7 @@ def run_worker(stage, cfg, arch_or_from, out, max_steps=None) -> dict:
     m = pd.read_csv(Path(out) / "metrics.tsv", sep="\t")
     steady = m["tokens_per_s"].iloc[2:] if len(m) > 3 else m["tokens_per_s"]
     res["tokens_per_s"] = float(statistics.median(steady))
+    res["tokens"] = int(m["tokens"].iloc[-1])
     res["steps"] = len(m)
     res["step_tokens"] = int(m["tokens"].iloc[0])
     return res
@@ -113,17 +115,20 @@ def main() -> None:
     print()
     print(f"architecture {args.arch}, config {args.config}, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print(f"load average before {load0[0]:.1f}, after {load1[0]:.1f} (2 cores; >2 means shared)")
-    print(f"{'stage':<10}{'tok/step':>10}{'steps':>7}{'tok/s':>10}{'peak MB':>10}")
+    print("tok/s = median wall-clock tokens/s of steps 3..N; tok/cpu-s = all tokens / CPU seconds of")
+    print("the whole process (startup included), i.e. a load-independent lower bound per core")
+    print(f"{'stage':<10}{'tok/step':>10}{'steps':>7}{'tok/s':>10}{'tok/cpu-s':>11}{'peak MB':>10}")
     for name, r in (("pretrain", pre), ("extend", ext)):
         print(f"{name:<10}{r['step_tokens']:>10}{r['steps']:>7}{r['tokens_per_s']:>10.0f}"
-              f"{r['peak_rss_mb']:>10.0f}")
+              f"{r['tokens'] / r['cpu_s']:>11.0f}{r['peak_rss_mb']:>10.0f}")
     print(f"extension / pretraining tokens/s: {ext['tokens_per_s'] / pre['tokens_per_s']:.2f}")
     if full_pre:
         total = full_pre["process_wall_s"] + full_ext["process_wall_s"]
         print(f"full tiny pretrain ({full_pre['steps']} steps, {c.pretrain.tokens} tokens): "
               f"{full_pre['process_wall_s']:.1f} s; extension ({full_ext['steps']} steps): "
-              f"{full_ext['process_wall_s']:.1f} s; one architecture: {total:.1f} s; "
-              f"26 architectures: {26 * total / 60:.1f} min")
+              f"{full_ext['process_wall_s']:.1f} s; one architecture: {total:.1f} s wall, "
+              f"{full_pre['cpu_s'] + full_ext['cpu_s']:.1f} CPU s; 26 architectures: "
+              f"{26 * total / 60:.1f} min wall")
     print(f"(outputs in {tmp})")
 
 
