@@ -267,3 +267,19 @@ def test_intra_document_mask_isolates_documents_in_the_model():
         u2 = model(x2, pos, None)[0, 21:]
     assert torch.allclose(m1, m2, atol=1e-5)
     assert not torch.allclose(u1, u2, atol=1e-3)
+
+
+def test_named_checkpoints_and_token_labels(env):
+    from olmpool.cli import main
+    from olmpool.train.checkpoint import named_checkpoint
+    from olmpool.train.loop import prepare_extend, prepare_pretrain
+
+    root, _, cfg = env
+    assert named_checkpoint(root / "full", "half").name == "step_000006"
+    spec = prepare_extend(cfg, named_checkpoint(root / "full", "half"), "tiny", root / "x")
+    assert spec.init_meta["step"] == 6 and spec.total_steps == 1
+    long = prepare_pretrain(cfg, FAST_ARCH, root / "y", tokens="double")   # the long run
+    assert long.total_steps == 24 and long.named_steps[24] == ["double", "final"]
+    assert long.named_steps[6] == ["half"]
+    assert main(["extend", "--config", str(cfg), "--from", str(root / "full"), "--from-named", "2T",
+                 "--out", str(root / "z")]) == 2

@@ -152,6 +152,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
                        "(RUN/checkpoints/step_N) or a run directory that has one")
 
 
+def named_checkpoint(run_dir: str | Path, label: str) -> Path:
+    """The checkpoint a run wrote for ``label`` (e.g. "70B", "140B", "2T", "final")."""
+    run_dir = Path(run_dir)
+    for root in (run_dir / "checkpoints", run_dir):
+        path = root / NAMED
+        if path.is_file():
+            named = json.loads(path.read_text())
+            if label not in named:
+                raise OlmPoolError(f"run {run_dir} has no checkpoint named {label!r}; it has "
+                                   f"{sorted(named)} (labels within the run's token budget)")
+            return root / named[label]
+    raise OlmPoolError(f"{run_dir} has no {NAMED}: pass a pretraining run directory")
+
+
 # --------------------------------------------------------------------------------------
 # Save / load of Megatron model + optimizer
 # --------------------------------------------------------------------------------------

@@ -53,7 +53,11 @@ def _pretrain(args) -> int:
 def _extend(args) -> int:
     from olmpool.train.loop import run_extend
 
-    return run_extend(args.config, args.from_ckpt, args.budget, args.out,
+    src = args.from_ckpt
+    if args.from_named:
+        from olmpool.train.checkpoint import named_checkpoint
+        src = named_checkpoint(src, args.from_named)
+    return run_extend(args.config, src, args.budget, args.out,
                       max_steps=args.max_steps, progress=not args.no_progress)
 
 
@@ -79,8 +83,9 @@ def register(sub) -> None:
     p.add_argument("--config", required=True, help="study config (config/tiny.yaml or paper.yaml)")
     p.add_argument("--arch", required=True, help="architecture id (config/architectures.tsv)")
     p.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
-    p.add_argument("--tokens", type=float, default=None,
-                   help="override pretrain.tokens (e.g. the 2T-token long run)")
+    p.add_argument("--tokens", default=None,
+                   help="override pretrain.tokens: a token count, or a label of "
+                        "pretrain.named_checkpoints (e.g. 2T = the long run)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many steps of this invocation (testing); resumable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -90,6 +95,8 @@ def register(sub) -> None:
     e.add_argument("--config", required=True, help="study config")
     e.add_argument("--from", dest="from_ckpt", required=True,
                    help="pretraining checkpoint directory (or a pretraining run directory: its newest)")
+    e.add_argument("--from-named", default=None,
+                   help="use the named checkpoint LABEL (e.g. 70B, 140B, 2T) of the --from run")
     e.add_argument("--budget", default=None, help="named budget (1B/10B/50B) or a token count")
     e.add_argument("--out", required=True, help="run directory (rerun to resume)")
     e.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")

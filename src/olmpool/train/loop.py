@@ -173,7 +173,20 @@ def _check_common(cfg: TrainConfig, shape, stage: str, global_batch_tokens: int,
     return global_batch_tokens // shape.seq_len
 
 
-def prepare_pretrain(config_path, arch_id: str, out, tokens: float | None = None) -> StageSpec:
+def _pretrain_tokens(p, tokens) -> int:
+    """--tokens: None (the config's budget), a number, or a named-checkpoint label."""
+    if tokens is None:
+        return p.tokens
+    if isinstance(tokens, str) and tokens in p.named_checkpoints:
+        return int(round(p.named_checkpoints[tokens] * (p.reference_tokens or p.tokens)))
+    try:
+        return int(float(tokens))
+    except (TypeError, ValueError):
+        raise OlmPoolError(f"--tokens {tokens!r} is neither a token count nor a label of "
+                           f"pretrain.named_checkpoints {sorted(p.named_checkpoints)}") from None
+
+
+def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None = None) -> StageSpec:
     """Resolve and validate a pretraining run (raises OlmPoolError naming the problem)."""
     from olmpool.arch.registry import get_architecture, load_scale, resolve
 
@@ -184,7 +197,7 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | None = None
     par = cfg.parallel.pretrain
     shape = resolve(arch, scale, tp=par.tp)
     _check_backend(shape, par, "pretrain", False)
-    total_tokens = int(tokens) if tokens is not None else p.tokens
+    total_tokens = _pretrain_tokens(p, tokens)
     seqs = _check_common(cfg, shape, "pretrain", p.global_batch_tokens, p.micro_batch_size, total_tokens)
     total_steps = steps_for(total_tokens, p.global_batch_tokens)
     ref = p.reference_tokens or p.tokens
