@@ -201,23 +201,36 @@ def save(ckpt_root: Path, step: int, model, optimizer, meta: dict, *, checksums:
         write_json_atomic(tmp / META, meta)
         write_marker(tmp, checksums)
         tmp.replace(final)
-        if meta.get("labels"):
-            named_path = ckpt_root / NAMED
-            named = json.loads(named_path.read_text()) if named_path.is_file() else {}
-            for label in meta["labels"]:
-                named[label] = final.name
-            write_json_atomic(named_path, named)
         _prune(ckpt_root, keep_last)
+        write_json_atomic(ckpt_root / NAMED, labels_index(ckpt_root))
     barrier()
     return final
 
 
+def labels_index(ckpt_root: Path) -> dict[str, str]:
+    """label -> checkpoint dir name, from the ``labels`` in each checkpoint's meta.json (the
+    source of truth; named.json is a convenience copy rewritten after every save)."""
+    out: dict[str, str] = {}
+    for _, d in sorted(list_checkpoints(ckpt_root)):
+        try:
+            labels = json.loads((d / META).read_text()).get("labels") or []
+        except (OSError, ValueError):
+            continue
+        for label in labels:
+            out[label] = d.name
+    return out
+
+
 def _prune(ckpt_root: Path, keep_last: int) -> None:
-    named_path = ckpt_root / NAMED
-    keep = set(json.loads(named_path.read_text()).values()) if named_path.is_file() else set()
+    keep = set(labels_index(ckpt_root).values())
+    for leftover in ckpt_root.glob(".del-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     interval = [d for _, d in list_checkpoints(ckpt_root) if d.name not in keep]
     for d in interval[keep_last:]:
-        shutil.rmtree(d, ignore_errors=True)
+        # rename first, so a kill during deletion never leaves a half-deleted step_* dir
+        doomed = d.with_name(f".del-{d.name}")
+        d.replace(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_into(ckpt_dir: Path, model, optimizer=None) -> None:
