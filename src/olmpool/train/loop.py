@@ -220,7 +220,13 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None 
 
 
 def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
-    """Resolve and validate an extension run from a pretraining checkpoint."""
+    """Resolve and validate an extension run from a pretraining checkpoint.
+
+    The extension starts from the checkpoint's *weights* with fresh AdamW moments (the
+    recipe re-warms the LR from 0 over 200 steps, which is what a fresh optimizer needs);
+    its peak LR is the LR the pretraining run used at that checkpoint (2.9952e-4 at
+    step34000 in the paper). RoPE theta and sequence length become the scale's extension
+    values (``ModelShape.with_extension``)."""
     from olmpool.arch.registry import Architecture, ModelShape
 
     cfg = load_train_config(config_path)
