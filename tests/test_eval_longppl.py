@@ -62,9 +62,9 @@ def test_key_tokens_are_the_repeat_beyond_the_short_window(tok):
 def test_key_tokens_match_brute_force(tok):
     V = tok.vocab_size
     rng = np.random.default_rng(1)
-    ids = rng.integers(0, 60, 140).tolist()  # many repeats: context-dependent predictions
+    ids = rng.integers(0, 40, 90).tolist()  # many repeats: context-dependent predictions
     ev = Engine(CopyLM(V, boost=6.0), tok, prefill_chunk=1000, progress=False)
-    trunc, slide = 32, 10
+    trunc, slide = 24, 10
     got = L.find_key_tokens(ev, ids, trunc, slide, alpha=2.0, beta=-2.0)
     expected = []
     for p in range(trunc, len(ids)):
@@ -123,3 +123,29 @@ def test_tiny_corpus_documents_have_key_tokens(tok):
     run_perplexity(eng, cfg, out, log=lambda m: None)
     tasks = {r["task"] for r in out.rows if r["benchmark"] == "perplexity"}
     assert tasks == {"filler:synthetic", "fact:synthetic", "kv:synthetic", "repeat:synthetic", "chain:synthetic", "overall"}
+
+
+def test_hf_evaluator_directory(tmp_path, tok):
+    """'hf:<dir>' evaluators: a local Hugging Face model + tokenizer behind the same protocol;
+    cached chunked scoring equals one full forward, and LongPPL runs across tokenizations."""
+    import transformers
+
+    from olmpool.eval.lm import load_hf_model
+
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok.tok, eos_token="<|endoftext|>")
+    hf_tok.save_pretrained(tmp_path)
+    cfg = transformers.LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path)
+    model, etok = load_hf_model(str(tmp_path))
+    assert etok.eod == tok.eod and etok.encode("Record 3f : 48 .") == tok.encode("Record 3f : 48 .")
+    ev = Engine(model, etok, prefill_chunk=7, progress=False)
+    ids = tok.encode("The colour of Bemaro is tilvek . Here we go . Recall : the colour of Bemaro is tilvek .")
+    with torch.no_grad():
+        full = torch.log_softmax(model.model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
+    want = full[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].numpy()
+    assert np.abs(ev.token_logprobs(ids) - want).max() < 1e-5
+    res = L.evaluate(Engine(CopyLM(tok.vocab_size), tok, progress=False), ev, [ids], trunc_len=8, sliding_window=4,
+                     same_tokenizer=False)
+    assert res.n_documents == 1 and res.n_tokens == len(ids) - 1

@@ -66,7 +66,9 @@ def check_contexts(requested: list[int], max_trained: int, allow: bool) -> list[
 
 
 def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | None):
-    """(model, tokenizer, meta, shape) of a training checkpoint, as a ReferenceDecoder on CPU."""
+    """(model, tokenizer, meta, shape) of a training checkpoint, as a ReferenceDecoder (CPU fp32, or bf16 on a GPU)."""
+    import torch
+
     from olmpool.arch.reference import load_megatron_into_reference
     from olmpool.arch.registry import load_registry
     from olmpool.eval.lm import wrap_reference_decoder
@@ -80,6 +82,8 @@ def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | 
     elif tokenizer.vocab_size != ck.shape.vocab_size:
         raise OlmPoolError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model {ck.shape.vocab_size}. Fix: use the run's tokenizer")
     decoder = load_megatron_into_reference(ck.megatron_state_dict, ck.shape)
+    if torch.cuda.is_available():  # paper scale: bf16 on the GPU (untested here: no GPU on this machine)
+        decoder = decoder.to(device="cuda", dtype=torch.bfloat16)
     return wrap_reference_decoder(decoder, ck.shape.vocab_size), tokenizer, dict(ck.meta), ck.shape
 
 
@@ -124,6 +128,11 @@ def _evaluate(args) -> int:
     if "longppl" in benchmarks:
         if cfg.longppl.evaluator == "self":
             evaluator = engine
+        elif cfg.longppl.evaluator.startswith("hf:"):
+            from olmpool.eval.lm import load_hf_model
+
+            ev_model, ev_tok = load_hf_model(cfg.longppl.evaluator[3:])
+            evaluator = Engine(ev_model, ev_tok, batch_size=1, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
         else:
             ev_model, ev_tok, _, _ = load_checkpoint_model(cfg.longppl.evaluator, args.registry, None)
             evaluator = Engine(ev_model, ev_tok, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)

@@ -141,7 +141,8 @@ class LongPPLConfig:
     min_tokens: int = 16384
     """Only documents at least this long are used (LongPPL: 16,384)."""
     evaluator: str = "self"
-    """Key-token evaluator: 'self' (the evaluated model) or a checkpoint directory (loaded like --checkpoint)."""
+    """Key-token evaluator: 'self' (the evaluated model), an OlmPool checkpoint directory (loaded like
+    --checkpoint), or 'hf:<local Hugging Face directory>' (upstream: Llama-3.1-8B)."""
     trunc_len: int = 4096
     """Short-context length (LongPPL: 4096)."""
     sliding_window: int = 1024

@@ -102,6 +102,8 @@ class Engine:
             raise OlmPoolError("eval engine: batch_size and prefill_chunk must be >= 1. Fix: set eval.batch_size / eval.prefill_chunk to positive integers")
         self.model = model
         self.tokenizer = tokenizer
+        self.device = torch.device(getattr(model, "device", "cpu"))
+        """Where input ids are placed (the model's device; results come back to the CPU)."""
         self.batch_size = batch_size
         self.prefill_chunk = prefill_chunk
         self.progress = progress
@@ -152,7 +154,7 @@ class Engine:
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], max_new: int, stop_nl: bool) -> list[list[int]]:
         B = len(prompts)
-        ids = torch.tensor(prompts, dtype=torch.long)  # [B,T]
+        ids = torch.tensor(prompts, dtype=torch.long, device=self.device)  # [B,T]
         cache = self.model.new_cache(B)
         logits = self._prefill(ids, cache)  # [B,V]
         eod = self.tokenizer.eod
@@ -161,10 +163,11 @@ class Engine:
         gen: list[list[int]] = [[] for _ in range(B)]
         for step in range(max_new):
             nxt = torch.argmax(logits, dim=-1)  # [B]
+            nxt_list = nxt.tolist()
             for b in range(B):
                 if done[b]:
                     continue
-                t = int(nxt[b])
+                t = int(nxt_list[b])
                 gen[b].append(t)
                 if t == eod or t in stops:
                     done[b] = True
@@ -179,7 +182,7 @@ class Engine:
         seq = list(prompt)
         gen = []
         for _ in range(max_new):
-            logits = self.model(torch.tensor([seq], dtype=torch.long), cache=None)[:, -1, :]  # [1,V]
+            logits = self.model(torch.tensor([seq], dtype=torch.long, device=self.device), cache=None)[:, -1, :]  # [1,V]
             t = int(torch.argmax(logits, dim=-1)[0])
             gen.append(t)
             seq.append(t)
@@ -199,7 +202,7 @@ class Engine:
         """log p(ids[i] | ids[:i]) for i = 1..len-1, as float64 [len-1] (chunked through the cache)."""
         if len(ids) < 2:
             return np.zeros(0)
-        x = torch.tensor([list(ids)], dtype=torch.long)  # [1,T]
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # [1,T]
         cache = self.model.new_cache(1)
         parts = []
         for s in range(0, x.shape[1] - 1, self.prefill_chunk):
@@ -207,7 +210,7 @@ class Engine:
             target = x[:, s + 1:s + 1 + chunk.shape[1]]  # next tokens [1,t]
             logits = self.model(chunk, cache=cache).float()  # [1,t,V]
             lp = torch.log_softmax(logits, dim=-1).gather(-1, target[..., None])[0, :, 0]  # [t]
-            parts.append(lp.double().numpy())
+            parts.append(lp.double().cpu().numpy())
         return np.concatenate(parts)
 
     def continuation_logprob(self, context: list[int], continuation: list[int]) -> float:
@@ -227,6 +230,7 @@ def wrap_reference_decoder(decoder: Any, vocab_size: int) -> LanguageModel:
         def __init__(self):
             self.vocab_size = vocab_size
             self.decoder = decoder.eval()
+            self.device = next(decoder.parameters()).device
 
         def new_cache(self, batch: int):
             return self.decoder.new_cache(batch)
@@ -236,3 +240,66 @@ def wrap_reference_decoder(decoder: Any, vocab_size: int) -> LanguageModel:
 
     return _Wrapped()
 
+
+
+class _HFCache:
+    """A transformers DynamicCache with the ``length`` attribute the protocol uses."""
+
+    def __init__(self):
+        from transformers import DynamicCache
+
+        self.inner = DynamicCache()
+
+    @property
+    def length(self) -> int:
+        return int(self.inner.get_seq_length())
+
+
+class HFTokenizerAdapter:
+    """A transformers tokenizer in the eval Tokenizer protocol (no special tokens added)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.vocab_size = len(tok)
+        if tok.eos_token_id is None:
+            raise OlmPoolError(f"tokenizer {tok.name_or_path}: no eos token. Fix: use a causal-LM tokenizer with an eos token")
+        self.eod = int(tok.eos_token_id)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+class HFCausalLM:
+    """A local Hugging Face causal LM (e.g. the LongPPL evaluator Llama-3.1-8B) in the protocol."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        self.vocab_size = int(model.config.vocab_size)
+        self.device = model.device
+
+    def new_cache(self, batch: int) -> _HFCache:
+        return _HFCache()
+
+    def __call__(self, input_ids: torch.Tensor, *, cache: Any = None) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, past_key_values=cache.inner if cache is not None else None,
+                         use_cache=cache is not None)
+        return out.logits  # [B,T,V]
+
+
+def load_hf_model(directory: str) -> tuple[HFCausalLM, HFTokenizerAdapter]:
+    """(model, tokenizer) from a local Hugging Face directory (offline; fp32 on CPU, bf16 on GPU)."""
+    from pathlib import Path
+
+    if not Path(directory).is_dir():
+        raise OlmPoolError(f"Hugging Face model directory {directory} not found. Fix: download it beforehand and point eval.longppl.evaluator at 'hf:<dir>'")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, dtype=dtype)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return HFCausalLM(model), HFTokenizerAdapter(tok)
