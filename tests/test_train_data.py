@@ -164,3 +164,20 @@ def test_tokenize_command_round_trip(tmp_path, corpus):
     rc = main(["data", "tokenize", "--tokenizer", str(tmp_path / "missing"), "--input", str(src),
                "--output-prefix", str(tmp_path / "ds2")])
     assert rc == 2
+
+
+def test_tiny_corpus_command_is_deterministic(tmp_path):
+    """`olmpool data tiny-corpus` twice with the same seed gives byte-identical datasets and
+    a tokenizer with the scale's vocabulary."""
+    from olmpool.cli import main
+    from olmpool.train.testing import small_config
+    from olmpool.train.tokenizer import load_tokenizer
+
+    cfg = small_config(tmp_path / "cfg.yaml", tmp_path / "unused")
+    for name in ("a", "b"):
+        assert main(["data", "tiny-corpus", "--config", str(cfg), "--out", str(tmp_path / name)]) == 0
+    for f in ("pretrain.bin", "pretrain.idx", "long_long.bin", "short.idx", "tokenizer/tokenizer.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert load_tokenizer(tmp_path / "a" / "tokenizer").vocab_size == 2048
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["seed"] == 5 and manifest["code_version"]["olmpool"]
