@@ -124,9 +124,12 @@ def test_intra_document_mask():
     (RoPE is relative, so continuous positions do not matter)."""
     sh, m = _build("H_post_LQK_32kv_8k_11k_SWA")
     ids = torch.randint(0, sh.vocab_size, (1, 300))
-    doc = torch.tensor([0] * 120 + [1] * 180)
-    masked = doc[:, None] != doc[None, :]  # True = masked, [s, s]
-    out = M.logits(m, ids, attention_mask=masked[None, None])
+    eod = 5
+    ids[ids == eod] = 6
+    ids[0, 119] = eod  # first document = tokens 0..119 (its EOD included)
+    masked = M.intra_document_mask(ids, eod)  # [1, 1, s, s], True = masked
+    assert masked.shape == (1, 1, 300, 300) and not masked[0, 0, 119, 0] and masked[0, 0, 120, 119]
+    out = M.logits(m, ids, attention_mask=masked)
     alone = M.logits(m, ids[:, 120:])
     assert (out[:, 120:] - alone).abs().max() < 1e-4
     assert (M.logits(m, ids)[:, 120:] - alone).abs().max() > 1e-3  # the mask mattered

@@ -234,6 +234,15 @@ class SDPACoreAttention(MegatronModule):
         return out.permute(2, 0, 1, 3).reshape(sq, b, np_ * hn)  # [sq, b, np*hn]
 
 
+def intra_document_mask(tokens: Tensor, eod: int) -> Tensor:
+    """Megatron-style attention mask for packed sequences: tokens [b, s] -> bool [b, 1, s, s],
+    True where query and key lie in different documents (masked).  A document ends with its
+    EOD token (the EOD belongs to the document it closes).  Pass it as ``attention_mask`` to
+    ``GPTModel.forward`` (or `logits`); causal/window masking is added by the core attention."""
+    doc = torch.cumsum((tokens == eod).long(), dim=1) - (tokens == eod).long()  # [b, s] doc index
+    return (doc[:, :, None] != doc[:, None, :]).unsqueeze(1)
+
+
 def _and_not_masked(allowed: Tensor, attention_mask: Tensor | None) -> Tensor:
     """Combine the causal/window mask with megatron's optional mask (True = masked out)."""
     return allowed if attention_mask is None else allowed & ~attention_mask.bool()
@@ -589,5 +598,5 @@ __all__ = [
     "build_model", "transformer_config", "layer_spec", "block_spec", "count_parameters",
     "logits", "ensure_parallel_state", "OlmPoolGPTModel", "RMSNorm", "LayerwiseQKNorm",
     "SDPACoreAttention", "fp8_emulated", "post_norm", "fake_quant", "te_available",
-    "causal_window_mask",
+    "causal_window_mask", "intra_document_mask",
 ]
