@@ -62,9 +62,9 @@ def test_key_tokens_are_the_repeat_beyond_the_short_window(tok):
 def test_key_tokens_match_brute_force(tok):
     V = tok.vocab_size
     rng = np.random.default_rng(1)
-    ids = rng.integers(0, 40, 90).tolist()  # many repeats: context-dependent predictions
+    ids = rng.integers(0, 60, 120).tolist()  # many repeats: context-dependent predictions
     ev = Engine(CopyLM(V, boost=6.0), tok, prefill_chunk=1000, progress=False)
-    trunc, slide = 24, 10
+    trunc, slide = 32, 10
     got = L.find_key_tokens(ev, ids, trunc, slide, alpha=2.0, beta=-2.0)
     expected = []
     for p in range(trunc, len(ids)):
