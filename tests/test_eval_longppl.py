@@ -19,7 +19,7 @@ class CopyLM:
 
     class _C:
         def __init__(self):
-            self.length, self.hist = 0, []
+            self.length, self.hist, self.last = 0, [], {}
 
     def new_cache(self, batch):
         return self._C()
@@ -28,12 +28,11 @@ class CopyLM:
         c = cache if cache is not None else self._C()
         out = torch.zeros(1, input_ids.shape[1], self.vocab_size)
         for t, x in enumerate(input_ids[0].tolist()):
+            pos = len(c.hist)
             c.hist.append(x)
-            last = {}
-            for j, y in enumerate(c.hist[:-1]):
-                last[y] = j
-            if x in last:
-                out[0, t, c.hist[last[x] + 1]] = self.boost
+            if x in c.last:  # latest earlier occurrence of x -> predict its successor
+                out[0, t, c.hist[c.last[x] + 1]] = self.boost
+            c.last[x] = pos
         c.length += input_ids.shape[1]
         return out
 
