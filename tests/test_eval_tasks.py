@@ -7,6 +7,7 @@ lengths only, where upstream's own count-truncated zeta frequencies can tie (not
 """
 
 import random
+import re
 
 import pytest
 
@@ -134,3 +135,19 @@ def test_helmet_icl_balance_and_mapping():
 
 def test_oracle_solver_reads_inputs():
     assert solve('JSON data:\n{\n "k1": "v1",\n "k2": "v2"\n}\n\nExtract the value corresponding to the specified key in the JSON object below.\n\nKey: "k2"\nCorresponding value:') == " v2"
+
+
+def test_cwe_full_frequency_variant_and_example(tok):
+    """From cwe_full_frequency_from on, common words appear 30x and the rest 3x (upstream),
+    after a one-shot example with 10x / 3x; the reader's top-10 are exactly the answers."""
+    from collections import Counter
+
+    data = R.load_data(SYNTHETIC, SYNTHETIC, SYNTHETIC, 5)
+    st = R.RulerSettings(tokens_to_generate=GEN, cwe_full_frequency_from=2048, seed=5)
+    s = R.generate_task("cwe", 3072, 1, tok, data, st)[0]
+    main = s.prompt.split("Memorize the ones that appear most often.\n")[-1].split("\nQuestion:")[0]
+    counts = Counter(re.findall(r"\d+\. (\S+)", main))
+    assert {counts[a] for a in s.answers} == {30}
+    assert set(counts.values()) == {30, 3}
+    assert s.prompt.count("Below is a numbered list of words.") == 2  # example + task
+    assert set(solve(s.prompt).split()[1::2]) == set(s.answers)
