@@ -233,3 +233,11 @@ def test_json_schema_mirrors_registry():
     bad = dict(row, qk_norm="rms")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_paper_vocab_padded_for_tensor_parallel():
+    s = load_scale("paper", SCALES)
+    sh = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], s, tp=8)
+    assert (sh.vocab_size, sh.tokenizer_vocab_size) == (100352, 100278)
+    tiny = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], load_scale("tiny", SCALES))
+    assert tiny.vocab_size == tiny.tokenizer_vocab_size == 2048

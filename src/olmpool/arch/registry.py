@@ -301,6 +301,10 @@ class Scale:
     when false, fp8 without TE+CUDA is an error."""
     d_ff_multiple: int = 1
     """Round the scaled d_ff to a multiple of this."""
+    vocab_pad_multiple: int = 1
+    """Embedding/output rows are ``vocab_size`` rounded up to a multiple of this (OLMo-core
+    pads 100,278 to 100,352 = 784 x 128) so the vocabulary splits evenly across TP ranks;
+    the extra rows are never produced by the tokenizer."""
     description: str = ""
     """Free text."""
 
@@ -308,7 +312,8 @@ class Scale:
         """Raise `OlmPoolError` naming the scale file, field and fix for the first bad field."""
         w = where or f"scale '{self.name}'"
         ints = ("n_layers", "d_model", "n_heads", "vocab_size", "extend_seq_len", "context_divisor",
-                "window", "local_per_global", "reference_d_model", "reference_n_heads", "d_ff_multiple")
+                "window", "local_per_global", "reference_d_model", "reference_n_heads", "d_ff_multiple",
+                "vocab_pad_multiple")
         for name in ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -412,7 +417,8 @@ class ModelShape:
     d_ff: int
     """SwiGLU hidden width."""
     vocab_size: int
-    """Vocabulary size (untied input embedding and output layer)."""
+    """Rows of the (untied) input embedding and output layer: the tokenizer's vocabulary
+    padded to the scale's ``vocab_pad_multiple``."""
     rope_theta: float
     """RoPE base in use (pretraining theta; `with_extension()` swaps in the extension theta)."""
     windows: tuple[int | None, ...]
@@ -440,6 +446,8 @@ class ModelShape:
     """z-loss coefficient (0 = off)."""
     stage: str = "pretrain"
     """``pretrain`` or ``extend`` (which theta/seq len this shape is set up for)."""
+    tokenizer_vocab_size: int | None = None
+    """The tokenizer's vocabulary before padding (None: equal to vocab_size)."""
 
     @property
     def z_loss_enabled(self) -> bool:
@@ -532,7 +540,8 @@ def resolve(arch: Architecture, scale: Scale, *, tp: int | None = None) -> Model
         n_kv_heads=n_kv,
         head_dim=scale.resolved_head_dim,
         d_ff=d_ff,
-        vocab_size=scale.vocab_size,
+        vocab_size=-(-scale.vocab_size // scale.vocab_pad_multiple) * scale.vocab_pad_multiple,
+        tokenizer_vocab_size=scale.vocab_size,
         rope_theta=float(scale.rope_theta),
         windows=window_pattern(scale.n_layers, window, scale.local_per_global, scale.last_layer_full),
         pretrain_seq_len=arch.pretrain_context // scale.context_divisor,
