@@ -434,10 +434,11 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
         t0 = time.perf_counter()
         mbs = stream.micro_batches(step)
         n_local = sum(float(mb.loss_mask.sum()) for mb in mbs)
-        n_global = float(dp_sum(torch.tensor([n_local], dtype=torch.float64)).item())
+        # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
+        n_global = float(dp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
-        sums = torch.zeros(2, dtype=torch.float64)  # [ce, z] summed over tokens
+        sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
         for mb in mbs:
             tokens = mb.tokens.to(info.device)
             mask = mb.loss_mask.to(info.device)
@@ -447,8 +448,8 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
             loss = (per_tok.float() * mask).sum() / n_global * info.dp
             loss.backward()
             z_tok = spec.z_loss * captured.pop("lse").float().square()
-            sums[0] += float(((per_tok.detach().float() - z_tok) * mask).sum())
-            sums[1] += float((z_tok * mask).sum())
+            sums[0] += ((per_tok.detach().float() - z_tok) * mask).sum().double()
+            sums[1] += (z_tok * mask).sum().double()
         finalize_model_grads([ddp])
         sums = dp_sum(sums) / n_global
         ce, z = float(sums[0]), float(sums[1])
