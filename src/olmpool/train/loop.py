@@ -388,6 +388,9 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
                   flush=True)
     if is_rank0():
         _truncate_metrics(metrics_path, start_step)
+        if start_step >= spec.total_steps:
+            print(f"olmpool: {spec.stage} of {spec.arch.id} in {out} is already complete "
+                  f"({spec.total_steps} steps)", flush=True)
 
     # ---- data ---------------------------------------------------------------------------
     tok = load_tokenizer(spec.tokenizer_dir)
