@@ -238,6 +238,6 @@ def test_json_schema_mirrors_registry():
 def test_paper_vocab_padded_for_tensor_parallel():
     s = load_scale("paper", SCALES)
     sh = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], s, tp=8)
-    assert (sh.vocab_size, sh.tokenizer_vocab_size) == (100352, 100278)
+    assert (sh.vocab_size, sh.embedding_rows) == (100278, 100352)
     tiny = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], load_scale("tiny", SCALES))
-    assert tiny.vocab_size == tiny.tokenizer_vocab_size == 2048
+    assert tiny.vocab_size == tiny.embedding_rows == 2048

@@ -28,7 +28,7 @@ def architecture_table(registry: str | Path, scale: str | Path, *, count_params:
         row.update(
             scale=sc.name, n_layers=sh.n_layers, d_model=sh.d_model, n_heads=sh.n_heads,
             n_kv_heads=sh.n_kv_heads, head_dim=sh.head_dim, scaled_d_ff=sh.d_ff,
-            vocab_size=sh.vocab_size, window=next((w for w in sh.windows if w), ""),
+            vocab_size=sh.vocab_size, embedding_rows=sh.embedding_rows, window=next((w for w in sh.windows if w), ""),
             local_layers=sum(w is not None for w in sh.windows),
             pretrain_seq_len=sh.pretrain_seq_len, extend_seq_len=sh.extend_seq_len,
             rope_theta=int(sh.rope_theta), extend_rope_theta=int(sh.extend_rope_theta),

@@ -90,7 +90,7 @@ def hf_config_for(shape: ModelShape, family: str | None = None):
     layer_types = ["sliding_attention" if w else "full_attention" for w in shape.windows]
     rope = {"rope_type": "default", "rope_theta": float(shape.rope_theta)}
     kw = dict(
-        vocab_size=shape.vocab_size, hidden_size=shape.d_model, intermediate_size=shape.d_ff,
+        vocab_size=shape.embedding_rows, hidden_size=shape.d_model, intermediate_size=shape.d_ff,
         num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
         num_key_value_heads=shape.n_kv_heads, head_dim=shape.head_dim, hidden_act="silu",
         max_position_embeddings=max(shape.extend_seq_len, shape.pretrain_seq_len),
@@ -286,9 +286,12 @@ def audit_hf_config(checkpoint, arch_id: str, *, registry="config/architectures.
     if got["qk_norm"] != want.qk_norm:
         problems.append(f"QK norm: class {got['hf_class']} has {got['qk_norm']} QK norm, the registry row has "
                         f"{want.qk_norm}")
-    for f in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "vocab_size"):
+    for f in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff"):
         if got[f] != getattr(want, f):
             problems.append(f"{f}: checkpoint {got[f]}, registry {getattr(want, f)}")
+    if got["vocab_size"] != want.embedding_rows:
+        problems.append(f"vocab_size: checkpoint {got['vocab_size']}, registry {want.embedding_rows} "
+                        f"(tokenizer {want.vocab_size} padded to the scale's vocab_pad_multiple)")
     if got["rope_theta"] is None or abs(got["rope_theta"] - want.rope_theta) > 1e-6 * want.rope_theta:
         problems.append(f"RoPE theta: checkpoint {got['rope_theta'] if got['rope_theta'] is not None else got['rope_theta_per_layer_type']}, "
                         f"registry ({want.stage}) {want.rope_theta:g}")

@@ -559,7 +559,7 @@ def build_model(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = Fal
         model = OlmPoolGPTModel(
             config=config,
             transformer_layer_spec=spec,
-            vocab_size=shape.vocab_size,
+            vocab_size=shape.embedding_rows,  # padded; logits have this width
             max_sequence_length=max(shape.pretrain_seq_len, shape.extend_seq_len),
             pre_process=True,
             post_process=True,

@@ -5,7 +5,8 @@ same function as ``olmpool.arch.megatron.build_model(shape)`` with converted wei
 (tested to <= 1e-4 max abs logit difference), written top to bottom without megatron so
 that evaluation code can read it, cache keys/values and look at attention:
 
-- ``forward(input_ids [B,T], *, cache=None, attn_capture=None) -> logits [B,T,V]``.
+- ``forward(input_ids [B,T], *, cache=None, attn_capture=None) -> logits [B,T,V]`` with
+  V = ``shape.vocab_size`` (embedding padding rows, if any, are dropped).
   With a `KVCache` (``new_cache(batch)``) positions continue from ``cache.length`` and the
   new keys/values are appended (incremental decoding).  The cache keeps every position;
   sliding-window layers mask, they do not evict.
@@ -175,10 +176,10 @@ class ReferenceDecoder(nn.Module):
         super().__init__()
         shape.validate()
         self.shape = shape
-        self.embed = nn.Embedding(shape.vocab_size, shape.d_model)
+        self.embed = nn.Embedding(shape.embedding_rows, shape.d_model)  # padded rows
         self.layers = nn.ModuleList(Block(shape, i) for i in range(shape.n_layers))
         self.norm = RMSNorm(shape.d_model, shape.norm_eps)
-        self.lm_head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)  # untied
+        self.lm_head = nn.Linear(shape.d_model, shape.embedding_rows, bias=False)  # untied
         self.reset_parameters()
 
     def reset_parameters(self, std: float | None = None) -> None:
@@ -203,7 +204,7 @@ class ReferenceDecoder(nn.Module):
             x = layer(x, cos, sin, cache, attn_capture)
         if cache is not None:
             cache.length = start + T
-        return self.lm_head(self.norm(x))  # [B,T,V]
+        return self.lm_head(self.norm(x))[..., : self.shape.vocab_size]  # [B,T,V] (padding rows dropped)
 
 
 # ======================================================================================

@@ -417,8 +417,7 @@ class ModelShape:
     d_ff: int
     """SwiGLU hidden width."""
     vocab_size: int
-    """Rows of the (untied) input embedding and output layer: the tokenizer's vocabulary
-    padded to the scale's ``vocab_pad_multiple``."""
+    """The tokenizer's vocabulary (token ids are < vocab_size)."""
     rope_theta: float
     """RoPE base in use (pretraining theta; `with_extension()` swaps in the extension theta)."""
     windows: tuple[int | None, ...]
@@ -446,8 +445,15 @@ class ModelShape:
     """z-loss coefficient (0 = off)."""
     stage: str = "pretrain"
     """``pretrain`` or ``extend`` (which theta/seq len this shape is set up for)."""
-    tokenizer_vocab_size: int | None = None
-    """The tokenizer's vocabulary before padding (None: equal to vocab_size)."""
+    padded_vocab_size: int | None = None
+    """Rows of the (untied) input embedding and output layer: vocab_size rounded up to the
+    scale's ``vocab_pad_multiple`` (None: equal to vocab_size).  Megatron logits have this
+    width; ReferenceDecoder returns only the first vocab_size columns."""
+
+    @property
+    def embedding_rows(self) -> int:
+        """padded_vocab_size, or vocab_size when there is no padding."""
+        return self.padded_vocab_size or self.vocab_size
 
     @property
     def z_loss_enabled(self) -> bool:
@@ -493,7 +499,7 @@ class ModelShape:
             raise _err(w, "windows", f"{len(self.windows)} entries for {self.n_layers} layers",
                        "give one window (or None) per layer")
         for name, n in (("n_heads", self.n_heads), ("n_kv_heads", self.n_kv_heads), ("d_ff", self.d_ff),
-                        ("vocab_size", self.vocab_size)):
+                        ("padded_vocab_size", self.embedding_rows)):
             if n % tp:
                 raise _err(w, name, f"{n} is not divisible by tensor-parallel degree {tp}",
                            "lower the TP degree or use a larger scale")
@@ -540,8 +546,8 @@ def resolve(arch: Architecture, scale: Scale, *, tp: int | None = None) -> Model
         n_kv_heads=n_kv,
         head_dim=scale.resolved_head_dim,
         d_ff=d_ff,
-        vocab_size=-(-scale.vocab_size // scale.vocab_pad_multiple) * scale.vocab_pad_multiple,
-        tokenizer_vocab_size=scale.vocab_size,
+        vocab_size=scale.vocab_size,
+        padded_vocab_size=-(-scale.vocab_size // scale.vocab_pad_multiple) * scale.vocab_pad_multiple,
         rope_theta=float(scale.rope_theta),
         windows=window_pattern(scale.n_layers, window, scale.local_per_global, scale.last_layer_full),
         pretrain_seq_len=arch.pretrain_context // scale.context_divisor,
@@ -582,7 +588,7 @@ def analytic_param_count(shape: ModelShape) -> int:
     norms = 2 * d
     qk = {"none": 0, "layer": shape.n_heads * hd + shape.n_kv_heads * hd, "head": 2 * hd}[shape.qk_norm]
     per_layer = attn + mlp + norms + qk
-    return shape.n_layers * per_layer + 2 * shape.vocab_size * d + d  # + final norm
+    return shape.n_layers * per_layer + 2 * shape.embedding_rows * d + d  # + final norm
 
 
 __all__ = [
