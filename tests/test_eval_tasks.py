@@ -151,3 +151,31 @@ def test_cwe_full_frequency_variant_and_example(tok):
     assert set(counts.values()) == {30, 3}
     assert s.prompt.count("Below is a numbered list of words.") == 2  # example + task
     assert set(solve(s.prompt).split()[1::2]) == set(s.answers)
+
+
+def test_tiny_corpus_word_pool(tok):
+    """words: tiny_corpus + essay: tiny_corpus -> keys, haystack and stand-ins in the tiny
+    corpus language; the oracle still scores 100; the pool is restored afterwards."""
+    from olmpool.eval import words
+    from olmpool.train.tiny_corpus import make_language
+
+    cfg = _cfg(words="tiny_corpus", corpus_seed=1234,
+               ruler={"contexts": [1024], "samples": 1, "tokens_to_generate": {**GEN, "common_words_extraction": 120},
+                      "essay": "tiny_corpus",
+                      "tasks": ["niah_single_2", "niah_multikey_1", "cwe", "qa_1"]},
+               helmet={"contexts": [1024], "samples": 1, "icl_samples": 1, "shots": 0, "tasks": ["kilt_nq", "icl_nlu"]})
+    seen = []
+    eng = Engine(OracleLM(tok), tok, prefill_chunk=1 << 20, progress=False)
+    orig = eng.generate
+
+    def spy(reqs, desc=""):
+        seen.extend(tok.decode(r.prompt) for r in reqs)
+        return orig(reqs, desc)
+
+    eng.generate = spy
+    res = run_all(eng, cfg, ["ruler", "helmet"], ruler_contexts=[1024], helmet_contexts=[1024], log=lambda m: None)
+    assert all(r["value"] == pytest.approx(100.0) for r in res.rows), res.rows
+    nouns = set(make_language(1234).nouns)
+    key = re.findall(r"special magic number for (\S+?)-(\S+) mentioned", seen[0])[0]
+    assert key[1] in nouns
+    assert words.word_lists()[3] != "tiny_corpus:1234"  # restored

@@ -39,7 +39,8 @@ class RulerConfig:
     tasks: list[str] | str = "all"
     """'all' (the 13 tasks) or a subset; the per-length mean needs all 13."""
     essay: str = SYNTHETIC
-    """Essay haystack: Paul Graham essays JSON/text path, or 'synthetic' (generated essay-like text)."""
+    """Essay haystack: Paul Graham essays JSON/text path, 'synthetic' (generated essay-like text), or
+    'tiny_corpus' (filler prose of the tiny corpus language)."""
     squad: str = SYNTHETIC
     """SQuAD 2.0 dev JSON for qa_1, or 'synthetic'."""
     hotpotqa: str = SYNTHETIC
@@ -203,6 +204,9 @@ class EvalConfig:
     """Seed of all data generation and sampling."""
     corpus_seed: int | None = None
     """Language seed of the tiny corpus for 'tiny_corpus' sources (default: data.tiny_corpus.seed)."""
+    words: str = "upstream"
+    """Word pool of RULER keys / common words and the synthetic stand-ins: 'upstream' (wonderwords
+    lists, else built-in English lists) or 'tiny_corpus' (the tiny corpus language)."""
     batch_size: int = 4
     """Prompts of equal length decoded together."""
     prefill_chunk: int = 2048
@@ -214,6 +218,8 @@ class EvalConfig:
     bpb: BPBConfig = field(default_factory=BPBConfig)
 
     def validate(self) -> None:
+        if self.words not in ("upstream", TINY_CORPUS):
+            raise _err("words", f"{self.words!r}", "write 'upstream' or 'tiny_corpus'")
         for k in ("seed", "batch_size", "prefill_chunk"):
             v = getattr(self, k)
             if not isinstance(v, int) or (k != "seed" and v < 1):
@@ -262,7 +268,7 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
     cfg = from_dict(doc["eval"])
     if cfg.corpus_seed is None:
         cfg.corpus_seed = ((doc.get("data") or {}).get("tiny_corpus") or {}).get("seed")
-    uses = cfg.perplexity.splits == TINY_CORPUS or cfg.longppl.documents == TINY_CORPUS
+    uses = TINY_CORPUS in (cfg.perplexity.splits, cfg.longppl.documents, cfg.words, cfg.ruler.essay)
     if uses and cfg.corpus_seed is None:
         raise OlmPoolError(f"{path}: eval uses 'tiny_corpus' sources but no corpus seed is known. Fix: set eval.corpus_seed or data.tiny_corpus.seed")
     return cfg, doc

@@ -219,12 +219,19 @@ def synthetic_hotpotqa(seed: int) -> tuple[list[dict], list[str]]:
     return [{"query": q.query, "outputs": q.outputs, "context": q.context} for q in fc.two_hop], docs
 
 
-def load_data(essay: str, squad: str, hotpotqa: str, seed: int) -> RulerData:
+def load_data(essay: str, squad: str, hotpotqa: str, seed: int, corpus_seed: int | None = None) -> RulerData:
     """Resolve each source: "synthetic" -> generated stand-in; a path -> read (missing file -> reason)."""
     from olmpool.eval.synthetic import essay_text
 
     out = RulerData()
-    if essay == "synthetic":
+    if essay == "tiny_corpus":
+        from olmpool.eval.synthetic import tiny_corpus_documents
+
+        if corpus_seed is None:
+            raise OlmPoolError("eval.ruler.essay is 'tiny_corpus' but no corpus seed is known. Fix: set eval.corpus_seed")
+        text = tiny_corpus_documents(corpus_seed, "filler", 1, 40000, "essay")[0]
+        out.essay_words, out.essay_source = text.split(" "), "synthetic"
+    elif essay == "synthetic":
         out.essay_words = re.sub(r"\s+", " ", essay_text(seed)).split(" ")
         out.essay_source = "synthetic"
     elif not Path(essay).exists():

@@ -62,7 +62,7 @@ def _generate(engine: Engine, samples: list, stop_newline: bool, desc: str) -> l
 
 def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log) -> None:
     rc = cfg.ruler
-    data = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed)
+    data = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed)
     settings = R.RulerSettings(tokens_to_generate=dict(rc.tokens_to_generate), vt_example_length=rc.vt_example_length,
                                cwe_full_frequency_from=rc.cwe_full_frequency_from,
                                one_shot_examples=rc.one_shot_examples, seed=cfg.seed)
@@ -94,7 +94,7 @@ def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collect
 def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log) -> None:
     hc = cfg.helmet
     rc = cfg.ruler
-    rdata = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed)
+    rdata = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed)
     rsettings = R.RulerSettings(tokens_to_generate=dict(rc.tokens_to_generate), vt_example_length=rc.vt_example_length,
                                 cwe_full_frequency_from=rc.cwe_full_frequency_from,
                                one_shot_examples=rc.one_shot_examples, seed=cfg.seed)
@@ -270,7 +270,7 @@ def preflight(cfg: EvalConfig, benchmarks: list[str]) -> None:
     rc = cfg.ruler
     if "ruler" in benchmarks or "helmet" in benchmarks:
         for spec, reader in ((rc.essay, R.read_essay), (rc.squad, R.read_squad), (rc.hotpotqa, R.read_hotpotqa)):
-            if spec != SYNTHETIC and Path(spec).exists():
+            if spec not in (SYNTHETIC, TINY_CORPUS) and Path(spec).exists():
                 reader(Path(spec))
     if "perplexity" in benchmarks and cfg.perplexity.splits not in (SYNTHETIC, TINY_CORPUS):
         for spec in cfg.perplexity.splits.values():
@@ -294,15 +294,22 @@ def run_all(engine: Engine, cfg: EvalConfig, benchmarks: list[str], *, ruler_con
         raise OlmPoolError(f"unknown benchmark(s) {unknown}. Fix: choose from {BENCHMARKS}")
     if check:
         preflight(cfg, benchmarks)
+    from olmpool.eval.words import _SOURCE, set_source
+
+    previous = (_SOURCE["name"], _SOURCE["seed"])
+    set_source(cfg.words, cfg.corpus_seed)
     out = Collector()
-    if "ruler" in benchmarks:
-        run_ruler(engine, cfg, ruler_contexts, out, log)
-    if "helmet" in benchmarks:
-        run_helmet(engine, cfg, helmet_contexts, out, log)
-    if "longppl" in benchmarks:
-        run_longppl(engine, evaluator, cfg, out, log)
-    if "perplexity" in benchmarks:
-        run_perplexity(engine, cfg, out, log)
-    if "bpb" in benchmarks:
-        run_bpb(engine, cfg, out, log)
+    try:
+        if "ruler" in benchmarks:
+            run_ruler(engine, cfg, ruler_contexts, out, log)
+        if "helmet" in benchmarks:
+            run_helmet(engine, cfg, helmet_contexts, out, log)
+        if "longppl" in benchmarks:
+            run_longppl(engine, evaluator, cfg, out, log)
+        if "perplexity" in benchmarks:
+            run_perplexity(engine, cfg, out, log)
+        if "bpb" in benchmarks:
+            run_bpb(engine, cfg, out, log)
+    finally:
+        set_source(*previous)
     return out

@@ -6,6 +6,11 @@ needle keys ("adjective-noun") and common words from the ``wonderwords`` package
 importable we use exactly those lists; otherwise these built-in lists (plain English words
 written for this project) stand in. Which one was used is recorded in the run manifest
 (``word_source``): the tasks are the same, only the word pool differs.
+
+At tiny scale the pool can instead be the tiny corpus's own language (``set_source("tiny_corpus",
+seed)``: nouns / adjectives / verbs of ``olmpool.train.tiny_corpus.make_language``), so keys,
+common words and synthetic passages use words the tiny models were trained on and that the
+tiny tokenizer encodes compactly.
 """
 
 from __future__ import annotations
@@ -73,9 +78,30 @@ tickle touch trace trade travel trust try turn type vanish visit wait walk wande
 wave weigh whisper win wink wish work worry wrap write yawn yell zoom"""
 
 
+_SOURCE: dict = {"name": "upstream", "seed": None}
+
+
+def set_source(name: str, seed: int | None = None) -> None:
+    """Select the word pool: "upstream" (wonderwords, else built-in) or "tiny_corpus" (needs seed)."""
+    if name not in ("upstream", "tiny_corpus"):
+        raise ValueError(name)
+    if (name, seed) == (_SOURCE["name"], _SOURCE["seed"]):
+        return
+    _SOURCE.update(name=name, seed=seed)
+    from olmpool.eval import synthetic
+
+    for f in (word_lists, needle_words, common_words, synthetic.essay_text, synthetic.fact_corpus, synthetic.icl_dataset):
+        f.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def word_lists() -> tuple[list[str], list[str], list[str], str]:
-    """(nouns, adjectives, verbs, source) - wonderwords lists when installed, else built-in."""
+    """(nouns, adjectives, verbs, source) of the selected pool (see ``set_source``)."""
+    if _SOURCE["name"] == "tiny_corpus":
+        from olmpool.train.tiny_corpus import make_language
+
+        lang = make_language(_SOURCE["seed"])
+        return list(lang.nouns), list(lang.adjectives), [v for v in lang.verbs], f"tiny_corpus:{_SOURCE['seed']}"
     try:  # pragma: no cover - depends on an optional package
         import wonderwords  # type: ignore
 
