@@ -45,11 +45,17 @@ def worker(stage: str, cfg: str, arch_or_from: str, out: str, max_steps: int | N
                       "cpu_s": me.ru_utime + me.ru_stime}))
 
 
+THREADS: int | None = None
+
+
 def run_worker(stage, cfg, arch_or_from, out, max_steps=None) -> dict:
+    env = dict(os.environ)
+    if THREADS:
+        env["OMP_NUM_THREADS"] = str(THREADS)
     cmd = [sys.executable, __file__, "--worker", stage, "--config", str(cfg), "--target", str(arch_or_from),
            "--out", str(out)] + ([] if max_steps is None else ["--max-steps", str(max_steps)])
     t = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if done.returncode != 0:
         sys.exit(f"{stage} failed:\n{done.stderr[-3000:]}")
@@ -73,6 +79,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12, help="pretraining steps measured")
     ap.add_argument("--ext-steps", type=int, default=5, help="extension steps measured")
     ap.add_argument("--no-full", action="store_true", help="skip the full pretrain + extend run")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS of the runs (the study DAG uses 1 per job)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--target", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -81,6 +89,8 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.config, args.target, args.out, args.max_steps)
         return
+    global THREADS
+    THREADS = args.threads
 
     import yaml
 
@@ -113,10 +123,12 @@ def main() -> None:
 
     c = load_train_config(cfg)
     print()
-    print(f"architecture {args.arch}, config {args.config}, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+    print(f"architecture {args.arch}, config {args.config}, threads {THREADS or 'default'}")
     print(f"load average before {load0[0]:.1f}, after {load1[0]:.1f} (2 cores; >2 means shared)")
     print("tok/s = median wall-clock tokens/s of steps 3..N; tok/cpu-s = all tokens / CPU seconds of")
-    print("the whole process (startup included), i.e. a load-independent lower bound per core")
+    print("the whole process (startup included). On a shared machine both are pessimistic; with")
+    print("--threads 1 the CPU-time rate is the better estimate of an idle core's speed (no OpenMP")
+    print("spin-waiting on a descheduled sibling thread).")
     print(f"{'stage':<10}{'tok/step':>10}{'steps':>7}{'tok/s':>10}{'tok/cpu-s':>11}{'peak MB':>10}")
     for name, r in (("pretrain", pre), ("extend", ext)):
         print(f"{name:<10}{r['step_tokens']:>10}{r['steps']:>7}{r['tokens_per_s']:>10.0f}"
@@ -129,6 +141,10 @@ def main() -> None:
               f"{full_ext['process_wall_s']:.1f} s; one architecture: {total:.1f} s wall, "
               f"{full_pre['cpu_s'] + full_ext['cpu_s']:.1f} CPU s; 26 architectures: "
               f"{26 * total / 60:.1f} min wall")
+        cpu = full_pre["cpu_s"] + full_ext["cpu_s"]
+        if THREADS == 1:
+            print(f"idle-core estimate (1 thread per job, CPU time): {cpu:.0f} s per architecture; "
+                  f"26 architectures as 2 parallel single-thread jobs: {26 * cpu / 2 / 60:.1f} min")
     print(f"(outputs in {tmp})")
 
 
