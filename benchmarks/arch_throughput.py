@@ -4,7 +4,12 @@ Same architecture, same scale, same batch, fp32 on CPU, one process: forward + b
 (cross entropy + z-loss) + torch AdamW step.  The two models are timed in alternating
 rounds so machine noise hits both alike; the ratio megatron/reference is printed (goal >= 0.9).
 
-    python benchmarks/arch_throughput.py --arch H_post_LQK_32kv_8k_11k_SWA --scale tiny
+    python benchmarks/arch_throughput.py --arch H_post_LQK_32kv_8k_11k_SWA --scale tiny --threads 1
+
+On a shared, loaded machine use ``--threads 1``: with 2 OpenMP threads competing with other
+processes both paths slow down ~7x and the ratio swings between 0.6 and 1.8 run to run;
+single-threaded rounds are stable to a few percent.  For fp8 rows the Megatron path runs
+the CPU fp8 emulation (extra fake-quant casts) and the reference decoder plain fp32.
 """
 
 from __future__ import annotations
@@ -79,10 +84,13 @@ def main() -> None:
           f"fp32, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
     for k, v in rates.items():
         print(f"  {k:9s} tokens/s median {med[k]:8.0f}  (rounds: {', '.join(f'{r:.0f}' for r in v)})")
+    for k, v in rates.items():
+        print(f"  {k:9s} tokens/s best round {max(v):8.0f}  (least disturbed by other processes)")
     for k, v in cpu_rates.items():
         print(f"  {k:9s} tokens per CPU-second median {cmed[k]:8.0f}  (less sensitive to other load)")
     print(f"  ratio megatron/reference (wall)     = {med['megatron'] / med['reference']:.3f}  (goal >= 0.9)")
     print(f"  ratio megatron/reference (CPU time) = {cmed['megatron'] / cmed['reference']:.3f}")
+    print(f"  ratio megatron/reference (best)     = {max(rates['megatron']) / max(rates['reference']):.3f}")
 
 
 if __name__ == "__main__":
