@@ -54,6 +54,7 @@ def test_evaluate_writes_tidy_rows(run):
     rec = json.loads((root / "out" / "scores.run.json").read_text())
     assert rec["seed"] == 3 and rec["code_version"] and rec["max_context_trained"] == 256
     assert rec["contexts_beyond_trained"] == []
+    assert rec["word_source"] == "tiny_corpus:5"  # the small corpus seed (tiny.yaml words: tiny_corpus)
 
 
 def test_wrong_arch_and_long_context_fail_cleanly(run, capsys):

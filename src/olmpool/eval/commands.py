@@ -163,9 +163,7 @@ def _evaluate(args) -> int:
               "arch": args.arch, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
               "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
               "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
-    from olmpool.eval.words import word_lists
-
-    record["word_source"] = word_lists()[3]
+    record["word_source"] = res.word_source
     write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
     write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
     write_tsv_atomic(rows, out, na_rep="")

@@ -37,6 +37,7 @@ BENCHMARKS = ["ruler", "helmet", "longppl", "perplexity", "bpb"]
 class Collector:
     rows: list[dict] = field(default_factory=list)
     prov: list[dict] = field(default_factory=list)
+    word_source: str = ""
 
     def add(self, benchmark: str, task: str, context: int | None, metric: str, value: float,
             source: str = "", n: int | None = None, note: str = "") -> None:
@@ -294,11 +295,11 @@ def run_all(engine: Engine, cfg: EvalConfig, benchmarks: list[str], *, ruler_con
         raise OlmPoolError(f"unknown benchmark(s) {unknown}. Fix: choose from {BENCHMARKS}")
     if check:
         preflight(cfg, benchmarks)
-    from olmpool.eval.words import _SOURCE, set_source
+    from olmpool.eval.words import _SOURCE, set_source, word_lists
 
     previous = (_SOURCE["name"], _SOURCE["seed"])
     set_source(cfg.words, cfg.corpus_seed)
-    out = Collector()
+    out = Collector(word_source=word_lists()[3])
     try:
         if "ruler" in benchmarks:
             run_ruler(engine, cfg, ruler_contexts, out, log)
