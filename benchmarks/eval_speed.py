@@ -84,6 +84,7 @@ def main() -> int:
     ap.add_argument("--prompt", type=int, default=1024)
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-full", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="print one line per task")
     args = ap.parse_args()
 
     from olmpool.eval.config import load_eval_config
@@ -108,7 +109,7 @@ def main() -> int:
         for b in BENCHMARKS:
             t0 = time.perf_counter()
             res = run_all(engine, cfg, [b], ruler_contexts=cfg.ruler.contexts, helmet_contexts=cfg.helmet.contexts,
-                          evaluator=engine, log=lambda m: None)
+                          evaluator=engine, log=(lambda m: print("    " + m, flush=True)) if args.verbose else (lambda m: None))
             times[b] = (time.perf_counter() - t0, len(res.rows), sum(r["value"] == r["value"] for r in res.rows))
             print(f"  {b:<11} {times[b][0]:7.1f} s  ({times[b][1]} rows, {times[b][2]} with a value)", flush=True)
         total = time.perf_counter() - t_all
