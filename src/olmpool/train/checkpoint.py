@@ -246,7 +246,13 @@ def load_into(ckpt_dir: Path, model, optimizer=None) -> None:
         state["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True)
     with cpu_shim.cuda_allocations_on_cpu():
         loaded = dist_checkpointing.load(state, str(ckpt_dir))
-    model.load_state_dict(loaded["model"], strict=False)
+    res = model.load_state_dict(loaded["model"], strict=False)
+    missing = [k for k in res.missing_keys if not k.endswith("_extra_state")]
+    unexpected = [k for k in res.unexpected_keys if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise OlmPoolError(f"checkpoint {ckpt_dir} does not fit the model built for it: missing "
+                           f"{missing[:5]}, unexpected {unexpected[:5]}; was it written for another "
+                           "architecture or code version?")
     if optimizer is not None:
         with cpu_shim.cuda_allocations_on_cpu():
             optimizer.load_state_dict(loaded["optimizer"])
