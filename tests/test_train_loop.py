@@ -283,3 +283,19 @@ def test_named_checkpoints_and_token_labels(env):
     assert long.named_steps[6] == ["half"]
     assert main(["extend", "--config", str(cfg), "--from", str(root / "full"), "--from-named", "2T",
                  "--out", str(root / "z")]) == 2
+
+
+@pytest.mark.parametrize("arch", ["A_post_HQK_8kv_8k_13k_SWA_fp8", "H_post_LQK_32kv_8k_11k_SWA"])
+def test_other_variants_train_and_checkpoint(env, arch):
+    """Post-norm, headwise/layerwise QK norm, sliding windows, 8K context (seq 512 at tiny)
+    and CPU-emulated fp8 go through the same loop: two steps, finite losses, a checkpoint."""
+    from olmpool.train.checkpoint import load_for_eval
+    from olmpool.train.loop import run_pretrain
+
+    root, _, cfg = env
+    out = root / f"variant_{arch}"
+    run_pretrain(cfg, arch, out, max_steps=2, progress=False)
+    m = _metrics(out)
+    assert len(m) == 2 and m["loss"].map(math.isfinite).all() and (m["z_loss"] > 0).all()
+    ev = load_for_eval(out)
+    assert ev.shape.pretrain_seq_len == 512 and ev.shape.swa and ev.meta["step"] == 2
