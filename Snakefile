@@ -26,6 +26,7 @@ include: "workflow/rules/common.smk"
 
 if "study" in config:
 
+    include: "workflow/rules/study_common.smk"
     include: "workflow/rules/study.smk"
 
 

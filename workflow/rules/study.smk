@@ -1,108 +1,4 @@
-# The study: every registry architecture pretrained, extended, evaluated and analysed.
-# Included only when the config has a `study` section (config/tiny.yaml, config/paper.yaml).
-#
-# Run directories hold checkpoints and are NOT Snakemake outputs: a job's declared output is
-# the run's completion record (final.json), so a killed job's rerun finds its checkpoints and
-# resumes instead of Snakemake deleting them. Every per-job output is written atomically by
-# olmpool, so nothing half-written is ever consumed downstream.
-
-import pandas as pd
-
-from olmpool.config import job_resources
-
-S = config["study"]
-W = S["workdir"]
-CONFIGFILE = S["configfile"]  # the file the stage commands read (this config itself)
-DATA_ROOT = config["data"]["root"]
-
-
-def study_architectures():
-    reg = pd.read_csv(config["registry"], sep="\t", dtype=str, keep_default_na=False)
-    ids = reg["id"].tolist()
-    want = S.get("architectures", "all")
-    if want == "all":
-        return ids
-    unknown = sorted(set(want) - set(ids))
-    if unknown:
-        raise ValueError(f"study.architectures: {unknown} not in {config['registry']}")
-    return list(want)
-
-
-def with_roles(roles):
-    reg = pd.read_csv(config["registry"], sep="\t", dtype=str, keep_default_na=False)
-    out = []
-    for role in roles:
-        hits = [r.id for r in reg.itertuples() if role in r.roles.split(",") and r.id in ARCHS]
-        out += [h for h in hits if h not in out]
-    return out
-
-
-ARCHS = study_architectures()
-BUDGET = S.get("extension_budget", "10B")
-BUDGET_STUDY = S.get("budget_study", {})
-BUDGET_ARCHS = with_roles(BUDGET_STUDY.get("roles", []))
-EARLY = S.get("early_extension", {})
-EARLY_ARCHS = with_roles(EARLY.get("roles", []))
-EARLY_POINTS = EARLY.get("checkpoints", [])
-
-
-def stage_label(budget):
-    return "extended" if budget == BUDGET else f"extended_{budget}"
-
-
-def study_score_files():
-    """(path, stage) of every evaluation/attention output the aggregate reads."""
-    files = []
-    for a in ARCHS:
-        files.append((f"{W}/scores/{a}/extend_{BUDGET}.tsv", "extended"))
-        if S.get("evaluate_pretrained"):
-            files.append((f"{W}/scores/{a}/pretrain.tsv", "pretrained"))
-        if S.get("attention", True):
-            files.append((f"{W}/scores/{a}/attention.tsv", "extended"))
-    for a in BUDGET_ARCHS:
-        for b in BUDGET_STUDY.get("budgets", []):
-            files.append((f"{W}/scores/{a}/extend_{b}.tsv", f"extended_{b}"))
-    for a in EARLY_ARCHS:
-        for p in EARLY_POINTS:
-            files.append((f"{W}/scores/{a}/extend_from_{p}.tsv", f"extended_from_{p}"))
-    return files
-
-
-def study_runs():
-    runs = []
-    for a in ARCHS:
-        runs.append((f"{W}/runs/{a}/pretrain", "pretrained"))
-        runs.append((f"{W}/runs/{a}/extend_{BUDGET}", "extended"))
-    return runs
-
-
-def budget_tokens(budget):
-    b = config["extend"]["budgets"]
-    return float(b[budget]) if budget in b else float(budget)
-
-
-def rule_tokens(rule, wc):
-    if rule == "pretrain":
-        return float(config["pretrain"]["tokens"])
-    if rule == "pretrain_long":
-        named = config["pretrain"]["named_checkpoints"]
-        return float(config["pretrain"]["tokens"]) * float(named[EARLY.get("long_run_tokens", "2T")])
-    if rule == "extend":
-        return budget_tokens(wc.budget)
-    if rule == "extend_from_point":
-        return budget_tokens(BUDGET)
-    return None
-
-
-def res(rule):
-    """Resources of a rule's jobs (olmpool.config.job_resources): derived from the job's
-    token count and the parallel layout when the config has a `cluster` section."""
-    keys = job_resources(config, rule, tokens=1.0).keys()
-    return {k: (lambda wc, k=k: job_resources(config, rule, tokens=rule_tokens(rule, wc))[k]) for k in keys}
-
-
-THREADS = int(S.get("threads_per_job", 1))
-
+# The study DAG's rules (names and functions: study_common.smk).
 
 wildcard_constraints:
     arch="|".join(re.escape(a) for a in ARCHS) or "NONE",
@@ -111,11 +7,13 @@ wildcard_constraints:
 
 
 rule data:
+    """Tiny scale: generate the corpus, tokenizer and indexed datasets. Paper scale: check
+    that the indexed datasets (made with `olmpool data tokenize`) and tokenizer exist."""
     output:
-        manifest=f"{DATA_ROOT}/manifest.json",
+        manifest=f"{DATA_ROOT}/manifest.json" if GENERATED_DATA else f"{W}/data_manifest.json",
     params:
         config=CONFIGFILE,
-        out=DATA_ROOT,
+        args=data_args,
     log:
         f"{W}/logs/data.log",
     resources:
@@ -123,7 +21,7 @@ rule data:
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool data tiny-corpus --config {params.config} --out {params.out} > {log} 2>&1"
+        "olmpool data {params.args} --config {params.config} > {log} 2>&1"
 
 
 rule pretrain:
@@ -133,6 +31,7 @@ rule pretrain:
         done=f"{W}/runs/{{arch}}/pretrain/final.json",
     params:
         config=CONFIGFILE,
+        train=TRAIN,
         run=lambda wc: f"{W}/runs/{wc.arch}/pretrain",
     log:
         f"{W}/logs/pretrain/{{arch}}.log",
@@ -142,7 +41,7 @@ rule pretrain:
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} olmpool pretrain --config {params.config} --arch {wildcards.arch} --out {params.run} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.train} pretrain --config {params.config} --arch {wildcards.arch} --out {params.run} --no-progress > {log} 2>&1"
 
 
 rule pretrain_long:
@@ -153,6 +52,7 @@ rule pretrain_long:
         done=f"{W}/runs/{{arch}}/pretrain_long/final.json",
     params:
         config=CONFIGFILE,
+        train=TRAIN,
         run=lambda wc: f"{W}/runs/{wc.arch}/pretrain_long",
         tokens=EARLY.get("long_run_tokens", "2T"),
     log:
@@ -163,7 +63,7 @@ rule pretrain_long:
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} olmpool pretrain --config {params.config} --arch {wildcards.arch} --tokens {params.tokens}"
+        "OMP_NUM_THREADS={threads} {params.train} pretrain --config {params.config} --arch {wildcards.arch} --tokens {params.tokens}"
         " --out {params.run} --no-progress > {log} 2>&1"
 
 
@@ -174,6 +74,7 @@ rule extend:
         done=f"{W}/runs/{{arch}}/extend_{{budget}}/final.json",
     params:
         config=CONFIGFILE,
+        train=TRAIN,
         src=lambda wc: f"{W}/runs/{wc.arch}/pretrain",
         run=lambda wc: f"{W}/runs/{wc.arch}/extend_{wc.budget}",
     log:
@@ -184,7 +85,7 @@ rule extend:
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} olmpool extend --config {params.config} --from {params.src} --budget {wildcards.budget}"
+        "OMP_NUM_THREADS={threads} {params.train} extend --config {params.config} --from {params.src} --budget {wildcards.budget}"
         " --out {params.run} --no-progress > {log} 2>&1"
 
 
@@ -196,6 +97,7 @@ rule extend_from_point:
         done=f"{W}/runs/{{arch}}/extend_from_{{point}}/final.json",
     params:
         config=CONFIGFILE,
+        train=TRAIN,
         src=lambda wc: f"{W}/runs/{wc.arch}/pretrain_long",
         run=lambda wc: f"{W}/runs/{wc.arch}/extend_from_{wc.point}",
         budget=BUDGET,
@@ -207,7 +109,7 @@ rule extend_from_point:
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} olmpool extend --config {params.config} --from {params.src} --from-named {wildcards.point}"
+        "OMP_NUM_THREADS={threads} {params.train} extend --config {params.config} --from {params.src} --from-named {wildcards.point}"
         " --budget {params.budget} --out {params.run} --no-progress > {log} 2>&1"
 
 
@@ -264,7 +166,7 @@ rule aggregate_study:
     params:
         scores=" ".join(f"{p}={s}" for p, s in study_score_files()),
         runs=" ".join(f"{r}={s}" for r, s in study_runs()),
-        out=config["results"],
+        out=lambda wc, output: Path(output.models).parent,
         registry=config["registry"],
     log:
         f"{W}/logs/aggregate.log",

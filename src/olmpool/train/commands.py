@@ -7,6 +7,8 @@ Multi-process runs: ``torchrun --nproc_per_node N -m olmpool.train.launch pretra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import argparse
 
 from olmpool import OlmPoolError
@@ -40,6 +42,23 @@ def _data_tiny_corpus(args) -> int:
     manifest = build_tiny_corpus(cfg.data.tiny_corpus, scale.vocab_size, out)
     sizes = ", ".join(f"{k}: {v['documents']} docs / {v['tokens']} tokens" for k, v in manifest["indexed"].items())
     print(f"tiny corpus in {out} ({sizes})")
+    return 0
+
+
+def _data_check(args) -> int:
+    """Check the configured indexed datasets and tokenizer exist; write a manifest of them."""
+    import json
+
+    from olmpool.results import write_text_atomic
+    from olmpool.train.config import load_train_config
+
+    cfg = load_train_config(args.config)
+    cfg.data.validate(check_files=True)
+    blends = {name: [{"path": b.path, "weight": b.weight, "bin_bytes": Path(b.path + ".bin").stat().st_size}
+                     for b in getattr(cfg.data, name)] for name in ("pretrain_blend", "extend_blend")}
+    manifest = {"config": str(args.config), "tokenizer_dir": str(cfg.data.tokenizer_dir), **blends}
+    write_text_atomic(json.dumps(manifest, indent=2) + "\n", Path(args.out))
+    print(f"data ok: {sum(len(v) for v in blends.values())} indexed datasets -> {args.out}")
     return 0
 
 
@@ -78,6 +97,11 @@ def register(sub) -> None:
     c.add_argument("--config", required=True, help="study config (config/tiny.yaml)")
     c.add_argument("--out", default=None, help="output directory (default: data.root of the config)")
     c.set_defaults(func=_data_tiny_corpus)
+
+    k = dsub.add_parser("check", help="check the configured indexed datasets and tokenizer exist (paper scale)")
+    k.add_argument("--config", required=True, help="study config (config/paper.yaml)")
+    k.add_argument("--out", required=True, help="manifest JSON to write when everything is present")
+    k.set_defaults(func=_data_check)
 
     p = sub.add_parser("pretrain", help="pretrain one architecture (Megatron-Core)")
     p.add_argument("--config", required=True, help="study config (config/tiny.yaml or paper.yaml)")

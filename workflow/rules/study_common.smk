@@ -1,0 +1,116 @@
+# Names and functions of the study DAG (rules in study.smk).
+# The study: every registry architecture pretrained, extended, evaluated and analysed.
+# Included only when the config has a `study` section (config/tiny.yaml, config/paper.yaml).
+#
+# Run directories hold checkpoints and are NOT Snakemake outputs: a job's declared output is
+# the run's completion record (final.json), so a killed job's rerun finds its checkpoints and
+# resumes instead of Snakemake deleting them. Every per-job output is written atomically by
+# olmpool, so nothing half-written is ever consumed downstream.
+
+import pandas as pd
+
+from olmpool.config import job_resources
+
+S = config["study"]
+W = S["workdir"]
+CONFIGFILE = S["configfile"]  # the file the stage commands read (this config itself)
+DATA_ROOT = config["data"]["root"]
+# How training commands start: plain `olmpool` on one CPU process (tiny), or
+# `srun olmpool launch --` = torchrun on every node of the SLURM allocation (paper scale).
+TRAIN = S.get("train_launcher", "olmpool")
+GENERATED_DATA = "tiny_corpus" in config["data"]
+
+
+def data_args(wildcards, output):
+    """Generate the tiny corpus next to its manifest, or check the configured datasets."""
+    if GENERATED_DATA:
+        return f"tiny-corpus --out {Path(output.manifest).parent}"
+    return f"check --out {output.manifest}"
+
+
+def study_architectures():
+    reg = pd.read_csv(config["registry"], sep="\t", dtype=str, keep_default_na=False)
+    ids = reg["id"].tolist()
+    want = S.get("architectures", "all")
+    if want == "all":
+        return ids
+    unknown = sorted(set(want) - set(ids))
+    if unknown:
+        raise ValueError(f"study.architectures: {unknown} not in {config['registry']}")
+    return list(want)
+
+
+def with_roles(roles):
+    reg = pd.read_csv(config["registry"], sep="\t", dtype=str, keep_default_na=False)
+    out = []
+    for role in roles:
+        hits = [r.id for r in reg.itertuples() if role in r.roles.split(",") and r.id in ARCHS]
+        out += [h for h in hits if h not in out]
+    return out
+
+
+ARCHS = study_architectures()
+BUDGET = S.get("extension_budget", "10B")
+BUDGET_STUDY = S.get("budget_study", {})
+BUDGET_ARCHS = with_roles(BUDGET_STUDY.get("roles", []))
+EARLY = S.get("early_extension", {})
+EARLY_ARCHS = with_roles(EARLY.get("roles", []))
+EARLY_POINTS = EARLY.get("checkpoints", [])
+
+
+def stage_label(budget):
+    return "extended" if budget == BUDGET else f"extended_{budget}"
+
+
+def study_score_files():
+    """(path, stage) of every evaluation/attention output the aggregate reads."""
+    files = []
+    for a in ARCHS:
+        files.append((f"{W}/scores/{a}/extend_{BUDGET}.tsv", "extended"))
+        if S.get("evaluate_pretrained"):
+            files.append((f"{W}/scores/{a}/pretrain.tsv", "pretrained"))
+        if S.get("attention", True):
+            files.append((f"{W}/scores/{a}/attention.tsv", "extended"))
+    for a in BUDGET_ARCHS:
+        for b in BUDGET_STUDY.get("budgets", []):
+            files.append((f"{W}/scores/{a}/extend_{b}.tsv", f"extended_{b}"))
+    for a in EARLY_ARCHS:
+        for p in EARLY_POINTS:
+            files.append((f"{W}/scores/{a}/extend_from_{p}.tsv", f"extended_from_{p}"))
+    return files
+
+
+def study_runs():
+    runs = []
+    for a in ARCHS:
+        runs.append((f"{W}/runs/{a}/pretrain", "pretrained"))
+        runs.append((f"{W}/runs/{a}/extend_{BUDGET}", "extended"))
+    return runs
+
+
+def budget_tokens(budget):
+    b = config["extend"]["budgets"]
+    return float(b[budget]) if budget in b else float(budget)
+
+
+def rule_tokens(name, wc):
+    if name == "pretrain":
+        return float(config["pretrain"]["tokens"])
+    if name == "pretrain_long":
+        named = config["pretrain"]["named_checkpoints"]
+        return float(config["pretrain"]["tokens"]) * float(named[EARLY.get("long_run_tokens", "2T")])
+    if name == "extend":
+        return budget_tokens(wc.budget)
+    if name == "extend_from_point":
+        return budget_tokens(BUDGET)
+    return None
+
+
+def res(name):
+    """Resources of the jobs (olmpool.config.job_resources): derived from the job's
+    token count and the parallel layout when the config has a `cluster` section."""
+    keys = job_resources(config, name, tokens=1.0).keys()
+    return {k: (lambda wc, k=k: job_resources(config, name, tokens=rule_tokens(name, wc))[k]) for k in keys}
+
+
+THREADS = int(S.get("threads_per_job", 1))
