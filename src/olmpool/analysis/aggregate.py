@@ -44,7 +44,7 @@ def final_loss(metrics: pd.DataFrame, final_fraction: float = 0.05) -> float:
 
 
 def training_rows(run_dir: Path, stage: str, model: str, final_fraction: float = 0.05) -> list[dict]:
-    from olmpool.train.optim import spike_score
+    from olmpool.train.metrics import spike_score
 
     path = Path(run_dir) / "metrics.tsv"
     if not path.exists():

@@ -88,12 +88,9 @@ def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | 
 
 
 def _evaluate(args) -> int:
-    import pandas as pd
-
     from olmpool.eval.config import load_eval_config
     from olmpool.eval.lm import Engine
     from olmpool.eval.runner import BENCHMARKS, preflight, run_all
-    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
 
     cfg, doc = load_eval_config(args.config)
     benchmarks = args.benchmarks or list(BENCHMARKS)
@@ -148,9 +145,18 @@ def _evaluate(args) -> int:
     t0 = time.time()
     try:
         res = run_all(engine, cfg, benchmarks, ruler_contexts=ruler_ctx, helmet_contexts=helmet_ctx, evaluator=evaluator, log=log, check=False)
+        return _write_outputs(args, res, stage, beyond, meta, doc, cfg, benchmarks, ruler_ctx, helmet_ctx, max_trained, t0, out, log)
     finally:
         if log_file:
             log_file.close()
+
+
+def _write_outputs(args, res, stage, beyond, meta, doc, cfg, benchmarks, ruler_ctx, helmet_ctx, max_trained, t0, out, log) -> int:
+    """Rows, provenance and run record, written atomically (scores last) while the log is open."""
+    import pandas as pd
+
+    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
+
     rows = pd.DataFrame([{"model": args.arch, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
     rows["context"] = rows["context"].astype("Int64")
     prov = pd.DataFrame([{"model": args.arch, "stage": stage, **p,

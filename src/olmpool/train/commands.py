@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import argparse
-
 from olmpool import OlmPoolError
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field

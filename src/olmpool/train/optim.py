@@ -20,7 +20,6 @@ standard deviations from the mean over the whole run, computed from a metrics fi
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
