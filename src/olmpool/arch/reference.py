@@ -72,7 +72,7 @@ class _FlatRMSNorm(RMSNorm):
 
 def rope_cos_sin(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """positions [T] -> cos, sin [T, D] (non-interleaved halves, as Megatron and HF)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
     freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, D/2]
     emb = torch.cat([freqs, freqs], dim=-1)  # [T, D]
     return emb.cos(), emb.sin()
@@ -102,6 +102,42 @@ class KVCache:
         return k, v
 
 
+#: Upper bound on one query block's score matrix (elements) in :func:`attend`.
+ATTN_BLOCK_ELEMENTS = 1 << 23
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, window: int | None) -> Tensor:
+    """Causal (optionally sliding-window) attention without a T x T_total buffer.
+
+    q [B,H,T,D] are the last T positions of the T_total keys/values k, v [B,KV,T_total,D].
+    A query at absolute position i sees keys j with i - window < j <= i (window None = all).
+    Full attention over a whole sequence uses SDPA's causal kernel (flash on CPU and GPU);
+    otherwise queries go in blocks whose key range is cut to what the block can see, so
+    memory is O(B * H * block * visible keys), never O(T * T_total).
+    """
+    B, H, T, D = q.shape
+    Tk = k.shape[2]
+    rep = H // k.shape[1]
+    if rep > 1:  # GQA: share each KV head with its query group
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # [B,H,T_total,D]
+    if window is None and T == Tk:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    out = torch.empty_like(q)
+    visible = Tk if window is None else min(Tk, window + T)
+    block = max(1, min(T, ATTN_BLOCK_ELEMENTS // max(1, B * H * visible)))
+    for s in range(0, T, block):
+        e = min(T, s + block)
+        first, last = Tk - T + s, Tk - T + e  # absolute positions of this block's queries
+        lo = 0 if window is None else max(0, first - window + 1)
+        qpos = torch.arange(first, last, device=q.device)[:, None]
+        kpos = torch.arange(lo, last, device=q.device)[None, :]
+        allowed = kpos <= qpos
+        if window is not None:
+            allowed &= kpos > qpos - window  # [block, last - lo]
+        out[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, lo:last], v[:, :, lo:last], attn_mask=allowed)
+    return out
+
+
 class Attention(nn.Module):
     def __init__(self, shape: ModelShape, layer_idx: int):
         super().__init__()
@@ -126,12 +162,7 @@ class Attention(nn.Module):
             k, v = cache.update(self.layer_idx, k, v)  # [B,KV,T_total,D]
         if attn_capture is not None:
             attn_capture(self.layer_idx, q, k, self.window)
-        Tk = k.shape[2]
-        qpos = torch.arange(Tk - T, Tk)[:, None]
-        kpos = torch.arange(Tk)[None, :]
-        window = self.window if self.window is not None else Tk + 1
-        allowed = (kpos <= qpos) & (kpos > qpos - window)  # [T, T_total]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)  # [B,H,T,D]
+        out = attend(q, k, v, self.window)  # [B,H,T,D]
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.h * self.hd))
 
 
@@ -198,7 +229,7 @@ class ReferenceDecoder(nn.Module):
                 attn_capture: AttnCapture | None = None) -> Tensor:
         B, T = input_ids.shape
         start = cache.length if cache is not None else 0
-        cos, sin = rope_cos_sin(torch.arange(start, start + T), self.shape.head_dim, self.shape.rope_theta)
+        cos, sin = rope_cos_sin(torch.arange(start, start + T, device=input_ids.device), self.shape.head_dim, self.shape.rope_theta)
         x = self.embed(input_ids)  # [B,T,d]
         for layer in self.layers:
             x = layer(x, cos, sin, cache, attn_capture)
