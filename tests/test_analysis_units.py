@@ -125,7 +125,9 @@ def test_pair_deltas_and_summary(small):
 
 def test_find_variant(small):
     assert P.find_variant(small.models, "qk", norm_order="post") == "qk_post"
-    with pytest.raises(OlmPoolError, match="expected one model"):
+    from olmpool.analysis.regression import NeedsData
+
+    with pytest.raises(NeedsData, match="a model equal to base"):
         P.find_variant(small.models, "base", qk_norm="head")
 
 

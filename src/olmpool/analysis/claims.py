@@ -72,6 +72,8 @@ def n_models(st, _):
 @compute
 def max_relative_drop(st, _):
     h = st.helmet32k().dropna()
+    if h.empty or h.max() <= 0:
+        raise NeedsData("a positive HELMET 32K score (the relative drop is undefined when the best score is 0)")
     return float((h.max() - h.min()) / h.max() * 100)
 
 

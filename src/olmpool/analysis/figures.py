@@ -61,7 +61,7 @@ def fig1(st: Study):
             ax.text(xi, v + 0.6, marks[m], ha="center", va="bottom", fontsize=8, fontweight="bold")
     ax.set_xticks(x, [_short(m) for m in h.index], rotation=75, ha="right", fontsize=6.5)
     ax.set_ylabel(f"HELMET {st.context_labels.get(st.context_of('32K'), '32K')} score")
-    ax.set_ylim(0, h.max() * 1.12)
+    ax.set_ylim(0, max(h.max() * 1.12, 1.0))
     ax.set_title(f"HELMET 32K after context extension, worst to best ({st.rs.name} results)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=COUNT_COLORS[k], ec="black", lw=0.4) for k in range(5) if (count == k).any()]
     labels = [f"{k} harmful feature{'s' if k != 1 else ''}" for k in range(5) if (count == k).any()]

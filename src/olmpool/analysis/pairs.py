@@ -135,6 +135,10 @@ def find_variant(models: pd.DataFrame, base: str, **changes) -> str:
         free |= set(CO_VARYING.get(k, []))
     cols = [c for c in SHEET if c not in free]
     hit = [idx for idx, r in m[SHEET].iterrows() if all(r[c] == target[c] for c in cols)]
+    if not hit:
+        from olmpool.analysis.regression import NeedsData
+
+        raise NeedsData(f"a model equal to {base} except {changes}")
     if len(hit) != 1:
         raise OlmPoolError(f"expected one model equal to {base} with {changes}, found {hit}")
     return hit[0]

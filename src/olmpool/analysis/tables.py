@@ -74,7 +74,10 @@ def build_table(study: Study, table: int) -> pd.DataFrame:
         v = s.dropna()
         best = v.min() if c.lower_is_better else v.max()
         worst = v.max() if c.lower_is_better else v.min()
-        marks[c.header] = ["bold" if x == best else "italic" if x == worst else "" for x in s.to_numpy()]
+        if best == worst:  # a column without spread (e.g. every model at 0) marks nothing
+            marks[c.header] = [""] * len(s)
+        else:
+            marks[c.header] = ["bold" if x == best else "italic" if x == worst else "" for x in s.to_numpy()]
     out["marks"] = [";".join(f"{h}={marks[h][i]}" for h in marks if marks[h][i]) for i in range(len(order))]
     out.attrs["columns"] = present
     return out
