@@ -106,6 +106,9 @@ def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], 
     s = scores.copy()
     s["context"] = s["context"].astype("Int64")
     write_tsv_atomic(s, out / "scores.tsv", float_format="%.10g")
-    write_text_atomic(json.dumps({"inputs": inputs, **(meta or {})}, indent=2, default=str) + "\n", out / "provenance.json")
+    from olmpool.provenance import code_version
+
+    record = {"inputs": inputs, "code_version": code_version(), **(meta or {})}
+    write_text_atomic(json.dumps(record, indent=2, default=str) + "\n", out / "provenance.json")
     write_checksums(out, ["models.tsv", "scores.tsv", "provenance.json"])
     return scores

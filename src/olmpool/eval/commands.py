@@ -17,23 +17,15 @@ commit, checkpoint, flags).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from olmpool import OlmPoolError, __version__
+from olmpool import OlmPoolError
+from olmpool.provenance import code_version
 
 ARCH_FIELDS = ("swa", "qk_norm", "norm_order", "fp8", "kv_heads", "pretrain_context", "d_ff")
 STAGE_NAMES = {"pretrain": "pretrained", "extend": "extended"}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except Exception:  # no git / not a checkout
-        return ""
 
 
 def check_checkpoint(requested: str, registry: dict, ckpt_arch, shape, tokenizer_vocab: int) -> None:
@@ -164,7 +156,7 @@ def _write_outputs(args, res, stage, beyond, meta, doc, cfg, benchmarks, ruler_c
                          for p in res.prov])
     prov["context"] = prov["context"].astype("Int64")
     record = {"command": "olmpool evaluate", "argv": sys.argv[1:], "config_file": str(args.config), "eval": cfg.to_dict(),
-              "scale": doc.get("scale"), "seed": cfg.seed, "code_version": __version__, "git_commit": git_commit(),
+              "scale": doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
               "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
               "arch": args.arch, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
               "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,

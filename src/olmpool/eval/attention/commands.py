@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
 from pathlib import Path
 
-import olmpool
 from olmpool import OlmPoolError
+from olmpool.provenance import code_version
 from olmpool.results import write_text_atomic, write_tsv_atomic
-
-
-def _code_version() -> dict:
-    root = Path(olmpool.__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"olmpool": olmpool.__version__, "git_commit": commit}
 
 
 def _attention(args) -> int:
@@ -91,7 +80,7 @@ def _run(args, logger) -> int:
         "rows": len(df),
         "seconds": round(time.perf_counter() - t0, 3),
         **info,
-        "code_version": _code_version(),
+        "code_version": code_version(),
     }
     write_text_atomic(json.dumps(run, indent=2, default=str) + "\n", out.with_name(out.name + ".run.json"))
     print(f"wrote {out} ({len(df)} rows)")
