@@ -48,7 +48,18 @@ MpiDefault=none
 NodeName=${host} CPUs=${cpus} RealMemory=${mem} State=UNKNOWN
 PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 CONF
-  runuser -u munge -- munged --force --pid-file="${STATE}/munged.pid" 2>/dev/null || munged --force --pid-file="${STATE}/munged.pid"
+  # munged runs as the munge user, which cannot write into this root-owned state dir: record
+  # the pid of the daemon we started ourselves, so `stop` ends exactly that process.
+  local before
+  before=$(pgrep -x munged | tr '\n' ' ' || true)
+  runuser -u munge -- munged --force 2>/dev/null || munged --force
+  for _ in $(seq 1 20); do
+    for p in $(pgrep -x munged || true); do
+      case " ${before} " in *" ${p} "*) ;; *) echo "${p}" > "${STATE}/munged.pid" ;; esac
+    done
+    [ -s "${STATE}/munged.pid" ] && break
+    sleep 0.2
+  done
   slurmctld
   slurmd
   for _ in $(seq 1 60); do
