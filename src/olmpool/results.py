@@ -175,11 +175,12 @@ def read_scores(path: Path, known_models: set[str] | None = None) -> pd.DataFram
 
 
 def write_tsv_atomic(df: pd.DataFrame, path: Path, **kwargs) -> None:
-    """Write a TSV through a temporary file and rename, so no half-written file is left."""
+    """Write a table (tab-separated unless `sep` is given) through a temporary file and
+    rename, so no half-written file is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, sep="\t", index=False, **kwargs)
+    df.to_csv(tmp, index=False, **{"sep": "\t", **kwargs})
     tmp.replace(path)
 
 

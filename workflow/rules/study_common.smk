@@ -7,7 +7,7 @@
 # resumes instead of Snakemake deleting them. Every per-job output is written atomically by
 # olmpool, so nothing half-written is ever consumed downstream.
 
-import pandas as pd
+from olmpool.analysis.study import read_roles
 
 from olmpool.config import job_resources
 
@@ -28,9 +28,11 @@ def data_args(wildcards, output):
     return f"check --out {output.manifest}"
 
 
+ROLES = read_roles(config["registry"])  # registry id -> role tags, in registry order
+
+
 def study_architectures():
-    reg = pd.read_csv(config["registry"], sep="\t", dtype=str, keep_default_na=False)
-    ids = reg["id"].tolist()
+    ids = list(ROLES)
     want = S.get("architectures", "all")
     if want == "all":
         return ids
@@ -41,11 +43,9 @@ def study_architectures():
 
 
 def with_roles(roles):
-    reg = pd.read_csv(config["registry"], sep="\t", dtype=str, keep_default_na=False)
     out = []
     for role in roles:
-        hits = [r.id for r in reg.itertuples() if role in r.roles.split(",") and r.id in ARCHS]
-        out += [h for h in hits if h not in out]
+        out += [a for a in ARCHS if role in ROLES[a] and a not in out]
     return out
 
 

@@ -98,7 +98,8 @@ def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], 
     models = reg.loc[sorted(set(scores.model), key=list(reg.index).index), REGISTRY_TO_SHEET].reset_index().rename(columns={"id": "model"})
     models["params_b"] = ""
     if params_tsv:
-        p = pd.read_csv(params_tsv, sep="\t", dtype=str).set_index(pd.read_csv(params_tsv, sep="\t", dtype=str).columns[0])
+        p = pd.read_csv(params_tsv, sep="\t", dtype=str)
+        p = p.set_index(p.columns[0])
         col = "params_b" if "params_b" in p.columns else p.columns[-1]
         models["params_b"] = models["model"].map(p[col]).fillna("")
     out = Path(out)

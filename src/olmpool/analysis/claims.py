@@ -12,7 +12,6 @@ Outputs
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,15 +194,22 @@ def swa_with_gqa_mean_delta(st, _):
     return float(d["delta"].mean())
 
 
-def llama_kv_series(st: Study) -> pd.Series:
-    """HELMET 32K of the Llama 3 KV-head series: models equal to llama3 except KV heads/d_ff/init."""
+def llama_kv_members(st: Study) -> list[str]:
+    """The Llama 3 KV-head series: models equal to llama3 except KV heads (and d_ff, init),
+    ordered by KV heads."""
     base = st.with_role("llama3")
     m = st.models.set_index("model")
     keep = [c for c in P.ARCH_FACTORS if c != "kv_heads"] + ["fp8"]
     ref = m.loc[base, keep]
     members = [i for i, r in m[keep].iterrows() if (r == ref).all()]
+    return sorted(members, key=lambda i: int(m.loc[i, "kv_heads"]))
+
+
+def llama_kv_series(st: Study) -> pd.Series:
+    """HELMET 32K of the Llama 3 KV-head series, indexed by KV heads."""
+    m = st.models.set_index("model")
     h = st.helmet32k()
-    return pd.Series({int(m.loc[i, "kv_heads"]): float(h[i]) for i in members}).sort_index()
+    return pd.Series({int(m.loc[i, "kv_heads"]): float(h[i]) for i in llama_kv_members(st)})
 
 
 @compute
@@ -610,9 +616,3 @@ def claims_markdown(results: list[ClaimResult], st: Study, rebuild: str) -> str:
             f"| `{c['id']}` | {c['section']} | {c['quote']} | {_fmt(c['stated'])} | {_fmt(r.value)} | {r.status} | {detail.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_json_atomic(obj, path: Path) -> None:
-    from olmpool.results import write_text_atomic
-
-    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True) + "\n", Path(path))

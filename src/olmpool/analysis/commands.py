@@ -47,6 +47,7 @@ def _stats(args) -> int:
     from olmpool.analysis import pairs as P
     from olmpool.analysis.correlations import correlation_table
     from olmpool.analysis.regression import NeedsData, architecture_fits, describe_predictor
+    from olmpool.provenance import write_json_atomic
     from olmpool.results import write_tsv_atomic
 
     st = _study(args)
@@ -74,7 +75,7 @@ def _stats(args) -> int:
     write_tsv_atomic(correlation_table(st), out.with_name("correlations.tsv"), float_format="%.6g")
     detail = pd.DataFrame([{"id": r.claim["id"], "status": r.status, "detail": r.detail} for r in results])
     write_tsv_atomic(detail, out.with_name("claims_status.tsv"))
-    C.write_json_atomic(stats, out)
+    write_json_atomic(out, stats)
     n = {s: sum(r.status == s for r in results) for s in ("reproduced", "differs", "needs data", "setup")}
     print(f"statistics -> {out}: " + ", ".join(f"{k} {v}" for k, v in n.items()))
     return 0
@@ -89,15 +90,12 @@ def _tables(args) -> int:
     r = render(st, args.table)
     for fmt, path in outs.items():
         if fmt == "csv":
-            tmp = path.with_name(f".{path.name}.tmp")
-            r["csv"].to_csv(tmp, index=False, float_format="%.2f")
-            tmp.replace(path)
+            write_tsv_atomic(r["csv"], path, sep=",", float_format="%.2f")
         elif fmt in ("md", "tex"):
             write_text_atomic(r[fmt], path)
         else:
             raise OlmPoolError(f"--out {path}: unknown table format '.{fmt}'. Fix: use .md, .tex or .csv")
     print(f"table {args.table} -> {', '.join(map(str, outs.values()))}")
-    _ = write_tsv_atomic
     return 0
 
 
@@ -141,12 +139,11 @@ def _aggregate(args) -> int:
     return 0
 
 
-def _common(p, results=True):
-    if results:
-        p.add_argument("--results", default="results/bundled/paper", help="results set directory (models.tsv, scores.tsv)")
-        p.add_argument("--name", default=None, help="name of the results set in outputs (default: directory name)")
-        p.add_argument("--registry", default="config/architectures.tsv", help="architecture registry (for role tags)")
-        p.add_argument("--context-labels", default=None, help="map this set's context lengths to the paper's names, e.g. 512=8K,1024=16K,2048=32K,4096=64K")
+def _common(p):
+    p.add_argument("--results", default="results/bundled/paper", help="results set directory (models.tsv, scores.tsv)")
+    p.add_argument("--name", default=None, help="name of the results set in outputs (default: directory name)")
+    p.add_argument("--registry", default="config/architectures.tsv", help="architecture registry (for role tags)")
+    p.add_argument("--context-labels", default=None, help="map this set's context lengths to the paper's names, e.g. 512=8K,1024=16K,2048=32K,4096=64K")
 
 
 def register(sub) -> None:

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from olmpool.analysis import pairs as P  # noqa: E402
-from olmpool.analysis.claims import llama_kv_series  # noqa: E402
+from olmpool.analysis.claims import llama_kv_members  # noqa: E402
 from olmpool.analysis.regression import NeedsData  # noqa: E402
 from olmpool.analysis.study import Study  # noqa: E402
 
@@ -72,21 +72,23 @@ def fig1(st: Study):
 
 def fig3(st: Study):
     """HELMET by number of KV heads for the Llama 3 variant series (GQA)."""
-    kv = llama_kv_series(st)  # validates the series exists (32K)
     base = st.with_role("llama3")
     m = st.models.set_index("model")
-    keep = [c for c in P.ARCH_FACTORS if c != "kv_heads"] + ["fp8"]
-    members = [i for i, r in m[keep].iterrows() if (r == m.loc[base, keep]).all()]
-    members = sorted(members, key=lambda i: int(m.loc[i, "kv_heads"]))
+    members = llama_kv_members(st)
     labels = [st.context_labels[c] for c in sorted(st.context_labels) if st.context_labels[c] != "4K"]
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     xs = np.arange(len(members))
+    drawn = 0
     for lab, mk in zip(labels, "osD^v"):
         try:
             s = st.series("helmet", lab).reindex(members)
         except NeedsData:
             continue
         ax.plot(xs, s.to_numpy(), marker=mk, label=f"HELMET {lab}")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise NeedsData("HELMET scores of the Llama 3 KV-head series")
     ax.set_xticks(xs, [f"{int(m.loc[i, 'kv_heads'])}\n(init {m.loc[i, 'init']})" for i in members])
     ax.axvline(members.index(base), color="grey", ls=":", lw=1)
     ax.text(members.index(base), ax.get_ylim()[1], " Llama 3 (8 KV)", va="top", fontsize=7, color="grey")
@@ -94,7 +96,6 @@ def fig3(st: Study):
     ax.set_ylabel("HELMET score")
     ax.set_title("GQA: Llama 3 variants by KV heads")
     ax.legend(frameon=False, fontsize=7)
-    assert len(kv) == len(members)
     return fig
 
 

@@ -80,9 +80,12 @@ def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | 
 
 
 def _evaluate(args) -> int:
+    import pandas as pd
+
     from olmpool.eval.config import load_eval_config
     from olmpool.eval.lm import Engine
     from olmpool.eval.runner import BENCHMARKS, preflight, run_all
+    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
 
     cfg, doc = load_eval_config(args.config)
     benchmarks = args.benchmarks or list(BENCHMARKS)
@@ -135,38 +138,29 @@ def _evaluate(args) -> int:
             print(line, file=log_file, flush=True)
 
     t0 = time.time()
-    try:
+    try:  # the log stays open until the last line is written
         res = run_all(engine, cfg, benchmarks, ruler_contexts=ruler_ctx, helmet_contexts=helmet_ctx, evaluator=evaluator, log=log, check=False)
-        return _write_outputs(args, res, stage, beyond, meta, doc, cfg, benchmarks, ruler_ctx, helmet_ctx, max_trained, t0, out, log)
+        rows = pd.DataFrame([{"model": args.arch, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
+        rows["context"] = rows["context"].astype("Int64")
+        prov = pd.DataFrame([{"model": args.arch, "stage": stage, **p,
+                              "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
+                             for p in res.prov])
+        prov["context"] = prov["context"].astype("Int64")
+        record = {"command": "olmpool evaluate", "argv": sys.argv[1:], "config_file": str(args.config), "eval": cfg.to_dict(),
+                  "scale": doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
+                  "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
+                  "arch": args.arch, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
+                  "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
+                  "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
+        record["word_source"] = res.word_source
+        write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
+        write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
+        write_tsv_atomic(rows, out, na_rep="")
+        log(f"wrote {len(rows)} rows to {out}")
+        return 0
     finally:
         if log_file:
             log_file.close()
-
-
-def _write_outputs(args, res, stage, beyond, meta, doc, cfg, benchmarks, ruler_ctx, helmet_ctx, max_trained, t0, out, log) -> int:
-    """Rows, provenance and run record, written atomically (scores last) while the log is open."""
-    import pandas as pd
-
-    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
-
-    rows = pd.DataFrame([{"model": args.arch, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
-    rows["context"] = rows["context"].astype("Int64")
-    prov = pd.DataFrame([{"model": args.arch, "stage": stage, **p,
-                          "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
-                         for p in res.prov])
-    prov["context"] = prov["context"].astype("Int64")
-    record = {"command": "olmpool evaluate", "argv": sys.argv[1:], "config_file": str(args.config), "eval": cfg.to_dict(),
-              "scale": doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
-              "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
-              "arch": args.arch, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
-              "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
-              "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
-    record["word_source"] = res.word_source
-    write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
-    write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
-    write_tsv_atomic(rows, out, na_rep="")
-    log(f"wrote {len(rows)} rows to {out}")
-    return 0
 
 
 def register(sub) -> None:

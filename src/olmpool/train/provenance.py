@@ -1,21 +1,5 @@
-"""Code version and run-record helpers (every run writes these next to its outputs)."""
+"""Code version and run-record helpers for the training stage (defined in olmpool.provenance)."""
 
-from __future__ import annotations
+from olmpool.provenance import code_version, write_json_atomic
 
-import json
-import os
-from pathlib import Path
-from typing import Any
-
-from olmpool.provenance import code_version  # noqa: F401 - re-exported for the training stage
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temp file + rename (fsynced)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+__all__ = ["code_version", "write_json_atomic"]
