@@ -140,6 +140,29 @@ def _fit_count(build: Callable[[int], tuple[str, list[str]]], tokenizer: Tokeniz
     return fit_size(build, tokenizer, budget, lo, max(lo, top))
 
 
+def _distinct_demos(pool: list[dict], rng: random.Random, key: Callable[[dict], object], n: int) -> list[dict]:
+    """Up to n demonstrations from a shuffled pool, at most one per key (HELMET's demo choice)."""
+    chosen, seen = [], set()
+    for d in rng.sample(pool, len(pool)):
+        if key(d) in seen:
+            continue
+        seen.add(key(d))
+        chosen.append(d)
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+def _fit_passages(build: Callable[[list[dict]], str], ctxs: list[dict], tokenizer: Tokenizer, budget: int) -> list[dict]:
+    """The longest prefix of ctxs whose prompt fits the budget (at least one passage), by
+    bisection rather than re-tokenising the prompt once per dropped passage."""
+    try:
+        k = fit_size(lambda n: (build(ctxs[:n]), []), tokenizer, budget, 1, len(ctxs), with_answers=False)
+    except Infeasible:
+        k = 1
+    return ctxs[:k]
+
+
 # --------------------------------------------------------------------------------- loaders
 
 
@@ -360,21 +383,9 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             pool = [d for d in demo_rows if d.get(key) != r.get(key)] if task == "kilt_popqa_3" else demo_rows
             h = int(hashlib.sha256(str(r[key]).encode("utf-8")).hexdigest(), 16) % 2**31
             rng = random.Random(h)
-            chosen, seen = [], set()
-            for d in rng.sample(pool, len(pool)):
-                if d.get(key) in seen:
-                    continue
-                seen.add(d.get(key))
-                chosen.append(d)
-                if len(chosen) == settings.shots:
-                    break
-            demos = _qa_demos(chosen)
-            ctxs = list(r["ctxs"])
-            while True:
-                prompt = _qa_prompt(r["question"], ctxs, demos)
-                if len(tokenizer.encode(prompt)) <= budget or len(ctxs) <= 1:
-                    break
-                ctxs = ctxs[:-1]
+            demos = _qa_demos(_distinct_demos(pool, rng, lambda d: d.get(key), settings.shots))
+            ctxs = _fit_passages(lambda c: _qa_prompt(r["question"], c, demos), list(r["ctxs"]), tokenizer, budget)
+            prompt = _qa_prompt(r["question"], ctxs, demos)
             out.append(mk(i, prompt, list(r["answers"]), {"passages": len(ctxs)}))
         return out, {"source": str(test_path), "count": k}
 
@@ -429,22 +440,10 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
         for i, r in enumerate(rows):
             h = abs(int(hashlib.sha256(str(r["qid"]).encode("utf-8")).hexdigest(), 16) % 2**31)
             rng = random.Random(h)
-            chosen, seen = [], set()
-            for d in rng.sample(demo_pool, len(demo_pool)):
-                if d["qid"] in seen:
-                    continue
-                seen.add(d["qid"])
-                d = dict(d, ctxs=[dict(c, id=str(c["id"])) for c in d["ctxs"]])
-                chosen.append(d)
-                if len(chosen) == settings.shots:
-                    break
-            demos = _rerank_demos(chosen)
-            ctxs = list(r["ctxs"])
-            while True:
-                prompt = _rerank_prompt(r["query"], ctxs, demos)
-                if len(tokenizer.encode(prompt)) <= budget or len(ctxs) <= 1:
-                    break
-                ctxs = ctxs[:-1]
+            chosen = _distinct_demos(demo_pool, rng, lambda d: d["qid"], settings.shots)
+            demos = _rerank_demos([dict(d, ctxs=[dict(c, id=str(c["id"])) for c in d["ctxs"]]) for d in chosen])
+            ctxs = _fit_passages(lambda c: _rerank_prompt(r["query"], c, demos), list(r["ctxs"]), tokenizer, budget)
+            prompt = _rerank_prompt(r["query"], ctxs, demos)
             qrels = {c["id"]: int(c["label"]) for c in r["ctxs"]}
             gold = " > ".join(c["id"] for c in sorted(r["ctxs"], key=lambda c: c["label"], reverse=True))
             out.append(mk(i, prompt, [gold], {"qrels": qrels, "passages": len(ctxs)}))
