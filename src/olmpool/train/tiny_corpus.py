@@ -13,8 +13,9 @@ long-context evaluations):
 - ``repeat`` a span of uniformly random words, later repeated verbatim after "Again :" (copying)
 - ``chain``  "Let VAR_A = 52318 ." ... "Let VAR_B = VAR_A ." ... "So VAR_B = 52318 ."  (RULER vt)
 
-Definition and use positions are drawn as fractions of the document, so in long documents
-(longer than the tiny extension context) dependencies span thousands of tokens.
+Definition-to-use gaps are log-uniform from a few tokens up to the whole document, so every
+document has dependencies short enough for the pretraining window and, in long documents
+(longer than the tiny extension context), dependencies spanning thousands of tokens.
 
 Everything is a pure function of a ``random.Random`` seeded by the caller: the same seed
 gives byte-identical JSONL. Generation of a few MB takes about a second.
@@ -157,12 +158,16 @@ def make_dependency(rng: random.Random, lang: Language, kind: str, tag: int) -> 
 
 
 def make_document(rng: random.Random, lang: Language, n_tokens: int,
-                  dependency_every: int = 300) -> str:
+                  dependency_every: int = 300, min_gap: int = 8) -> str:
     """A document of about ``n_tokens`` tokens with ~n_tokens/dependency_every dependencies.
 
-    Filler sentences are laid down first; each dependency's definitions go at random
-    fractions of the document in [0, 0.6) (chain links in increasing order) and its use at
-    a later fraction, at least 20% of the document after the last definition when possible.
+    Filler sentences are laid down first. Each dependency's *gap* (tokens from its first
+    definition to its use) is drawn log-uniformly in [min_gap, 0.95 x n_tokens], its use at a
+    uniform position at least one gap into the document, and its definitions (chain links in
+    order) between the two. Log-uniform gaps give every document short- and long-range
+    dependencies alike: about half of a 12K-token document's gaps fit a 256-token pretraining
+    window, so copying is learned there, and the rest span up to the whole document, so the
+    extension context has something to learn and the evaluations something to measure.
     """
     sentences: list[str] = []
     total = 0
@@ -173,15 +178,18 @@ def make_document(rng: random.Random, lang: Language, n_tokens: int,
     n = len(sentences)
     inserts: list[tuple[float, int, str]] = []  # (position fraction, order, sentence)
     n_deps = max(1, round(n_tokens / dependency_every)) if n_tokens >= 60 else 0
+    lo_gap = math.log(max(1, min_gap))
+    hi_gap = math.log(max(min_gap + 1, 0.95 * n_tokens))
     order = 0
     for tag in range(n_deps):
         dep = make_dependency(rng, lang, rng.choice(DEPENDENCY_KINDS), tag)
-        positions = sorted(rng.uniform(0.0, 0.6) for _ in dep.defs)
+        gap = min(math.exp(rng.uniform(lo_gap, hi_gap)) / n_tokens, 0.95)  # as a fraction
+        use = rng.uniform(gap, 1.0)
+        positions = [use - gap] + sorted(rng.uniform(use - gap, use) for _ in dep.defs[1:])
         for pos, d in zip(positions, dep.defs):
             inserts.append((pos, order, d))
             order += 1
-        lo = min(positions[-1] + 0.2, 0.99)
-        inserts.append((rng.uniform(lo, 1.0), order, dep.use))
+        inserts.append((use, order, dep.use))
         order += 1
     inserts.sort()
     out: list[str] = []
