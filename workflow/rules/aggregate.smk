@@ -29,9 +29,10 @@ rule statistics:
         correlations="{outdir}/stats/correlations.tsv",
     params:
         args=analysis_args,
+        reference=lambda wc: f"--reference {analysis(wc)['reference']}" if analysis(wc).get("reference") else "",
     log:
         "logs/{outdir}/statistics.log",
     conda:
         "../envs/olmpool.yaml"
     shell:
-        "olmpool stats {params.args} --claims {input.claims} --out {output.stats} > {log} 2>&1"
+        "olmpool stats {params.args} {params.reference} --claims {input.claims} --out {output.stats} > {log} 2>&1"

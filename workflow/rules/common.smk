@@ -22,6 +22,7 @@ ANALYSES = {
         "outdir": config["outdir"],
         "figures": config.get("figures", DEFAULT_FIGURES),
         "context_labels": config.get("context_labels", {}),
+        "reference": config.get("reference"),
     }
 }
 for _name, _a in config.get("also_analyse", {}).items():
@@ -43,6 +44,10 @@ def results_inputs(wildcards):
     files = {"models": f"{res}/models.tsv", "scores": f"{res}/scores.tsv", "registry": config["registry"]}
     if Path(res, "SHA256SUMS").exists():
         files["checksums"] = f"{res}/SHA256SUMS"
+    ref = analysis(wildcards).get("reference")
+    if ref:
+        files["reference_models"] = f"{ref}/models.tsv"
+        files["reference_scores"] = f"{ref}/scores.tsv"
     return files
 
 

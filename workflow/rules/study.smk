@@ -160,6 +160,7 @@ rule aggregate_study:
     input:
         scores=[p for p, _ in study_score_files()],
         runs=[f"{r}/final.json" for r, _ in study_runs()],
+        first=rules.data.output.manifest,
     output:
         models=f"{config['results']}/models.tsv",
         scores=f"{config['results']}/scores.tsv",
@@ -168,10 +169,11 @@ rule aggregate_study:
         runs=" ".join(f"{r}={s}" for r, s in study_runs()),
         out=lambda wc, output: Path(output.models).parent,
         registry=config["registry"],
+        config=CONFIGFILE,
     log:
         f"{W}/logs/aggregate.log",
     conda:
         "../envs/olmpool.yaml"
     shell:
         "olmpool aggregate --registry {params.registry} --scores {params.scores} --runs {params.runs}"
-        " --out {params.out} > {log} 2>&1"
+        " --config {params.config} --wall-from {input.first} --out {params.out} > {log} 2>&1"

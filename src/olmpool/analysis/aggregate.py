@@ -13,8 +13,10 @@ Inputs, all produced by the study's jobs:
 
 The model sheet comes from the registry rows of the models seen, with `params_b` taken
 from `--params` (a TSV of model, params_b, e.g. `olmpool arch list --format tsv`) when given.
-A provenance.json records every input file with its checksum, plus whatever run metadata
-the caller passes (config, seed, code version, wall times).
+A provenance.json records every input file with its checksum; one record per job that made
+them (kind, model, stage, seed, git commit, wall seconds, read from the jobs' own run
+records); the study config (path, checksum, text) when given; and whatever run metadata the
+caller passes.
 """
 
 from __future__ import annotations
@@ -58,8 +60,47 @@ def training_rows(run_dir: Path, stage: str, model: str, final_fraction: float =
     return rows
 
 
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _commit(rec: dict) -> str | None:
+    cv = rec.get("code_version")
+    return cv.get("git_commit") if isinstance(cv, dict) else rec.get("git_commit")
+
+
+def job_records(score_specs: list[str], run_specs: list[str]) -> list[dict]:
+    """One record per job behind the inputs, from the run records the jobs wrote themselves.
+
+    Evaluation writes ``<scores>.run.json`` beside ``<scores>.tsv`` and attention
+    ``<scores>.tsv.run.json``; training writes ``run.json`` + ``final.json`` in its run dir.
+    Jobs without a record (e.g. hand-made score files) are listed with what is known.
+    """
+    jobs = []
+    for spec in score_specs:
+        path, stage = _split(spec)
+        rec = _json(path.with_suffix(".run.json")) or _json(Path(f"{path}.run.json"))
+        jobs.append({"kind": str(rec.get("command", "scores")).replace("olmpool ", ""), "model": rec.get("arch"),
+                     "stage": stage or rec.get("stage"), "seed": rec.get("seed"), "git_commit": _commit(rec),
+                     "wall_s": rec.get("wall_seconds", rec.get("seconds")), "file": str(path)})
+    for spec in run_specs:
+        path, stage = _split(spec)
+        run, final = _json(Path(path) / "run.json"), _json(Path(path) / "final.json")
+        last = final.get("last_metrics", {})
+        arch = run.get("arch")
+        jobs.append({"kind": str(run.get("stage", "train")), "model": arch.get("id") if isinstance(arch, dict) else arch,
+                     "stage": stage, "seed": run.get("seed"), "git_commit": _commit(final) or _commit(run),
+                     "wall_s": last.get("elapsed_s"), "steps": final.get("step"), "tokens": last.get("tokens"),
+                     "tokens_per_s": last.get("tokens_per_s"), "file": str(path)})
+    return jobs
+
+
 def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], out: Path,
-              params_tsv: Path | None = None, meta: dict | None = None, final_fraction: float = 0.05) -> pd.DataFrame:
+              params_tsv: Path | None = None, meta: dict | None = None, final_fraction: float = 0.05,
+              config_path: Path | None = None) -> pd.DataFrame:
     reg = pd.read_csv(registry_tsv, sep="\t", dtype=str, keep_default_na=False).set_index("id")
     frames = []
     inputs = []
@@ -109,7 +150,15 @@ def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], 
     write_tsv_atomic(s, out / "scores.tsv", float_format="%.10g")
     from olmpool.provenance import code_version
 
-    record = {"inputs": inputs, "code_version": code_version(), **(meta or {})}
+    jobs = job_records(score_specs, run_specs)
+    walls = [j["wall_s"] for j in jobs if isinstance(j.get("wall_s"), int | float)]
+    record = {"inputs": inputs, "code_version": code_version(),
+              "jobs": jobs, "job_seconds_total": round(sum(walls), 1), "jobs_with_wall_time": len(walls),
+              "git_commits_of_jobs": sorted({j["git_commit"] for j in jobs if j.get("git_commit")})}
+    if config_path is not None:
+        cp = Path(config_path)
+        record["config"] = {"path": str(cp), "sha256": sha256(cp), "text": cp.read_text()}
+    record.update(meta or {})
     write_text_atomic(json.dumps(record, indent=2, default=str) + "\n", out / "provenance.json")
     write_checksums(out, ["models.tsv", "scores.tsv", "provenance.json"])
     return scores

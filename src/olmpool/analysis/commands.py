@@ -75,6 +75,12 @@ def _stats(args) -> int:
     write_tsv_atomic(correlation_table(st), out.with_name("correlations.tsv"), float_format="%.6g")
     detail = pd.DataFrame([{"id": r.claim["id"], "status": r.status, "detail": r.detail} for r in results])
     write_tsv_atomic(detail, out.with_name("claims_status.tsv"))
+    if args.reference:
+        from olmpool.analysis.compare import rank_agreement
+        from olmpool.analysis.study import Study
+
+        ref = Study.load(Path(args.reference), Path(args.registry) if args.registry else None)
+        stats["rank_agreement"] = rank_agreement(st, ref)
     write_json_atomic(out, stats)
     n = {s: sum(r.status == s for r in results) for s in ("reproduced", "differs", "needs data", "setup")}
     print(f"statistics -> {out}: " + ", ".join(f"{k} {v}" for k, v in n.items()))
@@ -124,7 +130,11 @@ def _claims(args) -> int:
         if c["id"] not in stats or c["id"] not in status.index:
             raise OlmPoolError(f"{args.stats}: no value for claim {c['id']!r}. Fix: rebuild the statistics (snakemake {args.stats})")
         results.append(C.ClaimResult(c, stats[c["id"]], status.loc[c["id"], "status"], status.loc[c["id"], "detail"]))
-    write_text_atomic(C.claims_markdown(results, st, args.rebuild), Path(args.out))
+    text = C.claims_markdown(results, st, args.rebuild)
+    if stats.get("rank_agreement"):
+        from olmpool.analysis.compare import agreement_markdown
+        text += agreement_markdown(stats["rank_agreement"])
+    write_text_atomic(text, Path(args.out))
     print(f"claims -> {args.out}")
     return 0
 
@@ -132,9 +142,18 @@ def _claims(args) -> int:
 def _aggregate(args) -> int:
     from olmpool.analysis.aggregate import aggregate
 
-    meta = json.loads(Path(args.meta).read_text()) if args.meta else None
+    meta = json.loads(Path(args.meta).read_text()) if args.meta else {}
+    if args.wall_from:
+        first = Path(args.wall_from)
+        outputs = [Path(x.rsplit("=", 1)[0]) for x in args.scores or []]
+        outputs += [Path(x.rsplit("=", 1)[0]) / "final.json" for x in args.runs or []]
+        last = max((p.stat().st_mtime for p in outputs if p.exists()), default=first.stat().st_mtime)
+        meta["sweep_wall_s"] = round(last - first.stat().st_mtime, 1)
+        meta["sweep_wall_note"] = (f"seconds from {first} (the sweep's first output) to the newest job output; "
+                                   "the sweep's wall time when it ran uninterrupted")
     scores = aggregate(Path(args.registry), args.scores or [], args.runs or [], Path(args.out),
-                       params_tsv=Path(args.params) if args.params else None, meta=meta)
+                       params_tsv=Path(args.params) if args.params else None, meta=meta,
+                       config_path=Path(args.config) if args.config else None)
     print(f"{len(scores)} rows, {scores.model.nunique()} models -> {args.out}")
     return 0
 
@@ -159,7 +178,9 @@ def register(sub) -> None:
     p.add_argument("--scores", nargs="*", help="tidy score TSVs; PATH=STAGE relabels the stage of every row")
     p.add_argument("--runs", nargs="*", help="training run dirs as RUN_DIR=STAGE (final loss, spike score)")
     p.add_argument("--params", default=None, help="TSV of model, params_b (e.g. from `olmpool arch list --format tsv`)")
-    p.add_argument("--meta", default=None, help="JSON with run provenance (config, seeds, code version, wall times)")
+    p.add_argument("--meta", default=None, help="JSON with more run provenance to record")
+    p.add_argument("--wall-from", default=None, help="a file the sweep wrote first (e.g. the data manifest): record the seconds since it as the sweep's wall time")
+    p.add_argument("--config", default=None, help="the study config the jobs ran with (recorded with its checksum and text)")
     p.add_argument("--out", required=True, help="results set directory to write")
     p.set_defaults(func=_aggregate)
 
@@ -171,6 +192,7 @@ def register(sub) -> None:
     p = sub.add_parser("stats", help="statistics.json + regressions, pairs, correlations, claim status")
     _common(p)
     p.add_argument("--claims", default="results/bundled/paper/claims.yaml")
+    p.add_argument("--reference", default=None, help="another results set (e.g. results/bundled/paper) to compare architecture rankings with")
     p.add_argument("--out", required=True, help="path of statistics.json; the TSVs go beside it")
     p.set_defaults(func=_stats)
 

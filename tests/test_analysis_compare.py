@@ -1,0 +1,58 @@
+"""Rank agreement between two results sets (the tiny sweep against the paper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from olmpool.analysis.compare import agreement_markdown, rank_agreement
+from olmpool.analysis.study import Study
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "results/bundled/paper"
+REG = ROOT / "config/architectures.tsv"
+
+
+def _copy_with(tmp: Path, name: str, transform) -> Study:
+    """The paper set with its HELMET/RULER values passed through ``transform(series) -> series``."""
+    d = tmp / name
+    d.mkdir()
+    (d / "models.tsv").write_text((PAPER / "models.tsv").read_text())
+    s = pd.read_csv(PAPER / "scores.tsv", sep="\t", dtype={"context": "Int64"}, keep_default_na=False, na_values=[""])
+    s["value"] = transform(s)
+    s.to_csv(d / "scores.tsv", sep="\t", index=False)
+    return Study.load(d, REG, name=name)
+
+
+def test_same_ranking_is_one_and_reversed_is_minus_one(tmp_path):
+    paper = Study.load(PAPER, REG)
+    shifted = _copy_with(tmp_path, "shifted", lambda s: s["value"] * 0.5 + 3)  # monotone: same order
+    flipped = _copy_with(tmp_path, "flipped", lambda s: -s["value"])
+    same = {r["measure"]: r for r in rank_agreement(shifted, paper)}
+    rev = {r["measure"]: r for r in rank_agreement(flipped, paper)}
+    assert same["helmet 32K score"]["n"] == 26
+    assert same["helmet 32K score"]["spearman"] == pytest.approx(1.0)
+    assert rev["helmet 32K score"]["spearman"] == pytest.approx(-1.0)
+    assert rev["ruler 32K score"]["kendall"] == pytest.approx(-1.0)
+
+
+def test_constant_scores_have_no_ranking_not_zero(tmp_path):
+    paper = Study.load(PAPER, REG)
+    flat = _copy_with(tmp_path, "flat", lambda s: s["value"].where(s["value"].isna(), 0.0))
+    rec = {r["measure"]: r for r in rank_agreement(flat, paper)}["helmet 32K score"]
+    assert rec["spearman"] is None and "no ranking" in rec["reason"] and "'flat'" in rec["reason"]
+    md = agreement_markdown(rank_agreement(flat, paper))
+    assert "| helmet 32K score | 26 | - |" in md
+
+
+def test_pairs_only_models_with_both_values_and_reports_missing_measures(tmp_path):
+    paper = Study.load(PAPER, REG)
+    rec = {r["measure"]: r for r in rank_agreement(paper, paper)}
+    # LongPPL has a "-" cell in the paper's table: that model is left out, not counted as 0
+    assert rec["longppl longppl"]["n"] == int(paper.series("longppl", metric="longppl").notna().sum()) == 25
+    assert rec["longppl longppl"]["spearman"] == pytest.approx(1.0)
+    no_ruler = _copy_with(tmp_path, "no_ruler", lambda s: s["value"].where(s["benchmark"] != "ruler"))
+    r = {x["measure"]: x for x in rank_agreement(no_ruler, paper)}["ruler 32K score"]
+    assert r["spearman"] is None and r["reason"].startswith("needs data")
