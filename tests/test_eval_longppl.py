@@ -42,8 +42,8 @@ def tok():
     return make_test_tokenizer()
 
 
-def _document(V: int, n_a: int = 20, n_fill: int = 150):
-    rng = np.random.default_rng(0)
+def _document(V: int, n_a: int = 20, n_fill: int = 150, seed: int = 0):
+    rng = np.random.default_rng(seed)
     a = rng.choice(np.arange(0, 500), n_a, replace=False).tolist()
     fill = rng.choice(np.arange(600, V), n_fill, replace=False).tolist()
     return a + fill + a, n_a, n_fill
@@ -86,6 +86,24 @@ def test_longppl_is_exp_mean_nll_on_key_tokens(tok):
     assert res.longppl == pytest.approx(math.exp(-np.mean([lp[p - 1] for p in keys])))
     assert res.ppl == pytest.approx(math.exp(-lp.mean()))
     assert res.longppl < res.ppl  # key tokens are the predictable-with-context ones
+
+
+def test_documents_combine_as_upstream_key_token_weighted_mean(tok):
+    """Upstream perplexity.py: sum(LongPPL_d * n_key_d) / sum(n_key_d); PPL weighted by length;
+    a document without key tokens counts for PPL only."""
+    V = tok.vocab_size
+    eng = Engine(CopyLM(V, boost=5.0), tok, prefill_chunk=64, progress=False)
+    ev = Engine(CopyLM(V), tok, progress=False)
+    (a, *_), (b, *_) = _document(V), _document(V, n_a=30, seed=7)
+    plain = list(range(1, 90))  # no repeats: no key tokens
+    res = L.evaluate(eng, ev, [a, b, plain], trunc_len=64, sliding_window=16)
+    singles = [L.evaluate(eng, ev, [d], trunc_len=64, sliding_window=16) for d in (a, b, plain)]
+    assert singles[2].n_key_tokens == 0 and math.isnan(singles[2].longppl)
+    ka, kb = singles[0].n_key_tokens, singles[1].n_key_tokens
+    assert res.n_key_tokens == ka + kb
+    assert res.longppl == pytest.approx((singles[0].longppl * ka + singles[1].longppl * kb) / (ka + kb))
+    lens = [len(a), len(b), len(plain)]
+    assert res.ppl == pytest.approx(sum(s.ppl * n for s, n in zip(singles, lens)) / sum(lens))
 
 
 def test_span_mapping_across_tokenizations():

@@ -285,7 +285,7 @@ def fig6(st: Study):
     if not drawn:
         raise NeedsData("attention sink mass and entropy per model (benchmark attention, tasks full_layers/window_layers)")
     ax.set_xlabel("mean attention entropy (nats)")
-    ax.set_ylabel("mean sink mass (first 100 tokens)")
+    ax.set_ylabel("mean sink mass (sink region: paper 100 tokens)")
     ax.set_title(f"Attention sinks and entropy cluster by QK norm ({st.rs.name})", fontsize=9)
     ax.legend(frameon=False, fontsize=6.5)
     return fig

@@ -16,8 +16,12 @@ evaluated model's tokenization through character spans (upstream ``merge_interva
 offset of a token is computed by incremental decoding, upstream ``compute_offsets``); with the
 same tokenizer the positions map one to one.
 
-LongPPL = exp(mean NLL of the evaluated model over all key tokens of all documents) (pooled
-over documents; upstream's function returns it per document). Paper scale: GovReport test
+Per document, LongPPL_d = exp(mean NLL of the evaluated model on its key tokens) and
+PPL_d = exp(mean NLL on all its tokens), as upstream ``compute_longppl``. Over documents, as
+upstream's ``perplexity/perplexity.py`` (``compute_perplexity``): LongPPL = sum_d LongPPL_d x
+n_key_d / sum_d n_key_d over documents with at least one key token (the others are left
+out), and PPL = sum_d PPL_d x n_tok_d / sum_d n_tok_d with n_tok_d the document's length in
+tokens. Paper scale: GovReport test
 documents of >= 16,384 tokens, 50 samples, truncated to 32,768 tokens, trunc_len 4096,
 sliding_window 1024, evaluator Llama-3.1-8B (recipe-facts.md); config chooses all of these.
 """
@@ -99,7 +103,8 @@ class LongPPLResult:
 def evaluate(model: Engine, evaluator: Engine, documents: list[list[int]], trunc_len: int, sliding_window: int,
              alpha: float = 2.0, beta: float = -2.0, same_tokenizer: bool = True) -> LongPPLResult:
     """LongPPL of ``model`` over tokenized documents (already truncated), key tokens from ``evaluator``."""
-    key_nll, all_nll = [], []
+    lp_docs: list[tuple[float, int]] = []  # (LongPPL_d, n_key_d) for documents with key tokens
+    ppl_docs: list[tuple[float, int]] = []  # (PPL_d, n_tok_d)
     for ids in documents:
         if same_tokenizer:
             keys = find_key_tokens(evaluator, ids, trunc_len, sliding_window, alpha, beta)
@@ -110,15 +115,20 @@ def evaluate(model: Engine, evaluator: Engine, documents: list[list[int]], trunc
             ev_spans = token_spans(evaluator.tokenizer, ev_ids)
             key_spans = merge_spans([ev_spans[p] for p in ev_keys])
             keys = map_key_tokens(key_spans, token_spans(model.tokenizer, ids))
-        lp = model.token_logprobs(ids)  # [L-1]
-        all_nll.append(-lp)
+        nll = -model.token_logprobs(ids)  # [L-1]
+        if nll.size:
+            ppl_docs.append((float(np.exp(nll.mean())), len(ids)))
         if keys:
-            key_nll.append(-lp[np.array(keys) - 1])
-    n_key = int(sum(len(k) for k in key_nll))
-    allv = np.concatenate(all_nll) if all_nll else np.zeros(0)
-    longppl = float(np.exp(np.concatenate(key_nll).mean())) if n_key else float("nan")
-    return LongPPLResult(longppl=longppl, ppl=float(np.exp(allv.mean())) if allv.size else float("nan"),
-                         n_key_tokens=n_key, n_tokens=int(allv.size), n_documents=len(documents))
+            lp_docs.append((float(np.exp(nll[np.array(keys) - 1].mean())), len(keys)))
+
+    def weighted(pairs: list[tuple[float, int]]) -> float:
+        w = sum(n for _, n in pairs)
+        return sum(v * n for v, n in pairs) / w if w else float("nan")
+
+    return LongPPLResult(longppl=weighted(lp_docs), ppl=weighted(ppl_docs),
+                         n_key_tokens=int(sum(n for _, n in lp_docs)),
+                         n_tokens=int(sum(len(ids) - 1 for ids in documents if len(ids) > 1)),
+                         n_documents=len(documents))
 
 
 def synthetic_documents(seed: int, n_docs: int, n_words: int) -> list[str]:
