@@ -1,5 +1,6 @@
-"""The paper-scale path: HELMET archive files (kilt/, msmarco/, icl/) in upstream format are
-read, demos drawn, prompts fitted, and an oracle reader scores 100 on them."""
+"""The paper-scale path: HELMET archive files (json_kv/, kilt/, msmarco/, icl/) in upstream
+format are read, demos drawn, prompts built (truncated as upstream when too long), and an oracle
+reader scores 100 on them."""
 
 import json
 import random
@@ -51,6 +52,13 @@ def archive(tmp_path_factory):
     for j in range(6):
         it = rerank_item(random.Random(100 + j), 4)
         demos.append({"qid": f"d{j}", "query": it.query, "ctxs": [{k: v for k, v in c.items() if k != "title"} for c in it.ctxs]})
+    kv_rows = []
+    for j in range(8):
+        kv = {f"key-{j}-{i}": f"value-{j}-{i}" for i in range(12)}
+        key = f"key-{j}-{j % 12}"
+        kv_rows.append({"context": "JSON data:\n" + json.dumps(kv, indent=1), "question": json.dumps(key), "answer": kv[key],
+                        "demos": [[json.dumps(f"demo-{j}-{i}"), json.dumps(f"dv-{j}-{i}")] for i in range(3)], "num_kvs": 12})
+    _write(root / "json_kv" / H.JSON_KV_FILE.format(k=12), kv_rows)
     _write(root / "msmarco" / H.MSMARCO_FILES[0].format(k=6), tests)
     _write(root / "msmarco" / H.MSMARCO_FILES[1], demos)
     for name in H.ICL_NAME.values():
@@ -75,6 +83,7 @@ def test_oracle_scores_100_on_archive_files(archive):
         assert v == pytest.approx(100.0), (task, p)
     assert rows["kilt_popqa_3"][1]["n"] == 3  # only low-popularity questions kept (4 of 8), 3 sampled
     assert rows["icl_nlu"][1]["source"].endswith("icl/nlu")
+    assert rows["json_kv"][1]["source"].endswith("json_kv/test_k12_dep6.jsonl")
 
 
 def test_popqa_without_popularity_is_a_clear_error(archive, tmp_path):

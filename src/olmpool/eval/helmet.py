@@ -25,13 +25,39 @@ Content scales with length as upstream: json_kv keys, RAG passages, re-rank pass
 shots per length come from config (paper: upstream counts for 8K..64K, e.g. json_kv
 105/220/440/900, RAG 50/105/220/440, re-rank 50/130/285/600; ICL shots 400..3300 for
 trec_coarse) or, when set to ``fit``, are the largest count whose prompt fits the token budget
-(tiny scale). A configured count whose prompt exceeds ``length - generation_max_length`` in our
-tokenizer is reduced until it fits (recorded in provenance), where HELMET would truncate.
+(tiny scale).
 
-Data: json_kv and the three RULER recall tasks are generated (as upstream's are). RAG,
-re-rank and ICL read the HELMET data archive / exported datasets from ``eval.helmet`` paths
-(missing -> rows missing with the reason); ``synthetic`` selects the generated stand-ins
-(``olmpool.eval.synthetic``), whose task names carry the ``:synthetic`` suffix.
+Data: the three RULER recall tasks are generated. json_kv, RAG, re-rank and ICL read the HELMET
+data archive / exported datasets under ``eval.helmet.data`` (json_kv/test_k{keys}_dep6.jsonl as
+upstream ``configs/recall_short.yaml``; kilt/, msmarco/; icl/<name>/{train,test}.jsonl); a
+missing file gives rows missing with the reason, never a generated stand-in. ``synthetic``
+selects the generated stand-ins (``olmpool.eval.synthetic``, and for json_kv the UUID generator
+``_json_kv_parts``), whose task names carry the ``:synthetic`` suffix.
+
+Paper scale (archive files) follows upstream exactly where it chooses and builds examples:
+
+* Test samples. RAG and re-rank (``data.py`` ``load_qa``, ``load_msmarco_rerank``): after
+  ``eval.py`` ``run_test`` seeds Python's ``random`` with the run seed, ``random.sample`` over the
+  sorted distinct ids (``id``/``question``; ``qid``/``query``), then every row with a chosen id
+  in file order (``_select``). json_kv and ICL (``load_json_kv``, ``load_icl``): Hugging Face
+  ``Dataset.shuffle(seed).select(range(n))`` (ICL only when the test set is larger than n),
+  reproduced without ``datasets`` by ``hf_shuffle_order`` (``datasets`` ``arrow_dataset.py``
+  ``Dataset.shuffle``: ``np.random.default_rng(seed).permutation(len(self))``).
+* Demonstrations. RAG / re-rank: per test sample, the demo pool (popqa: without the sample's
+  id; re-rank: without the chosen qids when the pool is more than twice the test set, else
+  without the sample's qid) shuffled as ``Dataset.shuffle(seed=sha256(id) % 2**31)``, duplicate
+  ids dropped, the first ``shots`` kept (``_hf_demos``). json_kv: the record's own ``demos``.
+  ICL: ``balance_labels`` with the run seed; labels re-mapped per sample as upstream, over
+  upstream's label counts (``ICL_NUM_LABELS``).
+* Truncation. A prompt longer than ``length - generation_max_length`` tokens has its
+  *context* (passages, JSON object, ICL demos; never instructions, demos of RAG/re-rank or the
+  question) cut at the end by exactly the excess number of tokens, counted in the evaluated
+  model's tokenizer and mapped back to characters (``model_utils.py`` ``tokenize``, used by
+  ``HFModel``/``VLLMModel.prepare_inputs``): ``truncate_context``. Recorded per sample in
+  ``meta['truncated_tokens']`` and per task in the provenance info ``truncated``.
+
+The ``fit`` path (tiny scale, and the synthetic stand-ins) instead reduces the content count
+until the prompt fits (recorded as ``passages``/``shots`` in the sample meta).
 """
 
 from __future__ import annotations
@@ -61,7 +87,7 @@ HELMET_TASKS = [t for ts in CATEGORIES.values() for t in ts]
 GEN_LENGTH = {"json_kv": 100, "ruler_niah_mk_2": 50, "ruler_niah_mk_3": 100, "ruler_niah_mv": 50,
               **{t: 20 for t in CATEGORIES["rag"]}, "msmarco_rerank_psg": 200, **{t: 20 for t in CATEGORIES["icl"]}}
 STOP_NEWLINE = {t: TASK_CATEGORY[t] in ("rag", "rerank", "icl") for t in HELMET_TASKS}
-DATA_BACKED = set(CATEGORIES["rag"] + CATEGORIES["rerank"] + CATEGORIES["icl"])
+DATA_BACKED = {"json_kv", *CATEGORIES["rag"], *CATEGORIES["rerank"], *CATEGORIES["icl"]}
 
 # ---------------------------------------------------------------------------- templates
 JSON_KV_USER = "{context}\n\nExtract the value corresponding to the specified key in the JSON object below.\n\n{demos}Key: {question}"
@@ -89,6 +115,8 @@ ICL_USER = ('Use the provided mapping from the text to label to assign a label t
 ICL_SYSTEM = "label:"
 ICL_ITEM = "{text}\nlabel: {label}"
 
+TRUNCATION_RULE = "context end, by the prompt's excess tokens (HELMET model_utils.tokenize)"
+
 RULER_FOR = {"ruler_niah_mk_2": "niah_multikey_2", "ruler_niah_mk_3": "niah_multikey_3", "ruler_niah_mv": "niah_multivalue"}
 ICL_NAME = {"icl_trec_coarse": "trec_coarse", "icl_trec_fine": "trec_fine", "icl_banking77": "banking77",
             "icl_clinic150": "clinic150", "icl_nlu": "nlu"}
@@ -99,6 +127,8 @@ KILT_FILES = {  # HELMET data archive, data/kilt/
     "kilt_popqa_3": ("popqa_test_1000_k{k}_dep6.jsonl", "popqa_test_1000_k3_dep6.jsonl"),
 }
 MSMARCO_FILES = ("test_reranking_data_k{k}_dep3.jsonl", "test_reranking_data_k10_dep3.jsonl")
+JSON_KV_FILE = "test_k{k}_dep6.jsonl"  # HELMET data archive, data/json_kv/ (configs/recall_short.yaml: k105..k900)
+ICL_NUM_LABELS = {"trec_coarse": 6, "trec_fine": 50, "banking77": 77, "clinic150": 151, "nlu": 68}  # data.py load_icl
 
 
 def _niah_render(task: str) -> Callable[[dict], str]:
@@ -122,7 +152,7 @@ class HelmetSettings:
     seed: int = 42
     shots: int = 2
     counts: dict | None = None  # {"json_kv"|"rag"|"rerank"|icl task: {length: count} | "fit"}
-    data: str = "synthetic"  # "synthetic" or the HELMET data directory (holds kilt/, msmarco/, icl/)
+    data: str = "synthetic"  # "synthetic" or the HELMET data directory (holds json_kv/, kilt/, msmarco/, icl/)
     generation_max_length: dict | None = None  # per-task overrides of GEN_LENGTH
 
 
@@ -140,27 +170,134 @@ def _fit_count(build: Callable[[int], tuple[str, list[str]]], tokenizer: Tokeniz
     return fit_size(build, tokenizer, budget, lo, max(lo, top))
 
 
-def _distinct_demos(pool: list[dict], rng: random.Random, key: Callable[[dict], object], n: int) -> list[dict]:
-    """Up to n demonstrations from a shuffled pool, at most one per key (HELMET's demo choice)."""
+def hf_shuffle_order(n: int, seed: int) -> list[int]:
+    """Row order of a Hugging Face ``Dataset.shuffle(seed=seed)`` over n rows.
+
+    ``datasets`` ``arrow_dataset.py`` ``Dataset.shuffle``: an empty dataset is returned as is;
+    otherwise ``generator = np.random.default_rng(seed)`` and the rows are
+    ``select(generator.permutation(len(self)))``. HELMET's ``.shuffle(seed).select(range(m))``
+    therefore keeps rows ``hf_shuffle_order(n, seed)[:m]``, in that order.
+    """
+    import numpy as np
+
+    if n <= 0:
+        return []
+    return [int(i) for i in np.random.default_rng(seed).permutation(n)]
+
+
+def hf_shuffle_select(rows: list, seed: int, m: int) -> list:
+    """HELMET's ``data.shuffle(seed=seed).select(range(min(m, len(data))))``."""
+    return [rows[i] for i in hf_shuffle_order(len(rows), seed)[:min(m, len(rows))]]
+
+
+def _hf_demos(pool: list[dict], seed: int, key: Callable[[dict], object], shots: int, what: str) -> list[dict]:
+    """Demonstrations as HELMET draws them for one test sample (``data.py`` ``load_qa`` and
+    ``load_msmarco_rerank``): ``pool.shuffle(seed=seed)``, ``drop_duplicates`` on the id (first
+    occurrence in shuffled order kept), ``select(range(shots))``. Upstream fails when fewer
+    than ``shots`` distinct ids remain; here that is a MissingData reason."""
+    if shots <= 0:
+        return []
     chosen, seen = [], set()
-    for d in rng.sample(pool, len(pool)):
-        if key(d) in seen:
+    for i in hf_shuffle_order(len(pool), seed):
+        k = key(pool[i])
+        if k in seen:
             continue
-        seen.add(key(d))
-        chosen.append(d)
-        if len(chosen) == n:
-            break
-    return chosen
+        seen.add(k)
+        chosen.append(pool[i])
+        if len(chosen) == shots:
+            return chosen
+    raise MissingData(f"{what}: only {len(chosen)} distinct demonstrations for shots={shots} (HELMET's select(range(shots)) fails too)")
 
 
-def _fit_passages(build: Callable[[list[dict]], str], ctxs: list[dict], tokenizer: Tokenizer, budget: int) -> list[dict]:
-    """The longest prefix of ctxs whose prompt fits the budget (at least one passage), by
-    bisection rather than re-tokenising the prompt once per dropped passage."""
-    try:
-        k = fit_size(lambda n: (build(ctxs[:n]), []), tokenizer, budget, 1, len(ctxs), with_answers=False)
-    except Infeasible:
-        k = 1
-    return ctxs[:k]
+def _sample_seed(value: object) -> int:
+    """HELMET's per-question demo seed: ``int(sha256(id).hexdigest(), 16) % 2**31``."""
+    return int(hashlib.sha256(str(value).encode("utf-8")).hexdigest(), 16) % 2**31
+
+
+def _token_starts(tokenizer: Tokenizer, text: str, n_ids: int) -> list[int] | None:
+    """Character start offset of each token of ``text``, when the tokenizer can say so.
+
+    Our Tokenizer protocol has no offsets, so this looks for the wrapped Hugging Face tokenizer
+    (``.tok``: eval.testing.HFTokenizer and eval.lm.HFTokenizerAdapter; ``._tok``:
+    train.tokenizer.Tokenizer) and asks it for offsets without special tokens: a
+    ``tokenizers.Tokenizer`` (``Encoding.offsets``) or a fast ``transformers`` tokenizer
+    (``return_offsets_mapping``). None when unavailable or when the token count disagrees with
+    ``tokenizer.encode``.
+    """
+    for attr in ("tok", "_tok"):
+        inner = getattr(tokenizer, attr, None)
+        if inner is None:
+            continue
+        offsets = None
+        try:
+            enc = inner.encode(text, add_special_tokens=False)
+            offsets = getattr(enc, "offsets", None)
+            if offsets is None and callable(inner):
+                offsets = inner(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        except Exception:  # noqa: BLE001 - a tokenizer without offsets: fall back to decoding
+            offsets = None
+        if offsets is not None and len(offsets) == n_ids:
+            return [int(o[0]) for o in offsets]
+    return None
+
+
+def _drop_last_tokens(tokenizer: Tokenizer, context: str, ids: list[int], drop: int) -> str:
+    """``context`` without its last ``drop`` tokens, as HELMET ``model_utils.py`` ``tokenize``
+    does: fast tokenizers cut the text at the start offset of the first dropped token
+    (``context[:offset_mapping[-drop][0]]``); slow ones decode the kept ids
+    (``decode(input_ids[:-drop])``). We take the first route when offsets are reachable
+    (``_token_starts``), else the second."""
+    if drop <= 0:
+        return context
+    keep = len(ids) - drop
+    starts = _token_starts(tokenizer, context, len(ids))
+    if starts is not None:
+        return context[:starts[keep]] if keep > 0 else ""
+    return tokenizer.decode(ids[:keep]) if keep > 0 else ""
+
+
+@dataclass
+class Truncated:
+    """A prompt after HELMET's input truncation (``truncate_context``)."""
+
+    prompt: str
+    n_tokens: int
+    dropped: int  # context tokens removed by the upstream rule (the prompt's excess over the budget)
+    extra: int  # further context tokens removed because re-tokenising still exceeded the budget
+
+
+def truncate_context(render: Callable[[str], str], context: str, tokenizer: Tokenizer, budget: int, what: str) -> Truncated:
+    """HELMET's input truncation (``model_utils.py`` ``tokenize``, which ``HFModel`` and
+    ``VLLMModel.prepare_inputs`` call; the API models do the same in their ``prepare_inputs``).
+
+    The full prompt is tokenised; if it has more than ``budget`` = input_max_length -
+    generation_max_length tokens, the excess ``t`` is removed from the END of the *context* field
+    only (instructions, demos and question untouched): the context is tokenised alone and cut
+    before its t-th token from the end, then the prompt is formatted again. Upstream does not
+    re-check the length; our engine needs the prompt to fit (``ensure_feasible``), so in the rare
+    case that re-tokenisation across the cut still exceeds the budget, the same rule is applied
+    again to the remaining excess (counted in ``extra``). Upstream tokenisers add a BOS token to
+    both counts; ours add none, which leaves ``t`` unchanged. When the non-context part alone
+    exceeds the budget upstream raises an IndexError (the task fails); here it is Infeasible.
+    """
+    prompt = render(context)
+    n = len(tokenizer.encode(prompt))
+    if n <= budget:
+        return Truncated(prompt, n, 0, 0)
+    dropped, extra, first = 0, 0, True
+    while n > budget:
+        excess = n - budget
+        ids = tokenizer.encode(context)
+        if excess > len(ids):
+            raise Infeasible(f"{what}: the prompt without its context needs {n - len(ids)} tokens > budget {budget}")
+        context = _drop_last_tokens(tokenizer, context, ids, excess)
+        if first:
+            dropped, first = excess, False
+        else:
+            extra += excess
+        prompt = render(context)
+        n = len(tokenizer.encode(prompt))
+    return Truncated(prompt, n, dropped, extra)
 
 
 # --------------------------------------------------------------------------------- loaders
@@ -189,17 +326,19 @@ def _require(rows: list[dict], fields: list[str], path: Path) -> None:
                 raise OlmPoolError(f"{path}, record {n}: missing field '{f}'. Fix: use the HELMET data archive format (fields {fields})")
 
 
-def _select(rows: list[dict], key: str, n: int, seed: int) -> list[dict]:
-    """HELMET-style sampling: n distinct keys, sampled from the sorted key set."""
-    keys = sorted({str(r[key]) for r in rows})
-    keep = set(random.Random(seed).sample(keys, min(n, len(keys))))
-    seen, out = set(), []
-    for r in rows:
-        k = str(r[key])
-        if k in keep and k not in seen:
-            seen.add(k)
-            out.append(r)
-    return out
+def _select(rows: list[dict], key: str, n: int, seed: int, path: Path) -> list[dict]:
+    """HELMET's test-sample choice for RAG and re-rank (``data.py`` ``load_qa`` and
+    ``load_msmarco_rerank``): ``random.sample(sorted(set(ids)), min(n, #ids))`` right after
+    ``random.seed(seed)`` (``eval.py`` ``run_test``; ``load_msmarco_rerank`` seeds again), then
+    ``data.filter(lambda x: x[key] in keys)``: every row whose id was drawn, in file order
+    (rows sharing an id all stay, as upstream)."""
+    values = [r.get(key) for r in rows]
+    try:
+        keys = sorted(set(values))
+    except TypeError as exc:
+        raise OlmPoolError(f"{path}: field '{key}' mixes types ({exc}). Fix: use the HELMET data archive file") from exc
+    chosen = set(random.Random(seed).sample(keys, min(n, len(keys))))
+    return [r for r, v in zip(rows, values) if v in chosen]
 
 
 # ------------------------------------------------------------------------------ generators
@@ -215,9 +354,27 @@ def _json_kv_parts(rng: random.Random, n_kv: int, shots: int) -> tuple[str, str,
     return prompt, value, demos
 
 
+def _qa_context(ctxs: list[dict]) -> str:
+    return "\n\n".join(QA_PASSAGE.format(title=c.get("title", ""), text=c["text"]) for c in ctxs)
+
+
+def _qa_render(question: str, demos: str) -> Callable[[str], str]:
+    return lambda context: (QA_USER + "\n" + QA_SYSTEM).format(demos=demos, context=context, question=question)
+
+
 def _qa_prompt(question: str, ctxs: list[dict], demos: str) -> str:
-    context = "\n\n".join(QA_PASSAGE.format(title=c.get("title", ""), text=c["text"]) for c in ctxs)
-    return (QA_USER + "\n" + QA_SYSTEM).format(demos=demos, context=context, question=question)
+    return _qa_render(question, demos)(_qa_context(ctxs))
+
+
+def _json_kv_file_demos(pairs: list, shots: int) -> str:
+    """``data.py`` ``load_json_kv``: demo_template "Key: {key}\\nCorresponding value:{value}" with
+    value " " + value over the record's first ``shots`` (key, value) pairs, joined by blank
+    lines, plus a blank line when shots > 0."""
+    return "\n\n".join(f"Key: {k}\nCorresponding value: {v}" for k, v in pairs[:shots]) + ("\n\n" if shots > 0 else "")
+
+
+def _json_kv_render(question: str, demos: str) -> Callable[[str], str]:
+    return lambda context: (JSON_KV_USER + "\n" + JSON_KV_SYSTEM).format(context=context, demos=demos, question=question)
 
 
 def _qa_demos(demos: list[dict]) -> str:
@@ -233,16 +390,27 @@ def _rerank_passage(c: dict) -> str:
     return f"[ID: {c['id']}] Document: {c['text']}"
 
 
+def _rerank_passage_fmt(with_title: bool) -> Callable[[dict], str]:
+    """``load_msmarco_rerank``: one passage template per test sample, with the title when the
+    sample's first passage has a 'title' field, applied to its passages and its demos' passages."""
+    if with_title:
+        return lambda c: f"[ID: {c['id']}] Document (Title: {c['title']}): {c['text']}"
+    return lambda c: f"[ID: {c['id']}] Document: {c['text']}"
+
+
+def _rerank_render(query: str, demos: str) -> Callable[[str], str]:
+    return lambda context: (RERANK_USER + "\n" + RERANK_SYSTEM).format(demos=demos, context=context, question=query)
+
+
 def _rerank_prompt(query: str, ctxs: list[dict], demos: str) -> str:
-    context = "\n\n".join(_rerank_passage(c) for c in ctxs)
-    return (RERANK_USER + "\n" + RERANK_SYSTEM).format(demos=demos, context=context, question=query)
+    return _rerank_render(query, demos)("\n\n".join(_rerank_passage(c) for c in ctxs))
 
 
-def _rerank_demos(demos: list[dict]) -> str:
+def _rerank_demos(demos: list[dict], fmt: Callable[[dict], str] = _rerank_passage) -> str:
     text = ""
     for d in demos:
         ranking = " > ".join(c["id"] for c in sorted(d["ctxs"], key=lambda c: c["label"], reverse=True))
-        text += "\n\n".join(_rerank_passage(c) for c in d["ctxs"]) + f"\n\nQuery: {d['query']}\nRanking: {ranking}" + "\n\n"
+        text += "\n\n".join(fmt(c) for c in d["ctxs"]) + f"\n\nQuery: {d['query']}\nRanking: {ranking}" + "\n\n"
     return text
 
 
@@ -265,9 +433,16 @@ def balance_labels(train: list[dict], shots: int, seed: int) -> list[dict]:
     return [x for r in new for x in r][:shots]
 
 
+def _icl_context(demos: list[dict], mapping: list[int]) -> str:
+    return "\n\n".join(ICL_ITEM.format(text=d["text"], label=str(mapping[int(d["label"])])) for d in demos)
+
+
+def _icl_render(text: str) -> Callable[[str], str]:
+    return lambda context: (ICL_USER + "\n" + ICL_SYSTEM).format(context=context, question=text)
+
+
 def _icl_prompt(demos: list[dict], mapping: list[int], text: str) -> str:
-    context = "\n\n".join(ICL_ITEM.format(text=d["text"], label=str(mapping[int(d["label"])])) for d in demos)
-    return (ICL_USER + "\n" + ICL_SYSTEM).format(context=context, question=text)
+    return _icl_render(text)(_icl_context(demos, mapping))
 
 
 def _icl_mapping(text: str, seed: int, num_labels: int) -> list[int]:
@@ -286,16 +461,30 @@ def task_name(task: str, synthetic: bool) -> str:
 
 def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, settings: HelmetSettings,
              ruler_data: RulerData, ruler_settings: RulerSettings) -> tuple[list[Sample], dict]:
-    """Samples of one HELMET task at one length, and provenance info {source, count}."""
+    """Samples of one HELMET task at one length, and provenance info {source, count}; archive
+    files add {truncation, truncated (samples cut), max_truncated_tokens} (see the module doc)."""
     gen = (settings.generation_max_length or {}).get(task, GEN_LENGTH[task])
     budget = length - gen
     seed = stable_seed(settings.seed, "helmet", task, length)
     synthetic = settings.data == "synthetic"
     data_dir = Path(settings.data)
 
-    def mk(i: int, prompt: str, answers: list[str], meta: dict | None = None) -> Sample:
+    def mk(i: int, prompt: str, answers: list[str], meta: dict | None = None, n_tokens: int | None = None) -> Sample:
         return Sample(task=task, index=i, prompt=prompt, answers=answers, max_new_tokens=gen,
-                      n_tokens=len(tokenizer.encode(prompt)), meta=meta or {})
+                      n_tokens=len(tokenizer.encode(prompt)) if n_tokens is None else n_tokens, meta=meta or {})
+
+    def mk_truncated(i: int, render: Callable[[str], str], context: str, answers: list[str], meta: dict) -> Sample:
+        """The paper-scale path: HELMET's input truncation (truncate_context), recorded in meta."""
+        t = truncate_context(render, context, tokenizer, budget, f"{task} sample {i}")
+        meta = dict(meta, truncated_tokens=t.dropped, truncation=TRUNCATION_RULE)
+        if t.extra:
+            meta["extra_truncated_tokens"] = t.extra
+        return mk(i, t.prompt, answers, meta, n_tokens=t.n_tokens)
+
+    def file_info(path: Path, count: int, samples: list[Sample]) -> dict:
+        cut = [s.meta.get("truncated_tokens", 0) for s in samples]
+        return {"source": str(path), "count": count, "truncation": TRUNCATION_RULE,
+                "truncated": sum(1 for c in cut if c), "max_truncated_tokens": max(cut, default=0)}
 
     if task in RULER_FOR:
         samples = generate_task(RULER_FOR[task], length, n_samples, tokenizer, ruler_data, ruler_settings,
@@ -304,7 +493,24 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             s.task = task
         return samples, {"source": "generated", "count": samples[0].meta.get("haystack")}
 
-    if task == "json_kv":
+    if task == "json_kv" and not synthetic:
+        k = _count_for(settings, "json_kv", length)
+        if k is None:
+            raise OlmPoolError("eval.helmet.counts.json_kv must list keys per length when reading the HELMET archive "
+                               "(it names the file json_kv/test_k{keys}_dep6.jsonl). Fix: give {length: keys}, e.g. {8192: 105}")
+        path = data_dir / "json_kv" / JSON_KV_FILE.format(k=k)
+        if not path.exists():
+            raise MissingData(f"HELMET file {path} not found (unpack the HELMET data archive into eval.helmet.data)")
+        rows = _read_jsonl(path)
+        _require(rows, ["context", "question", "answer", "demos", "num_kvs"], path)
+        out = []
+        for i, r in enumerate(hf_shuffle_select(rows, settings.seed, n_samples)):  # load_json_kv
+            answers = [r["answer"]] if isinstance(r["answer"], str) else [str(a) for a in r["answer"]]
+            render = _json_kv_render(r["question"], _json_kv_file_demos(r["demos"], settings.shots))
+            out.append(mk_truncated(i, render, r["context"], answers, {"keys": r["num_kvs"]}))
+        return out, file_info(path, k, out)
+
+    if task == "json_kv":  # synthetic stand-in: UUID pairs generated to fit (upstream's generator is not public data)
         want = _count_for(settings, "json_kv", length)
         def kv_build(k: int):
             prompt, value, _ = _json_kv_parts(random.Random(seed), k, settings.shots)
@@ -376,18 +582,18 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             _require(demo_rows, ["s_pop"], demo_path)
             rows = [r for r in rows if math.log10(r["s_pop"]) < 3]
             demo_rows = [r for r in demo_rows if math.log10(r["s_pop"]) < 3]
-        key = "id" if "id" in rows[0] else "question"
-        rows = _select(rows, key, n_samples, settings.seed)
+        key = "id" if any("id" in r for r in rows) else "question"  # load_qa: "id" in data.column_names
+        rows = _select(rows, key, n_samples, settings.seed, test_path)
         out = []
         for i, r in enumerate(rows):
-            pool = [d for d in demo_rows if d.get(key) != r.get(key)] if task == "kilt_popqa_3" else demo_rows
-            h = int(hashlib.sha256(str(r[key]).encode("utf-8")).hexdigest(), 16) % 2**31
-            rng = random.Random(h)
-            demos = _qa_demos(_distinct_demos(pool, rng, lambda d: d.get(key), settings.shots))
-            ctxs = _fit_passages(lambda c: _qa_prompt(r["question"], c, demos), list(r["ctxs"]), tokenizer, budget)
-            prompt = _qa_prompt(r["question"], ctxs, demos)
-            out.append(mk(i, prompt, list(r["answers"]), {"passages": len(ctxs)}))
-        return out, {"source": str(test_path), "count": k}
+            demo_text = ""
+            if settings.shots > 0:
+                pool = [d for d in demo_rows if d.get(key) != r.get(key)] if task == "kilt_popqa_3" else demo_rows
+                demos = _hf_demos(pool, _sample_seed(r[key]), lambda d: d.get(key), settings.shots, str(demo_path))
+                demo_text = _qa_demos(demos)
+            render = _qa_render(r["question"], demo_text)
+            out.append(mk_truncated(i, render, _qa_context(r["ctxs"]), list(r["answers"]), {"passages": len(r["ctxs"])}))
+        return out, file_info(test_path, k, out)
 
     if cat == "rerank":
         if synthetic:
@@ -431,23 +637,29 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
         rows, demo_rows = _read_jsonl(test_path), _read_jsonl(demo_path)
         _require(rows, ["qid", "query", "ctxs"], test_path)
         _require(demo_rows, ["qid", "query", "ctxs"], demo_path)
-        for c in (c for r in rows for c in r["ctxs"]):
+        for c in (c for r in rows + demo_rows for c in r["ctxs"]):
             c["id"] = str(c["id"])
-        rows = _select(rows, "qid", n_samples, settings.seed)
-        qids = {r["qid"] for r in rows}
-        demo_pool = [d for d in demo_rows if d["qid"] not in qids]
+        key = "qid" if any("qid" in r for r in rows) else "query"  # load_msmarco_rerank
+        rows = _select(rows, key, n_samples, settings.seed, test_path)
+        # the demo pool loses the chosen questions once when it is large, else per question
+        filtered = len(demo_rows) > 2 * len(rows)
+        if filtered:
+            qids = {r["qid"] for r in rows}
+            demo_rows = [d for d in demo_rows if d["qid"] not in qids]
         out = []
         for i, r in enumerate(rows):
-            h = abs(int(hashlib.sha256(str(r["qid"]).encode("utf-8")).hexdigest(), 16) % 2**31)
-            rng = random.Random(h)
-            chosen = _distinct_demos(demo_pool, rng, lambda d: d["qid"], settings.shots)
-            demos = _rerank_demos([dict(d, ctxs=[dict(c, id=str(c["id"])) for c in d["ctxs"]]) for d in chosen])
-            ctxs = _fit_passages(lambda c: _rerank_prompt(r["query"], c, demos), list(r["ctxs"]), tokenizer, budget)
-            prompt = _rerank_prompt(r["query"], ctxs, demos)
+            fmt = _rerank_passage_fmt("title" in r["ctxs"][0]) if r["ctxs"] else _rerank_passage_fmt(False)
+            demo_text = ""
+            if settings.shots > 0:
+                pool = demo_rows if filtered else [d for d in demo_rows if d["qid"] != r["qid"]]
+                demos = _hf_demos(pool, abs(_sample_seed(r["qid"])), lambda d: d["qid"], settings.shots, str(demo_path))
+                demo_text = _rerank_demos(demos, fmt)
+            render = _rerank_render(r["query"], demo_text)
             qrels = {c["id"]: int(c["label"]) for c in r["ctxs"]}
             gold = " > ".join(c["id"] for c in sorted(r["ctxs"], key=lambda c: c["label"], reverse=True))
-            out.append(mk(i, prompt, [gold], {"qrels": qrels, "passages": len(ctxs)}))
-        return out, {"source": str(test_path), "count": k}
+            out.append(mk_truncated(i, render, "\n\n".join(fmt(c) for c in r["ctxs"]), [gold],
+                                    {"qrels": qrels, "passages": len(r["ctxs"])}))
+        return out, file_info(test_path, k, out)
 
     if cat == "icl":
         name = ICL_NAME[task]
@@ -464,12 +676,14 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             train, test = _read_jsonl(d / "train.jsonl"), _read_jsonl(d / "test.jsonl")
             _require(train, ["text", "label"], d / "train.jsonl")
             _require(test, ["text", "label"], d / "test.jsonl")
-            num_labels = max(int(x["label"]) for x in train + test) + 1
+            num_labels = ICL_NUM_LABELS[name]
+            top = max(int(x["label"]) for x in train + test)
+            if top >= num_labels:
+                raise OlmPoolError(f"{d}: label {top} >= {num_labels} labels of {name} (HELMET data.py load_icl). "
+                                   "Fix: export the Hugging Face label ids")
             source = str(d)
-        test_sel = list(test)
-        if len(test_sel) > n_samples:
-            random.Random(settings.seed).shuffle(test_sel)
-            test_sel = test_sel[:n_samples]
+        # load_icl: test_data.shuffle(seed).select(range(n)) only when the test set is larger
+        test_sel = hf_shuffle_select(test, settings.seed, n_samples) if len(test) > n_samples else list(test)
 
         def build_for(x):
             def build(shots):
@@ -479,6 +693,14 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             return build
 
         want = _count_for(settings, task, length)
+        if not synthetic and want is not None:  # paper scale: upstream's shots, context truncated to fit
+            demos = balance_labels(train, want, settings.seed)  # same for every sample (seeded by the run seed)
+            out = []
+            for i, x in enumerate(test_sel):
+                mapping = _icl_mapping(x["text"], settings.seed, num_labels)
+                out.append(mk_truncated(i, _icl_render(x["text"]), _icl_context(demos, mapping),
+                                        [str(mapping[int(x["label"])])], {"shots": want}))
+            return out, file_info(Path(source), want, out)
         n = _fit_count(build_for(test_sel[0]), tokenizer, budget, 1, len(train), want)
         out = []
         for i, x in enumerate(test_sel):

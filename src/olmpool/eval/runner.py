@@ -107,8 +107,6 @@ def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collec
         for task in tasks:
             if task in H.RULER_FOR:
                 source, missing = R.task_source(H.RULER_FOR[task], rdata)
-            elif task == "json_kv":
-                source, missing = "generated", ""
             else:
                 source, missing = (SYNTHETIC if hc.data == SYNTHETIC else hc.data), ""
             name = f"{task}:synthetic" if source == SYNTHETIC else task
@@ -126,6 +124,9 @@ def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collec
                 used = [s.meta[k] for s in samples for k in ("passages", "shots") if k in s.meta]
                 if used and min(used) < (info.get("count") or 0):
                     note += f" (reduced to {min(used)}-{max(used)} to fit the length)"
+                if info.get("truncated"):
+                    note += (f" (context truncated from the end in {info['truncated']} sample(s), up to "
+                             f"{info.get('max_truncated_tokens')} tokens, as HELMET's model_utils.tokenize)")
                 out.add("helmet", name, length, "score", score, info.get("source", source), len(samples), note)
                 log(f"helmet {name} @{length}: {score:.2f} ({time.time() - t0:.1f}s)")
             except (R.MissingData, R.Infeasible) as exc:
