@@ -109,3 +109,20 @@ def job_resources(config: dict, rule: str, *, tokens: float | None = None) -> di
         "runtime": int(math.ceil(minutes)),
     }
     return {**res, **override}
+
+
+def validate_study_sections(config_path: str | Path) -> None:
+    """Check every stage's section of a study config with that stage's typed record.
+
+    The JSON schema checks shapes; this runs the stages' own ``validate()`` (training,
+    evaluation, attention), so that e.g. an extension budget smaller than one step stops the
+    DAG before any job starts, with the message naming the field and the fix. Cheap: no
+    model code is imported.
+    """
+    from olmpool.eval.attention.config import load_attention_config
+    from olmpool.eval.config import load_eval_config
+    from olmpool.train.config import load_train_config
+
+    load_train_config(config_path)
+    load_eval_config(config_path)
+    load_attention_config(config_path)

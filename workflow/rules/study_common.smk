@@ -9,11 +9,12 @@
 
 from olmpool.analysis.study import read_roles
 
-from olmpool.config import job_resources
+from olmpool.config import job_resources, validate_study_sections
 
 S = config["study"]
 W = S["workdir"]
 CONFIGFILE = S["configfile"]  # the file the stage commands read (this config itself)
+validate_study_sections(CONFIGFILE)  # every stage's typed record, before any job starts
 DATA_ROOT = config["data"]["root"]
 # How training commands start: plain `olmpool` on one CPU process (tiny), or
 # `srun olmpool launch --` = torchrun on every node of the SLURM allocation (paper scale).

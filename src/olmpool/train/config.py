@@ -271,6 +271,11 @@ class ExtendConfig:
         for name in ("global_batch_tokens", "micro_batch_size", "checkpoint_interval_steps"):
             if getattr(self, name) <= 0:
                 raise _err("extend", name, f"{getattr(self, name)} is not positive", "use a positive number")
+        short = {k: v for k, v in self.budgets.items() if v < self.global_batch_tokens}
+        if short:
+            k = next(iter(short))
+            raise _err("extend", f"budgets.{k}", f"{short[k]} tokens is less than one step ({self.global_batch_tokens} "
+                       "tokens, extend.global_batch_tokens)", f"raise it to at least {self.global_batch_tokens}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise _err("extend", "precision", f"{self.precision!r} unknown", "use auto, fp32 or bf16")
 
