@@ -17,6 +17,7 @@ from olmpool import OlmPoolError
 
 SYNTHETIC = "synthetic"
 TINY_CORPUS = "tiny_corpus"
+WORD_SOURCES = ("auto", "upstream", "builtin", TINY_CORPUS)
 
 
 def _err(field_name: str, what: str, fix: str) -> OlmPoolError:
@@ -55,9 +56,15 @@ class RulerConfig:
     one_shot_examples: bool = True
     """vt and cwe prepend a one-shot example (upstream). Their fixed size (~200-500 tokens) does
     not shrink with the context, so the tiny scale may switch them off (a recorded deviation)."""
+    sentence_splitter: str = "auto"
+    """How the essay haystack is split into sentences before the needles are inserted: 'nltk'
+    (upstream niah.py's nltk sent_tokenize, English Punkt; needs the ruler extra, else the run
+    stops with the fix), 'regex' (the tiny-scale stand-in, a recorded deviation), or 'auto'
+    (nltk for an essay file, regex for 'synthetic' / 'tiny_corpus'). Loading a config replaces
+    'auto' by the splitter it resolves to, so the run record says which one was used."""
 
     def validate(self) -> None:
-        from olmpool.eval.ruler import RULER_TASKS, TOKENS_TO_GENERATE
+        from olmpool.eval.ruler import RULER_TASKS, SENTENCE_SPLITTERS, TOKENS_TO_GENERATE
 
         _positive_lengths("ruler.contexts", self.contexts)
         if not isinstance(self.samples, int) or self.samples < 1:
@@ -71,6 +78,9 @@ class RulerConfig:
             raise _err("ruler.tokens_to_generate", f"unknown task kinds {bad}", f"use keys from {list(TOKENS_TO_GENERATE)}")
         if not isinstance(self.one_shot_examples, bool):
             raise _err("ruler.one_shot_examples", f"{self.one_shot_examples!r} is not a boolean", "write true or false")
+        if self.sentence_splitter not in SENTENCE_SPLITTERS:
+            raise _err("ruler.sentence_splitter", f"{self.sentence_splitter!r} is not one of {list(SENTENCE_SPLITTERS)}",
+                       "write auto (nltk for an essay file, regex for generated stand-ins), nltk (upstream) or regex (stand-in)")
         for k in ("vt_example_length", "cwe_full_frequency_from"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
                 raise _err(f"ruler.{k}", "must be a positive integer", "set a token count")
@@ -204,9 +214,14 @@ class EvalConfig:
     """Seed of all data generation and sampling."""
     corpus_seed: int | None = None
     """Language seed of the tiny corpus for 'tiny_corpus' sources (default: data.tiny_corpus.seed)."""
-    words: str = "upstream"
+    words: str = "auto"
     """Word pool of RULER keys / common words and the synthetic stand-ins: 'upstream' (wonderwords
-    lists, else built-in English lists) or 'tiny_corpus' (the tiny corpus language)."""
+    2.2.0's lists, as RULER's niah.py / common_words_extraction.py; needs the ruler extra, else the
+    run stops with the fix, never a fallback), 'builtin' (the built-in English lists, a recorded
+    deviation), 'tiny_corpus' (the tiny corpus language), or 'auto': 'upstream' for a config file
+    whose scale is not tiny (config/paper.yaml), 'builtin' for a tiny-scale config and for an eval
+    section built in code without a scale (tests). Loading a config replaces 'auto' by the pool it
+    resolves to, so the run record says which one was used."""
     batch_size: int = 4
     """Prompts of equal length decoded together."""
     prefill_chunk: int = 2048
@@ -218,14 +233,24 @@ class EvalConfig:
     bpb: BPBConfig = field(default_factory=BPBConfig)
 
     def validate(self) -> None:
-        if self.words not in ("upstream", TINY_CORPUS):
-            raise _err("words", f"{self.words!r}", "write 'upstream' or 'tiny_corpus'")
+        if self.words not in WORD_SOURCES:
+            raise _err("words", f"{self.words!r} is not one of {list(WORD_SOURCES)}",
+                       "write 'auto', 'upstream' (wonderwords, paper scale), 'builtin' or 'tiny_corpus'")
         for k in ("seed", "batch_size", "prefill_chunk"):
             v = getattr(self, k)
             if not isinstance(v, int) or (k != "seed" and v < 1):
                 raise _err(k, f"{v!r} is not a valid integer", "set a positive integer")
         for sub in (self.ruler, self.helmet, self.longppl, self.perplexity, self.bpb):
             sub.validate()
+
+    def resolve(self, scale: str | None = None) -> None:
+        """Replace 'auto' (words, ruler.sentence_splitter) by what it means for this config;
+        ``scale`` is the config file's top-level ``scale`` (None for a section built in code)."""
+        if self.words == "auto":
+            self.words = "upstream" if scale not in (None, "tiny") else "builtin"
+        from olmpool.eval.ruler import resolve_sentence_splitter
+
+        self.ruler.sentence_splitter = resolve_sentence_splitter(self.ruler.sentence_splitter, self.ruler.essay)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -250,9 +275,11 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
-def from_dict(section: dict | None) -> EvalConfig:
+def from_dict(section: dict | None, scale: str | None = None) -> EvalConfig:
+    """Validated eval config of an ``eval`` section; 'auto' values resolved for ``scale``."""
     cfg = _build(EvalConfig, section or {}, "")
     cfg.validate()
+    cfg.resolve(scale)
     return cfg
 
 
@@ -265,7 +292,7 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
         raise OlmPoolError(f"{path}: cannot read the config ({exc}). Fix: pass --config config/tiny.yaml or config/paper.yaml") from exc
     if "eval" not in doc:
         raise OlmPoolError(f"{path}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
-    cfg = from_dict(doc["eval"])
+    cfg = from_dict(doc["eval"], scale=doc.get("scale"))
     if cfg.corpus_seed is None:
         cfg.corpus_seed = ((doc.get("data") or {}).get("tiny_corpus") or {}).get("seed")
     uses = TINY_CORPUS in (cfg.perplexity.splits, cfg.longppl.documents, cfg.words, cfg.ruler.essay)

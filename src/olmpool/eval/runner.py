@@ -63,7 +63,7 @@ def _generate(engine: Engine, samples: list, stop_newline: bool, desc: str) -> l
 
 def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log) -> None:
     rc = cfg.ruler
-    data = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed)
+    data = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed, sentence_splitter=rc.sentence_splitter)
     settings = R.RulerSettings(tokens_to_generate=dict(rc.tokens_to_generate), vt_example_length=rc.vt_example_length,
                                cwe_full_frequency_from=rc.cwe_full_frequency_from,
                                one_shot_examples=rc.one_shot_examples, seed=cfg.seed)
@@ -95,7 +95,7 @@ def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collect
 def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log) -> None:
     hc = cfg.helmet
     rc = cfg.ruler
-    rdata = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed)
+    rdata = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed, sentence_splitter=rc.sentence_splitter)
     rsettings = R.RulerSettings(tokens_to_generate=dict(rc.tokens_to_generate), vt_example_length=rc.vt_example_length,
                                 cwe_full_frequency_from=rc.cwe_full_frequency_from,
                                one_shot_examples=rc.one_shot_examples, seed=cfg.seed)
@@ -271,6 +271,18 @@ def preflight(cfg: EvalConfig, benchmarks: list[str]) -> None:
 
     rc = cfg.ruler
     if "ruler" in benchmarks or "helmet" in benchmarks:
+        # packages the configured word lists / sentence splitter need (paper scale: the
+        # `ruler` extra): a missing one stops here, before the model is loaded
+        from olmpool.eval.words import _SOURCE, set_source, word_lists
+
+        previous = (_SOURCE["name"], _SOURCE["seed"])
+        try:
+            set_source(cfg.words, cfg.corpus_seed)
+            word_lists()
+        finally:
+            set_source(*previous)
+        if rc.sentence_splitter == "nltk" and rc.essay not in (SYNTHETIC, TINY_CORPUS) and Path(rc.essay).exists():
+            R.punkt_splitter()
         for spec, reader in ((rc.essay, R.read_essay), (rc.squad, R.read_squad), (rc.hotpotqa, R.read_hotpotqa)):
             if spec not in (SYNTHETIC, TINY_CORPUS) and Path(spec).exists():
                 reader(Path(spec))
@@ -299,9 +311,9 @@ def run_all(engine: Engine, cfg: EvalConfig, benchmarks: list[str], *, ruler_con
     from olmpool.eval.words import _SOURCE, set_source, word_lists
 
     previous = (_SOURCE["name"], _SOURCE["seed"])
-    set_source(cfg.words, cfg.corpus_seed)
-    out = Collector(word_source=word_lists()[3])
     try:
+        set_source(cfg.words, cfg.corpus_seed)
+        out = Collector(word_source=word_lists()[3])
         if "ruler" in benchmarks:
             run_ruler(engine, cfg, ruler_contexts, out, log)
         if "helmet" in benchmarks:

@@ -1,21 +1,53 @@
 """Word lists for the RULER generators.
 
-Upstream RULER (``scripts/data/synthetic/niah.py``, ``common_words_extraction.py``) draws
-needle keys ("adjective-noun") and common words from the ``wonderwords`` package's
-``nounlist.txt`` / ``adjectivelist.txt`` / ``verblist.txt``. When ``wonderwords`` is
-importable we use exactly those lists; otherwise these built-in lists (plain English words
-written for this project) stand in. Which one was used is recorded in the run manifest
-(``word_source``): the tasks are the same, only the word pool differs.
+Upstream RULER draws its random words from the ``wonderwords`` package's word lists
+(NVIDIA/RULER, read via hsiehjackson/RULER and forks of it):
 
-At tiny scale the pool can instead be the tiny corpus's own language (``set_source("tiny_corpus",
-seed)``: nouns / adjectives / verbs of ``olmpool.train.tiny_corpus.make_language``), so keys,
-common words and synthetic passages use words the tiny models were trained on and that the
-tiny tokenizer encodes compactly.
+* ``scripts/data/synthetic/niah.py`` (module level, used by ``generate_random_word``): nouns
+  and adjectives from ``wonderwords.random_word._get_words_from_text_file("nounlist.txt")`` /
+  ``("adjectivelist.txt")``; the key pool is the sorted set of every ``"{adjective}-{noun}"``
+  and a key is ``random.choice`` of it (verbs are commented out there);
+* ``scripts/data/synthetic/common_words_extraction.py`` (module level, used by
+  ``get_example``): nouns + adjectives + ``verblist.txt`` verbs, as a sorted set, shuffled once
+  with ``random.Random(random_seed)``, then ``random.sample``-d per example.
+
+``docker/requirements.txt`` installs ``wonderwords`` unpinned; the release line current when
+RULER was published (2024) was 2.x, whose last release, 2.2.0, we take as upstream's (the 3.x
+releases are later, 3.0.1 from 2025). wonderwords 3.x dropped four nouns from ``nounlist.txt``
+("abortion", "brocolli", "idiot", "pray"), which changes the sorted pools and so which key /
+common word a given random draw selects. The
+``upstream`` source therefore requires exactly the 2.2.0 lists (checked by content hash,
+``WONDERWORDS_SHA256``; the ``ruler`` extra of pyproject.toml pins ``wonderwords==2.2.0``)
+and never falls back: without them ``word_lists()`` raises an OlmPoolError naming the fix.
+
+Sources (``set_source``; config ``eval.words``, where ``auto`` resolves to ``upstream`` for a
+config file of any scale but tiny, e.g. config/paper.yaml, and to ``builtin`` for a tiny-scale
+config or an eval section built in code without a scale):
+
+* ``upstream``     the wonderwords 2.2.0 lists, read through the same wonderwords function as
+                   upstream (paper scale);
+* ``builtin``      the built-in lists below (plain English words written for this project): a
+                   stand-in for the tiny scale, tests, or a machine without the ``ruler`` extra,
+                   only when configured (recorded as ``word_source`` "builtin");
+* ``tiny_corpus``  the tiny corpus's own language (``set_source("tiny_corpus", seed)``: nouns /
+                   adjectives / verbs of ``olmpool.train.tiny_corpus.make_language``), so keys,
+                   common words and synthetic passages use words the tiny models were trained
+                   on and that the tiny tokenizer encodes compactly.
+
+The library default (no ``set_source`` call) is ``builtin``, so tests and direct library use do
+not depend on an optional package; ``olmpool evaluate`` always sets the configured source.
+Which pool was used is recorded in the run record (``word_source``: "wonderwords==2.2.0",
+"builtin" or "tiny_corpus:<seed>").
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import warnings
 from functools import lru_cache
+
+from olmpool import OlmPoolError
 
 _ADJ = """able active actual afraid ancient angry annual anxious aware basic bitter blank blind
 bold brave brief bright broad broken busy calm careful casual cheap chief civil clean clear
@@ -78,13 +110,63 @@ tickle touch trace trade travel trust try turn type vanish visit wait walk wande
 wave weigh whisper win wink wish work worry wrap write yawn yell zoom"""
 
 
-_SOURCE: dict = {"name": "upstream", "seed": None}
+SOURCES = ("upstream", "builtin", "tiny_corpus")
+
+WONDERWORDS_VERSION = "2.2.0"
+WONDERWORDS_FILES = ("nounlist.txt", "adjectivelist.txt", "verblist.txt")
+WONDERWORDS_SHA256 = "01d62c9c03ef3a4ed26dd96625b66351e88be2f2fecf02bf5d3424c35f27078b"
+"""sha256 of ``json.dumps([nouns, adjectives, verbs])`` as wonderwords 2.2.0 reads them
+(6786 nouns, 912 adjectives, 1042 verbs, in file order)."""
+
+_SOURCE: dict = {"name": "builtin", "seed": None}
+
+
+def _fix(what: str) -> str:
+    return (f"{what}. Fix: pip install 'olmpool[ruler]' (wonderwords=={WONDERWORDS_VERSION}, RULER's word lists), "
+            "or set eval.words: builtin to use the built-in lists (a recorded deviation)")
+
+
+def wordlist_digest(nouns: list[str], adjs: list[str], verbs: list[str]) -> str:
+    """Content hash of three word lists (compared with ``WONDERWORDS_SHA256``)."""
+    return hashlib.sha256(json.dumps([list(nouns), list(adjs), list(verbs)]).encode("utf-8")).hexdigest()
+
+
+def wonderwords_lists() -> tuple[list[str], list[str], list[str], str]:
+    """(nouns, adjectives, verbs, "wonderwords==<version>") exactly as upstream reads them.
+
+    Upstream calls ``wonderwords.random_word._get_words_from_text_file(name)`` (one word per
+    line, right-stripped) for ``nounlist.txt``, ``adjectivelist.txt`` and ``verblist.txt``; so do
+    we. Raises OlmPoolError when wonderwords is missing or its lists are not the 2.2.0 ones.
+    """
+    try:
+        import wonderwords  # type: ignore[import-not-found]
+
+        read = wonderwords.random_word._get_words_from_text_file
+    except (ImportError, AttributeError) as exc:
+        raise OlmPoolError(_fix(f"eval.words is 'upstream' (RULER's wonderwords word lists) but wonderwords is not usable ({exc})")) from exc
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("wonderwords")
+    except PackageNotFoundError:  # a copy without metadata is judged by its lists alone
+        found = "unknown"
+    with warnings.catch_warnings():  # 2.2.0 reads its assets with importlib.resources.open_text
+        warnings.simplefilter("ignore", DeprecationWarning)
+        nouns, adjs, verbs = (list(read(name)) for name in WONDERWORDS_FILES)
+    digest = wordlist_digest(nouns, adjs, verbs)
+    if digest != WONDERWORDS_SHA256:
+        raise OlmPoolError(
+            f"wonderwords {found}: its word lists ({len(nouns)} nouns, {len(adjs)} adjectives, {len(verbs)} verbs, "
+            f"sha256 {digest[:12]}) are not the ones RULER drew from (wonderwords {WONDERWORDS_VERSION}: 6786 / 912 / 1042, "
+            f"sha256 {WONDERWORDS_SHA256[:12]}; 3.x dropped four nouns), so keys and common words would differ. "
+            f"Fix: pip install 'wonderwords=={WONDERWORDS_VERSION}' (the olmpool[ruler] extra pins it)")
+    return nouns, adjs, verbs, f"wonderwords=={found}"
 
 
 def set_source(name: str, seed: int | None = None) -> None:
-    """Select the word pool: "upstream" (wonderwords, else built-in) or "tiny_corpus" (needs seed)."""
-    if name not in ("upstream", "tiny_corpus"):
-        raise ValueError(name)
+    """Select the word pool: "upstream" (wonderwords 2.2.0, required), "builtin", or "tiny_corpus" (needs seed)."""
+    if name not in SOURCES:
+        raise OlmPoolError(f"unknown word source {name!r}. Fix: use one of {list(SOURCES)} (config eval.words)")
     if (name, seed) == (_SOURCE["name"], _SOURCE["seed"]):
         return
     _SOURCE.update(name=name, seed=seed)
@@ -96,33 +178,28 @@ def set_source(name: str, seed: int | None = None) -> None:
 
 @lru_cache(maxsize=1)
 def word_lists() -> tuple[list[str], list[str], list[str], str]:
-    """(nouns, adjectives, verbs, source) of the selected pool (see ``set_source``)."""
+    """(nouns, adjectives, verbs, source) of the selected pool (see ``set_source``); no fallback."""
     if _SOURCE["name"] == "tiny_corpus":
         from olmpool.train.tiny_corpus import make_language
 
         lang = make_language(_SOURCE["seed"])
         return list(lang.nouns), list(lang.adjectives), [v for v in lang.verbs], f"tiny_corpus:{_SOURCE['seed']}"
-    try:  # pragma: no cover - depends on an optional package
-        import wonderwords  # type: ignore
-
-        rw = wonderwords.random_word
-        nouns = rw._get_words_from_text_file("nounlist.txt")
-        adjs = rw._get_words_from_text_file("adjectivelist.txt")
-        verbs = rw._get_words_from_text_file("verblist.txt")
-        return list(nouns), list(adjs), list(verbs), "wonderwords"
-    except Exception:
-        return _NOUN.split(), _ADJ.split(), _VERB.split(), "builtin"
+    if _SOURCE["name"] == "upstream":
+        return wonderwords_lists()
+    return _NOUN.split(), _ADJ.split(), _VERB.split(), "builtin"
 
 
 @lru_cache(maxsize=1)
 def needle_words() -> list[str]:
-    """Sorted unique 'adjective-noun' keys (RULER niah.py)."""
+    """Sorted unique 'adjective-noun' keys (RULER niah.py, module-level ``words``; a key is
+    ``rng.choice`` of this list as in ``generate_random_word``)."""
     nouns, adjs, _, _ = word_lists()
     return sorted({f"{a}-{n}" for a in adjs for n in nouns})
 
 
 @lru_cache(maxsize=1)
 def common_words() -> list[str]:
-    """Sorted unique nouns + adjectives + verbs (RULER common_words_extraction.py, before its shuffle)."""
+    """Sorted unique nouns + adjectives + verbs (RULER common_words_extraction.py, module-level
+    ``words`` before its ``random.Random(random_seed).shuffle``; see ``ruler.cwe_words``)."""
     nouns, adjs, verbs, _ = word_lists()
     return sorted(set(nouns + adjs + verbs))
