@@ -1,4 +1,4 @@
-"""The paper-scale path: HELMET archive files (json_kv/, kilt/, msmarco/, icl/) in upstream
+"""The paper-scale path: HELMET archive files (ruler/, json_kv/, kilt/, msmarco/, icl/) in upstream
 format are read, demos drawn, prompts built (truncated as upstream when too long), and an oracle
 reader scores 100 on them."""
 
@@ -8,6 +8,7 @@ import random
 import pytest
 
 from olmpool.eval import helmet as H
+from olmpool.eval import ruler as R
 from olmpool.eval.config import from_dict
 from olmpool.eval.lm import Engine
 from olmpool.eval.runner import run_all
@@ -61,6 +62,14 @@ def archive(tmp_path_factory):
     _write(root / "json_kv" / H.JSON_KV_FILE.format(k=12), kv_rows)
     _write(root / "msmarco" / H.MSMARCO_FILES[0].format(k=6), tests)
     _write(root / "msmarco" / H.MSMARCO_FILES[1], demos)
+    words = R.load_data("synthetic", "synthetic", "synthetic", 5).essay_words
+    for task, ruler_task in H.RULER_FOR.items():  # records as in data/ruler/<task>/validation_<length>.jsonl
+        rows = []
+        for j in range(6):
+            p = R.niah_parts(random.Random(j), 12, R.NIAH_ARGS[ruler_task], words)  # fits: nothing cut
+            rows.append({"index": j, "context": p["context"], "query": p["query"], "type_needle_v": p["type_needle_v"],
+                         "outputs": p["answers"], "length": 2048})
+        _write(H.ruler_file(root, task, 2048), rows)
     for name in H.ICL_NAME.values():
         ds = icl_dataset(name, 5)
         _write(root / "icl" / name / "train.jsonl", ds.train)
@@ -84,6 +93,9 @@ def test_oracle_scores_100_on_archive_files(archive):
     assert rows["kilt_popqa_3"][1]["n"] == 3  # only low-popularity questions kept (4 of 8), 3 sampled
     assert rows["icl_nlu"][1]["source"].endswith("icl/nlu")
     assert rows["json_kv"][1]["source"].endswith("json_kv/test_k12_dep6.jsonl")
+    assert rows["ruler_niah_mv"][1]["source"].endswith("ruler/niah_multivalue/validation_2048.jsonl")
+    assert not any(t.endswith(":synthetic") for t in rows) and "truncated" not in rows["ruler_niah_mk_3"][1]["note"]
+    assert set(rows) >= set(H.HELMET_TASKS) | {"recall", "rag", "rerank", "icl", "overall"}
 
 
 def test_popqa_without_popularity_is_a_clear_error(archive, tmp_path):

@@ -1,6 +1,7 @@
 """HELMET paper-scale path against upstream princeton-nlp/HELMET: which samples and demos are
 chosen (``data.py`` with Hugging Face ``Dataset.shuffle`` = numpy ``default_rng(seed).permutation``),
-json_kv read from the archive file, and the input truncation of ``model_utils.py`` ``tokenize``.
+json_kv and the RULER recall tasks read from the archive files, and the input truncation of
+``model_utils.py`` ``tokenize``.
 Small hand-made archive files only; no ``datasets`` dependency, no network."""
 
 import hashlib
@@ -141,6 +142,115 @@ def test_rerank_demo_pool_and_passage_template(tmp_path, tok):
         assert f"[ID: {r['qid']}0] Document (Title: Tt): text 0" in s.prompt
 
 
+# ------------------------------------------------------------------ RULER recall tasks
+
+
+def _niah_rows(n, tv="number", field="outputs"):
+    rows = []
+    for j in range(n):
+        ctx = f"Filler text {j}.\nOne of the special magic {tv}s for key-{j} is: {1000 + j}.\nMore filler {j}."
+        rows.append({"index": j, "context": ctx, "query": f"key-{j}", "type_needle_v": tv,
+                     field: [str(1000 + j)], "length": 40, "question": "ignored"})
+    return rows
+
+
+SINGLE = ("A special magic {tv} is hidden within the following text. Make sure to memorize it. I will quiz you about "
+          "the {tv} afterwards.\n{context}\nWhat is the special magic {tv} for {query} mentioned in the provided text?\n"
+          "The special magic {tv} for {query} mentioned in the provided text is")
+PLURAL = ("Some special magic {tv} are hidden within the following text. Make sure to memorize it. I will quiz you about "
+          "the {tv} afterwards.\n{context}\nWhat are all the special magic {tv} for {query} mentioned in the provided "
+          "text?\nThe special magic {tv} for {query} mentioned in the provided text are")
+
+
+@pytest.mark.parametrize("task,folder,tv,template", [
+    ("ruler_niah_mk_2", "niah_multikey_2", "number", SINGLE),
+    ("ruler_niah_mk_3", "niah_multikey_3", "uuid", SINGLE),
+    ("ruler_niah_mv", "niah_multivalue", "numbers", PLURAL),
+])
+def test_ruler_recall_reads_the_archive_file_as_upstream(tmp_path, tok, task, folder, tv, template):
+    rows = _niah_rows(8, tv)
+    _write(tmp_path / "ruler" / folder / f"validation_{BIG}.jsonl", rows)  # configs/recall_short.yaml naming
+    samples, info = _gen(task, tmp_path, tok, {}, n=3, seed=3, shots=2)  # shots ignored (load_data: RULER has none)
+    picked = [6, 7, 2]  # load_ruler: data.shuffle(3).select(range(min(len, 3)))
+    assert picked == np.random.default_rng(3).permutation(8).tolist()[:3]
+    assert [s.meta["record"] for s in samples] == picked
+    for s, j in zip(samples, picked):
+        r = rows[j]  # user + "\n" + system, formatted with the record's own type_needle_v / query / context
+        assert s.prompt == template.format(tv=tv, context=r["context"], query=r["query"])
+        assert s.answers == r["outputs"] and s.max_new_tokens == H.GEN_LENGTH[task]
+        assert s.meta["truncated_tokens"] == 0 and s.meta["truncation"] == H.TRUNCATION_RULE
+        assert s.n_tokens == len(tok.encode(s.prompt))
+    assert info["source"].endswith(f"ruler/{folder}/validation_{BIG}.jsonl") and info["count"] is None
+    assert info["truncated"] == 0
+    # fewer records than asked: all of them, still in shuffled order
+    few, _ = _gen(task, tmp_path, tok, {}, n=100, seed=3)
+    assert [s.meta["record"] for s in few] == np.random.default_rng(3).permutation(8).tolist()
+
+
+def test_ruler_recall_gold_fields_and_scoring(tmp_path, tok):
+    rows = _niah_rows(4)
+    rows[1]["answer"] = ["ANSWER-field", "second"]  # process_example: 'answer' wins over 'outputs'
+    _write(tmp_path / "ruler" / "niah_multivalue" / f"validation_{BIG}.jsonl", rows)
+    samples, _ = _gen("ruler_niah_mv", tmp_path, tok, {}, n=4, seed=0)
+    by_record = {s.meta["record"]: s for s in samples}
+    assert by_record[1].answers == ["ANSWER-field", "second"] and by_record[0].answers == ["1000"]
+    # post_process: sum(a.lower() in prediction.lower()) / len(answer)
+    assert H.score_sample("ruler_niah_mv", " answer-FIELD and more", by_record[1]) == pytest.approx(0.5)
+    assert H.score_sample("ruler_niah_mv", " 1000, 1000", by_record[0]) == 1.0
+    rows[2]["outputs"] = "1002"  # a string would be scored per character upstream: refused
+    _write(tmp_path / "ruler" / "niah_multivalue" / f"validation_{BIG}.jsonl", rows)
+    with pytest.raises(OlmPoolError, match="record 3: 'outputs' must be a non-empty list"):
+        _gen("ruler_niah_mv", tmp_path, tok, {}, n=4, seed=0)
+
+
+def test_ruler_recall_without_its_file_is_missing_never_generated(tmp_path, tok):
+    (tmp_path / "json_kv").mkdir()
+    with pytest.raises(R.MissingData, match=f"ruler/niah_multikey_3/validation_{BIG}.jsonl not found"):
+        _gen("ruler_niah_mk_3", tmp_path, tok, {})
+    bad = _niah_rows(2)
+    del bad[1]["type_needle_v"]
+    _write(tmp_path / "ruler" / "niah_multikey_2" / f"validation_{BIG}.jsonl", bad)
+    with pytest.raises(OlmPoolError, match="record 2: missing field 'type_needle_v'"):
+        _gen("ruler_niah_mk_2", tmp_path, tok, {})
+    bad = _niah_rows(2)
+    del bad[0]["outputs"]
+    _write(tmp_path / "ruler" / "niah_multikey_2" / f"validation_{BIG}.jsonl", bad)
+    with pytest.raises(OlmPoolError, match="record 1: missing field 'outputs'"):
+        _gen("ruler_niah_mk_2", tmp_path, tok, {})
+    # the generated stand-in remains for eval.helmet.data: synthetic
+    st = H.HelmetSettings(seed=3, shots=0, data="synthetic")
+    samples, info = H.generate("ruler_niah_mk_2", 1024, 2, tok, st, R.RulerData(), R.RulerSettings(tokens_to_generate={}))
+    assert info["source"] == "generated" and all(s.n_tokens + s.max_new_tokens <= 1024 for s in samples)
+    assert all("record" not in s.meta for s in samples)
+
+
+def test_runner_names_and_sources_of_the_ruler_recall_tasks(tmp_path, tok):
+    from olmpool.eval.config import from_dict
+    from olmpool.eval.lm import Engine
+    from olmpool.eval.runner import run_all
+    from olmpool.eval.testing import OracleLM
+
+    _write(tmp_path / "ruler" / "niah_multikey_2" / "validation_1024.jsonl", _niah_rows(5))
+    eng = Engine(OracleLM(tok), tok, batch_size=2, prefill_chunk=1 << 20, progress=False)
+
+    def run(data):
+        cfg = from_dict({"seed": 3, "helmet": {"contexts": [1024], "samples": 2, "shots": 0, "data": data,
+                                               "tasks": ["ruler_niah_mk_2", "ruler_niah_mk_3", "ruler_niah_mv"]}})
+        res = run_all(eng, cfg, ["helmet"], ruler_contexts=[], helmet_contexts=[1024], log=lambda m: None)
+        return {r["task"]: (r["value"], p) for r, p in zip(res.rows, res.prov)}
+
+    rows = run(str(tmp_path))  # archive: plain names, the file as source, an absent file is a missing row
+    assert set(rows) == {"ruler_niah_mk_2", "ruler_niah_mk_3", "ruler_niah_mv"}  # no category row: a subset
+    v, p = rows["ruler_niah_mk_2"]
+    assert v == pytest.approx(100.0) and p["source"].endswith("ruler/niah_multikey_2/validation_1024.jsonl") and p["n"] == 2
+    for task, folder in (("ruler_niah_mk_3", "niah_multikey_3"), ("ruler_niah_mv", "niah_multivalue")):
+        v, p = rows[task]
+        assert v != v and "not found" in p["note"] and p["source"].endswith(f"ruler/{folder}/validation_1024.jsonl")
+    rows = run("synthetic")  # our generator: ':synthetic' names
+    assert set(rows) == {"ruler_niah_mk_2:synthetic", "ruler_niah_mk_3:synthetic", "ruler_niah_mv:synthetic"}
+    assert all(v == pytest.approx(100.0) for v, _ in rows.values())
+
+
 # ------------------------------------------------------------------------ truncation
 
 
@@ -199,6 +309,23 @@ def test_truncation_without_offsets_decodes_the_kept_tokens(tok):
     assert H.truncate_context(render, context, tok, BIG, "x").dropped == 0
     with pytest.raises(R.Infeasible, match="without its context"):
         H.truncate_context(render, context, tok, 3, "x")
+
+
+def test_ruler_recall_truncates_the_haystack_end(tmp_path, tok):
+    words = "the quick brown fox jumps over the lazy dog near a quiet river bank".split()
+    r = random.Random(1)
+    hay = "\n".join(" ".join(r.choice(words) for _ in range(12)) + "." for _ in range(200))
+    rec = {"context": "One of the special magic numbers for key-0 is: 4242.\n" + hay, "query": "key-0",
+           "type_needle_v": "number", "outputs": ["4242"]}
+    _write(tmp_path / "ruler" / "niah_multikey_2" / "validation_1024.jsonl", [rec])
+    (s,), info = _gen("ruler_niah_mk_2", tmp_path, tok, {}, length=1024, n=1)
+    render = lambda c: SINGLE.format(tv="number", context=c, query="key-0")  # noqa: E731
+    t = len(tok.encode(render(rec["context"]))) - (1024 - H.GEN_LENGTH["ruler_niah_mk_2"])
+    assert t > 0 and s.meta["truncated_tokens"] == t
+    offsets = tok.tok.encode(rec["context"], add_special_tokens=False).offsets
+    assert s.prompt == render(rec["context"][:offsets[-t][0]])  # model_utils.tokenize, context end only
+    assert s.n_tokens + s.max_new_tokens <= 1024 and "4242" in s.prompt
+    assert info["truncated"] == 1 and info["max_truncated_tokens"] == t
 
 
 def test_icl_paper_path_keeps_the_shots_and_truncates(tmp_path, tok):

@@ -40,7 +40,7 @@ def test_missing_files_give_missing_rows_with_reasons(tmp_path, tok):
                   "common_words_extraction": 8, "freq_words_extraction": 8, "qa": 8}, "one_shot_examples": False},
         "helmet": {"contexts": [1024], "samples": 1, "icl_samples": 1, "shots": 0, "data": nope,
                    "counts": {"rag": {1024: 5}, "rerank": {1024: 5}, "json_kv": {1024: 5}},
-                   "tasks": ["json_kv", "kilt_nq", "msmarco_rerank_psg", "icl_nlu"]},
+                   "tasks": ["json_kv", "ruler_niah_mk_2", "ruler_niah_mv", "kilt_nq", "msmarco_rerank_psg", "icl_nlu"]},
         "longppl": {"documents": nope + "/gov.jsonl", "context": 512, "min_tokens": 100, "trunc_len": 64, "sliding_window": 16},
         "perplexity": {"splits": {"c4": nope + "/c4.jsonl.gz"}},
         "bpb": {"benchmarks": {"arc_easy": nope + "/arc.jsonl"}},
@@ -57,15 +57,28 @@ def test_missing_files_give_missing_rows_with_reasons(tmp_path, tok):
     assert not math.isnan(rows[("ruler", "qa_2:synthetic", "score")][0])
     v, note = rows[("ruler", "overall", "score")]
     assert math.isnan(v) and "niah_single_2" in note
-    for task in ("json_kv", "kilt_nq", "msmarco_rerank_psg", "icl_nlu"):  # json_kv: HELMET's archive file
-        v, note = rows[("helmet", task, "score")]
+    for task in ("json_kv", "ruler_niah_mk_2", "ruler_niah_mv", "kilt_nq", "msmarco_rerank_psg", "icl_nlu"):
+        v, note = rows[("helmet", task, "score")]  # json_kv, RULER recall: HELMET's archive files, never generated
         assert math.isnan(v) and "not found" in note, task
+    assert "ruler/niah_multikey_2/validation_1024.jsonl" in rows[("helmet", "ruler_niah_mk_2", "score")][1]
     for key in [("longppl", "overall", "longppl"), ("perplexity", "c4", "ppl"), ("perplexity", "overall", "ppl"),
                 ("bpb", "arc_easy", "bpb"), ("bpb", "overall", "bpb")]:
         v, note = rows[key]
         assert math.isnan(v) and note, key
     # never 0 for missing
     assert all(r["value"] != 0 for r in res.rows if r["metric"] in ("ppl", "bpb", "longppl"))
+
+
+def test_synthetic_ruler_recall_without_essay_is_missing(tmp_path, tok):
+    """data: synthetic -> our RULER generator; ruler_niah_mv needs the essay haystack, so a
+    missing essay file is a missing ':synthetic' row with the reason (never 0)."""
+    cfg = from_dict({"seed": 1, "ruler": {"essay": str(tmp_path / "essay.json")},
+                     "helmet": {"contexts": [1024], "samples": 1, "shots": 0, "data": "synthetic", "tasks": ["ruler_niah_mv"]}})
+    eng = Engine(ExplodingLM(), tok, progress=False)
+    res = run_all(eng, cfg, ["helmet"], ruler_contexts=[], helmet_contexts=[1024], log=lambda m: None)
+    (row,), (prov,) = res.rows, res.prov
+    assert row["task"] == "ruler_niah_mv:synthetic" and math.isnan(row["value"])
+    assert "essay" in prov["note"] and "not found" in prov["note"]
 
 
 def test_malformed_files_fail_before_any_model_call(tmp_path, tok):

@@ -56,6 +56,8 @@ def test_synthetic_rows_are_labelled(oracle_rows):
     assert "niah_single_2:synthetic" in names and "niah_single_1" in names  # essay vs noise haystack
     assert "qa_1:synthetic" in names and "kilt_nq:synthetic" in names and "icl_nlu:synthetic" in names
     assert "json_kv:synthetic" in names  # upstream reads json_kv from its archive; ours is a stand-in
+    for task in ("ruler_niah_mk_2", "ruler_niah_mk_3", "ruler_niah_mv"):  # likewise data/ruler/ upstream
+        assert f"{task}:synthetic" in names and task not in names
     src = {(p["benchmark"], p["task"]): p["source"] for p in oracle_rows.prov}
     assert src[("ruler", "qa_2:synthetic")] == SYNTHETIC and src[("ruler", "vt")] == "generated"
 

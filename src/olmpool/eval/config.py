@@ -102,7 +102,7 @@ class HelmetConfig:
     shots: int = 2
     """Demonstrations for recall/RAG/re-rank (HELMET shots 2; ICL shots are the scaled counts)."""
     data: str = SYNTHETIC
-    """HELMET data directory (holding json_kv/, kilt/, msmarco/ from the HELMET archive and icl/<name>/{train,test}.jsonl), or 'synthetic'."""
+    """HELMET data directory (holding json_kv/, ruler/, kilt/, msmarco/ from the HELMET archive and icl/<name>/{train,test}.jsonl), or 'synthetic'."""
     counts: dict[str, Any] = field(default_factory=dict)
     """Content per length: keys json_kv, rag, rerank and the ICL task names; each 'fit' or {length: count}."""
     tasks: list[str] | str = "all"

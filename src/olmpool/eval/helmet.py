@@ -27,15 +27,26 @@ shots per length come from config (paper: upstream counts for 8K..64K, e.g. json
 trec_coarse) or, when set to ``fit``, are the largest count whose prompt fits the token budget
 (tiny scale).
 
-Data: the three RULER recall tasks are generated. json_kv, RAG, re-rank and ICL read the HELMET
-data archive / exported datasets under ``eval.helmet.data`` (json_kv/test_k{keys}_dep6.jsonl as
-upstream ``configs/recall_short.yaml``; kilt/, msmarco/; icl/<name>/{train,test}.jsonl); a
-missing file gives rows missing with the reason, never a generated stand-in. ``synthetic``
-selects the generated stand-ins (``olmpool.eval.synthetic``, and for json_kv the UUID generator
-``_json_kv_parts``), whose task names carry the ``:synthetic`` suffix.
+Data: every task reads the HELMET data archive / exported datasets under ``eval.helmet.data``
+(as upstream ``configs/recall_short.yaml`` / ``recall.yaml``: ruler/niah_multikey_2,
+ruler/niah_multikey_3, ruler/niah_multivalue/validation_{length}.jsonl for the three RULER
+recall tasks, json_kv/test_k{keys}_dep6.jsonl; kilt/, msmarco/; icl/<name>/{train,test}.jsonl);
+a missing file gives rows missing with the reason, never a generated stand-in. ``synthetic``
+selects the generated stand-ins (our RULER generator ``olmpool.eval.ruler.generate_task`` with
+HELMET's recall templates for the RULER tasks, ``olmpool.eval.synthetic``, and for json_kv the
+UUID generator ``_json_kv_parts``), whose task names carry the ``:synthetic`` suffix.
 
 Paper scale (archive files) follows upstream exactly where it chooses and builds examples:
 
+* RULER recall tasks (``data.py`` ``load_ruler``; ``data_module/ruler.py`` in the v2 layout):
+  the file's records in full, ``data.shuffle(seed).select(range(min(len, n)))`` with the run
+  seed (always, ``hf_shuffle_select``); prompt = user + "\\n" + system template chosen by the
+  dataset name ("niah_mv" -> the plural "Some special magic ... are", other "niah" -> the
+  singular one) formatted with the record's own ``type_needle_v``, ``query`` and ``context``
+  (``prompt_template.format(**sample)`` in ``model_utils.py``); gold = ``answer`` when the
+  record has it, else ``outputs``; no demonstrations (``load_data`` ignores shots for RULER);
+  score = ``load_ruler`` ``post_process``: the fraction of gold strings contained in the output,
+  case-insensitively (``ruler_recall``; ``utils.py`` metrics are not used for these tasks).
 * Test samples. RAG and re-rank (``data.py`` ``load_qa``, ``load_msmarco_rerank``): after
   ``eval.py`` ``run_test`` seeds Python's ``random`` with the run seed, ``random.sample`` over the
   sorted distinct ids (``id``/``question``; ``qid``/``query``), then every row with a chosen id
@@ -50,11 +61,12 @@ Paper scale (archive files) follows upstream exactly where it chooses and builds
   ICL: ``balance_labels`` with the run seed; labels re-mapped per sample as upstream, over
   upstream's label counts (``ICL_NUM_LABELS``).
 * Truncation. A prompt longer than ``length - generation_max_length`` tokens has its
-  *context* (passages, JSON object, ICL demos; never instructions, demos of RAG/re-rank or the
-  question) cut at the end by exactly the excess number of tokens, counted in the evaluated
-  model's tokenizer and mapped back to characters (``model_utils.py`` ``tokenize``, used by
-  ``HFModel``/``VLLMModel.prepare_inputs``): ``truncate_context``. Recorded per sample in
-  ``meta['truncated_tokens']`` and per task in the provenance info ``truncated``.
+  *context* (RULER haystack, passages, JSON object, ICL demos; never instructions, demos of
+  RAG/re-rank or the question) cut at the end by exactly the excess number of tokens, counted
+  in the evaluated model's tokenizer and mapped back to characters (``model_utils.py``
+  ``tokenize``, used by ``HFModel``/``VLLMModel.prepare_inputs``): ``truncate_context``.
+  Recorded per sample in ``meta['truncated_tokens']`` and per task in the provenance info
+  ``truncated``.
 
 The ``fit`` path (tiny scale, and the synthetic stand-ins) instead reduces the content count
 until the prompt fits (recorded as ``passages``/``shots`` in the sample meta).
@@ -87,7 +99,7 @@ HELMET_TASKS = [t for ts in CATEGORIES.values() for t in ts]
 GEN_LENGTH = {"json_kv": 100, "ruler_niah_mk_2": 50, "ruler_niah_mk_3": 100, "ruler_niah_mv": 50,
               **{t: 20 for t in CATEGORIES["rag"]}, "msmarco_rerank_psg": 200, **{t: 20 for t in CATEGORIES["icl"]}}
 STOP_NEWLINE = {t: TASK_CATEGORY[t] in ("rag", "rerank", "icl") for t in HELMET_TASKS}
-DATA_BACKED = {"json_kv", *CATEGORIES["rag"], *CATEGORIES["rerank"], *CATEGORIES["icl"]}
+DATA_BACKED = set(HELMET_TASKS)  # every task reads the HELMET archive at paper scale (RULER recall tasks too)
 
 # ---------------------------------------------------------------------------- templates
 JSON_KV_USER = "{context}\n\nExtract the value corresponding to the specified key in the JSON object below.\n\n{demos}Key: {question}"
@@ -117,7 +129,9 @@ ICL_ITEM = "{text}\nlabel: {label}"
 
 TRUNCATION_RULE = "context end, by the prompt's excess tokens (HELMET model_utils.tokenize)"
 
+# HELMET recall task -> RULER task (our generator, ``synthetic``) and HELMET archive folder data/ruler/<name>/
 RULER_FOR = {"ruler_niah_mk_2": "niah_multikey_2", "ruler_niah_mk_3": "niah_multikey_3", "ruler_niah_mv": "niah_multivalue"}
+RULER_FILE = "validation_{length}.jsonl"  # configs/recall_short.yaml: data/ruler/niah_multikey_2/validation_8192.jsonl ...
 ICL_NAME = {"icl_trec_coarse": "trec_coarse", "icl_trec_fine": "trec_fine", "icl_banking77": "banking77",
             "icl_clinic150": "clinic150", "icl_nlu": "nlu"}
 KILT_FILES = {  # HELMET data archive, data/kilt/
@@ -140,6 +154,40 @@ def _niah_render(task: str) -> Callable[[dict], str]:
             tv = parts["type_needle_v"]
         return (user + "\n" + system).format(type_needle_v=tv, context=parts["context"], query=parts["query"])
     return render
+
+
+def ruler_file(data: str | Path, task: str, length: int) -> Path:
+    """HELMET archive file of a RULER recall task at one input length: ``configs/recall_short.yaml``
+    (8K-64K) and ``configs/recall.yaml`` (128K) name
+    ``data/ruler/{niah_multikey_2,niah_multikey_3,niah_multivalue}/validation_{input_max_length}.jsonl``
+    for ruler_niah_mk_2 / ruler_niah_mk_3 / ruler_niah_mv; ``data`` is the archive's data/ folder."""
+    return Path(data) / "ruler" / RULER_FOR[task] / RULER_FILE.format(length=length)
+
+
+def _niah_file_render(task: str, record: dict) -> Callable[[str], str]:
+    """Prompt of one HELMET RULER archive record around a (possibly truncated) context.
+
+    ``data.py`` ``load_ruler``: the template is picked by the dataset name ("niah_mv" -> plural,
+    any other "niah" -> singular), ``prompt_template = user_template + "\\n" + system_template``,
+    and ``model_utils.py`` formats it with the record's fields (``prompt_template.format(**sample)``):
+    the record's own ``type_needle_v`` and ``query`` (so "number" / "uuid" as stored), never ours."""
+    user, system = (NIAH_MV_USER, NIAH_MV_SYSTEM) if task == "ruler_niah_mv" else (NIAH_USER, NIAH_SYSTEM)
+    template = user + "\n" + system
+    tv, query = record["type_needle_v"], record["query"]
+    return lambda context: template.format(type_needle_v=tv, context=context, query=query)
+
+
+def _ruler_file_answers(record: dict, path: Path, n: int) -> list[str]:
+    """``load_ruler`` ``process_example``: gold = ``answer`` if the record has that field, else
+    ``outputs``. Scored as a list of strings (``post_process`` averages over its items); a string
+    (which upstream would score character by character) or an empty list (division by zero
+    upstream) is refused."""
+    field_ = "answer" if "answer" in record else "outputs"
+    gold = record[field_]
+    if not isinstance(gold, list) or not gold or not all(isinstance(a, str) for a in gold):
+        raise OlmPoolError(f"{path}, record {n}: '{field_}' must be a non-empty list of strings (HELMET load_ruler "
+                           f"scores the fraction of its items in the output), got {gold!r}. Fix: use the HELMET data archive file")
+    return list(gold)
 
 
 # ------------------------------------------------------------------------------ settings
@@ -481,12 +529,28 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             meta["extra_truncated_tokens"] = t.extra
         return mk(i, t.prompt, answers, meta, n_tokens=t.n_tokens)
 
-    def file_info(path: Path, count: int, samples: list[Sample]) -> dict:
+    def file_info(path: Path, count: int | None, samples: list[Sample]) -> dict:
         cut = [s.meta.get("truncated_tokens", 0) for s in samples]
         return {"source": str(path), "count": count, "truncation": TRUNCATION_RULE,
                 "truncated": sum(1 for c in cut if c), "max_truncated_tokens": max(cut, default=0)}
 
-    if task in RULER_FOR:
+    if task in RULER_FOR and not synthetic:  # data.py load_ruler over the archive file
+        path = ruler_file(data_dir, task, length)
+        if not path.exists():
+            raise MissingData(f"HELMET file {path} not found (unpack the HELMET data archive into eval.helmet.data)")
+        rows = _read_jsonl(path)
+        missing_gold = [n for n, r in enumerate(rows, start=1) if "answer" not in r and "outputs" not in r]
+        if missing_gold:
+            raise OlmPoolError(f"{path}, record {missing_gold[0]}: missing field 'outputs' (or 'answer'). "
+                               "Fix: use the HELMET data archive format (fields context, query, type_needle_v, outputs)")
+        _require(rows, ["context", "query", "type_needle_v"], path)
+        gold = [_ruler_file_answers(r, path, n) for n, r in enumerate(rows, start=1)]  # process_example, every record
+        out = []  # load_ruler: data.shuffle(seed).select(range(min(len(data), max_test_samples)))
+        for i, j in enumerate(hf_shuffle_select(list(range(len(rows))), settings.seed, n_samples)):
+            out.append(mk_truncated(i, _niah_file_render(task, rows[j]), rows[j]["context"], gold[j], {"record": j}))
+        return out, file_info(path, None, out)
+
+    if task in RULER_FOR:  # synthetic stand-in: our RULER generator with HELMET's recall templates
         samples = generate_task(RULER_FOR[task], length, n_samples, tokenizer, ruler_data, ruler_settings,
                                 renderer=_niah_render(task), tokens_to_generate=gen)
         for s in samples:

@@ -105,11 +105,13 @@ def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collec
     for length in contexts:
         scores: dict[str, float] = {}
         for task in tasks:
-            if task in H.RULER_FOR:
-                source, missing = R.task_source(H.RULER_FOR[task], rdata)
-            else:
-                source, missing = (SYNTHETIC if hc.data == SYNTHETIC else hc.data), ""
-            name = f"{task}:synthetic" if source == SYNTHETIC else task
+            if hc.data == SYNTHETIC:  # generated stand-ins, all labelled ':synthetic'
+                # RULER recall tasks: our RULER generator, whose essay haystack may be missing
+                source, missing = R.task_source(H.RULER_FOR[task], rdata) if task in H.RULER_FOR else (SYNTHETIC, "")
+                name = f"{task}:synthetic"
+            else:  # the HELMET archive: a missing file is a missing row (H.generate raises MissingData)
+                source = str(H.ruler_file(hc.data, task, length)) if task in H.RULER_FOR else hc.data
+                missing, name = "", task
             n = hc.icl_samples if H.TASK_CATEGORY[task] == "icl" else hc.samples
             t0 = time.time()
             try:
@@ -120,7 +122,7 @@ def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collec
                 preds = _generate(engine, samples, H.STOP_NEWLINE[task], f"helmet {task} {length}")
                 per = [H.score_sample(task, p, s) for p, s in zip(preds, samples)]
                 score = 100.0 * sum(per) / len(per)
-                note = f"content count {info.get('count')}"
+                note = f"content count {info.get('count')}" if info.get("count") is not None else "content fixed by the file"
                 used = [s.meta[k] for s in samples for k in ("passages", "shots") if k in s.meta]
                 if used and min(used) < (info.get("count") or 0):
                     note += f" (reduced to {min(used)}-{max(used)} to fit the length)"
