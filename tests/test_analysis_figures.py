@@ -28,6 +28,22 @@ def test_every_figure_draws_from_a_full_set(full, name, tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+@pytest.mark.parametrize("name", ["fig2_preextension", "fig8_loss", "fig11_stability"])
+def test_scatter_figures_draw_a_flat_response_and_say_there_is_no_fit(name, tmp_path):
+    """A tiny sweep can score HELMET 0 everywhere: the figure shows it instead of failing."""
+    import pandas as pd
+    import matplotlib.pyplot as plt
+
+    d = make_full_set(tmp_path / "flat")
+    s = pd.read_csv(d / "scores.tsv", sep="\t", dtype={"context": "Int64"}, keep_default_na=False, na_values=[""])
+    s.loc[s.benchmark == "helmet", "value"] = 0.0
+    s.to_csv(d / "scores.tsv", sep="\t", index=False)
+    fig = FIGURES[name](Study.load(d, ROOT / "config/architectures.tsv"))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("no $R^2$" in t and "is 0 for all 26 models" in t for t in texts), texts
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("name", ["fig2_preextension", "fig4_budgets", "fig5_early", "fig6_attention", "fig8_loss", "fig9_perplexity", "fig10_bpb", "fig11_stability"])
 def test_unpublished_figures_need_data_on_the_paper_set(name):
     st = Study.load(ROOT / "results/bundled/paper", ROOT / "config/architectures.tsv")

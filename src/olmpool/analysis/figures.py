@@ -171,10 +171,17 @@ def _scatter_fit(ax, x: pd.Series, y: pd.Series, st: Study, xlabel: str, ylabel:
         raise NeedsData(f"{xlabel} and {ylabel} for at least 3 models")
     count = st.count().reindex(d.index)
     ax.scatter(d.x, d.y, c=[COUNT_COLORS[int(c)] for c in count], edgecolors="black", linewidths=0.4, s=28, zorder=3)
-    fit = univariate_r2(d.x, d.y, "x")
-    xs = np.linspace(d.x.min(), d.x.max(), 50)
-    ax.plot(xs, fit.coef["const"] + fit.coef["x"] * xs, color="grey", lw=1, ls="--")
-    ax.text(0.03, 0.97, f"$R^2$ = {fit.r2:.2f} (n={fit.n})", transform=ax.transAxes, va="top", fontsize=8)
+    flat = [(lab, v) for lab, v in ((ylabel, d.y), (xlabel, d.x)) if v.nunique() == 1]
+    if flat:  # e.g. a tiny sweep whose HELMET is 0 for every model: show it, say why there is no fit
+        lab, v = flat[0]
+        ax.text(0.03, 0.97, f"no $R^2$: {lab} is {v.iloc[0]:g} for all {len(d)} models", transform=ax.transAxes,
+                va="top", fontsize=7, color="darkred")
+        fit = None
+    else:
+        fit = univariate_r2(d.x, d.y, "x")
+        xs = np.linspace(d.x.min(), d.x.max(), 50)
+        ax.plot(xs, fit.coef["const"] + fit.coef["x"] * xs, color="grey", lw=1, ls="--")
+        ax.text(0.03, 0.97, f"$R^2$ = {fit.r2:.2f} (n={fit.n})", transform=ax.transAxes, va="top", fontsize=8)
     if annotate_roles:
         for m, mk in st.role_marks().items():
             if m in d.index:
