@@ -77,7 +77,8 @@ def fit_ols(name: str, X: pd.DataFrame, y: pd.Series) -> Fit:
     Xc = sm.add_constant(data[X.columns].astype(float), has_constant="add")
     yv = data["__y__"].astype(float)
     if float(yv.var()) == 0.0:
-        raise NeedsData(f"a response that varies across models for '{name}'")
+        what = y.name if isinstance(y.name, str) and y.name else "the response"
+        raise NeedsData(f"{what} varying across models (it is {yv.iloc[0]:g} for all {len(yv)}), to fit '{name}'")
     res = sm.OLS(yv, Xc).fit()
     return Fit(
         name=name,
