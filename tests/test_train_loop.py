@@ -38,9 +38,11 @@ def test_pretrain_outputs(env):
     assert m["loss"].iloc[-1] < m["loss"].iloc[0] - 0.05          # it learns
     assert (m["z_loss"] > 0).all() and (m["loss"] - m["ce_loss"] - m["z_loss"]).abs().max() < 1e-9
     # warmup 4 steps then cosine: LR column equals the independent formula
-    lr = 3e-4
+    from olmpool.train.config import load_train_config
+
+    lr = load_train_config(env[2]).pretrain.lr  # the peak LR of config/tiny.yaml
     for s, got in zip(m["step"], m["lr"]):
-        want = lr * s / 4 if s <= 4 else 3e-5 + 2.7e-4 * (1 + math.cos(math.pi * (s - 4) / 36)) / 2
+        want = lr * s / 4 if s <= 4 else 0.1 * lr + 0.9 * lr * (1 + math.cos(math.pi * (s - 4) / 36)) / 2
         assert got == pytest.approx(want, rel=1e-12)
     named = json.loads((run / "checkpoints" / "named.json").read_text())
     assert named == {"half": "step_000006", "final": "step_000012"}   # "double" beyond budget
@@ -51,6 +53,22 @@ def test_pretrain_outputs(env):
     run_rec = json.loads((run / "run.json").read_text())
     assert run_rec["code_version"]["olmpool"] and run_rec["seed"] == 42
     assert (run / "final.json").is_file()
+
+
+def test_initialisation_families_start_from_different_weights(env, tmp_path):
+    """F_ and G_pre_8kv_8k_14k_SWA differ only in Table 1's init letter: different first losses."""
+    from olmpool.train.loop import init_seed, run_pretrain
+
+    _, _, cfg = env
+    first = {}
+    for arch in ("F_pre_8kv_8k_14k_SWA", "G_pre_8kv_8k_14k_SWA"):
+        run_pretrain(cfg, arch, tmp_path / arch, max_steps=1, progress=False)
+        first[arch] = _metrics(tmp_path / arch)["loss"].iloc[0]
+        step = sorted((tmp_path / arch / "checkpoints").glob("step_*"))[-1]
+        meta = json.loads((step / "meta.json").read_text())
+        assert meta["init_seed"] == init_seed(42, arch[0]) and meta["init_family"] == arch[0]
+    assert first["F_pre_8kv_8k_14k_SWA"] != first["G_pre_8kv_8k_14k_SWA"]
+    assert init_seed(42, "G") == init_seed(42, "G") != init_seed(43, "G")
 
 
 def test_resume_is_bit_exact_in_process(env):

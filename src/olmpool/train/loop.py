@@ -265,6 +265,19 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
 # Running
 # --------------------------------------------------------------------------------------
 
+def init_seed(seed: int, family: str) -> int:
+    """Weight-initialisation seed of an initialisation family (Table 1 "Init").
+
+    Rows with the same letter draw the same initial weights (where their shapes agree) and rows
+    with different letters different ones, so the paper's init-only pairs (e.g. B vs H of
+    post/LQK/32kv/4k/11k) are distinct models at every scale. ``seed`` is pretrain.seed.
+    """
+    import hashlib
+
+    h = hashlib.sha256(f"olmpool-init\x1f{seed}\x1f{family}".encode()).hexdigest()
+    return int(h, 16) % (2**31)
+
+
 def run_pretrain(config_path, arch_id, out, tokens=None, max_steps=None, progress=True) -> int:
     spec = prepare_pretrain(config_path, arch_id, out, tokens)
     return train(spec, max_steps=max_steps, progress=progress)
@@ -340,7 +353,7 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
 
     # ---- model, DDP, optimizer ----------------------------------------------------------
     bf16 = spec.precision == "bf16"
-    torch.manual_seed(spec.cfg.pretrain.seed)  # init seed: same weights for every layout
+    torch.manual_seed(init_seed(spec.cfg.pretrain.seed, spec.arch.init))  # same weights for every layout
     model = build_model(spec.shape, tp=info.tp, sequence_parallel=spec.parallel.sequence_parallel,
                         params_dtype=torch.bfloat16 if bf16 else torch.float32)
     model.z_loss = spec.z_loss  # the stage's coefficient (config), not the scale preset's
@@ -484,7 +497,8 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
                     spec.lr_at(done) if done < spec.total_steps else None,
                 "skip_step": rule.state_dict(), "labels": labels, "arch": dataclasses.asdict(spec.arch),
                 "scale": spec.cfg.scale, "shape": spec.shape.to_dict(), "seed": spec.seed,
-                "init_seed": spec.cfg.pretrain.seed, "tokenizer_dir": spec.tokenizer_dir,
+                "init_seed": init_seed(spec.cfg.pretrain.seed, spec.arch.init), "init_family": spec.arch.init,
+                "tokenizer_dir": spec.tokenizer_dir,
                 "config": spec.cfg.raw, "config_path": spec.cfg.path, "code_version": code_version(),
                 "max_context_trained": max(spec.seq_len, int(spec.init_meta.get("max_context_trained") or 0)),
                 "total_steps": spec.total_steps, "layout": {"tp": info.tp, "dp": info.dp,
