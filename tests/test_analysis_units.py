@@ -208,3 +208,31 @@ def test_config_validation_message(tmp_path):
     import yaml
 
     validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()), schema)
+
+
+def test_checks_report_two_models_that_are_one_trained_model(tmp_path):
+    """A sweep whose seeding ignores an architecture difference gives two identical models:
+    reported once as 'identical models'; constant rows (all 0) are never compared."""
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic_results import make_full_set
+
+    from olmpool.analysis.checks import duplicated_rows
+    from olmpool.results import load_results
+
+    d = make_full_set(tmp_path / "set")
+    s = pd.read_csv(d / "scores.tsv", sep="\t", dtype={"context": "Int64"}, keep_default_na=False, na_values=[""])
+    a, b = "B_post_LQK_32kv_4k_11k", "H_post_LQK_32kv_4k_11k"
+    copy = s[s.model == a].assign(model=b)
+    s = pd.concat([s[s.model != b], copy], ignore_index=True)
+    s.loc[s.benchmark == "ruler", "value"] = 0.0  # flat for everyone: not a finding
+    s.to_csv(d / "scores.tsv", sep="\t", index=False)
+    rs = load_results(d)
+    rows = duplicated_rows(rs, same_model_rows=100)  # below the threshold: listed row by row
+    assert rows and all(f.kind == "duplicated score row" and a in f.message and b in f.message for f in rows)
+    assert not any("ruler" in f.message for f in rows)  # the all-0 rows are not compared
+    same = duplicated_rows(rs, same_model_rows=1)  # above it: one finding for the pair
+    assert len(same) == 1 and same[0].kind == "identical models" and f"{len(rows)} measurements" in same[0].message

@@ -3,7 +3,8 @@
 Checks (each finding names the models, benchmark and values involved):
 
 - duplicated score rows: two *different* models whose whole score vector for one
-  benchmark (all contexts) is identical - a likely copy-paste error in a table;
+  benchmark (all contexts) is identical - a likely copy-paste error in a table; a pair
+  identical on many measurements is reported once as "identical models";
 - missing values: measurements the set lacks (the paper's "-" cells);
 - parameter counts inconsistent with the architecture: the analytic count at paper
   scale (32 layers, d_model 4096, 32 query heads of dim 128, vocab 100,278, untied
@@ -50,9 +51,17 @@ class Finding:
     message: str
 
 
-def duplicated_rows(rs: ResultsSet) -> list[Finding]:
-    out = []
+def duplicated_rows(rs: ResultsSet, same_model_rows: int = 5) -> list[Finding]:
+    """Different models with identical score vectors (all contexts of one measurement).
+
+    Vectors with fewer than three distinct non-zero values (0 at every length, a share of 8
+    heads) coincide too easily and are not compared. A pair of models identical on more than ``same_model_rows`` measurements is
+    reported once, as probably the same trained model; fewer coincidences are listed row by row.
+    """
     s = rs.scores
+    pairs: dict[tuple[str, str], list[str]] = {}
+    rows: dict[tuple[str, str], list[str]] = {}
+    n_compared = 0
     for (stage, bench, task, metric), g in s.groupby(["stage", "benchmark", "task", "metric"]):
         w = g.pivot(index="model", columns="context", values="value")
         w = w.dropna(how="all")
@@ -60,19 +69,31 @@ def duplicated_rows(rs: ResultsSet) -> list[Finding]:
             continue  # a single number per model coincides too easily to flag
         seen: dict[tuple, str] = {}
         for model, row in w.iterrows():
-            if row.isna().any():
-                continue
+            if row.isna().any() or row[row != 0].nunique() < 3:
+                continue  # too few distinct values (all 0, or a share of 8 heads) to coincide meaningfully
+            n_compared += 1
             key = tuple(np.round(row.to_numpy(dtype=float), 6))
             if key in seen:
-                out.append(Finding(
-                    "duplicated score row",
+                pair = (seen[key], model)
+                pairs.setdefault(pair, []).append(f"{bench} {task} {metric} ({stage})")
+                rows.setdefault(pair, []).append(
                     f"{bench} ({task}, {metric}, stage {stage}): models `{seen[key]}` and `{model}` have identical "
                     f"values at every context ({', '.join(f'{c}: {v:g}' for c, v in row.items())}). The two models "
                     "differ in architecture, so identical rows are almost certainly a copy error in the source table; "
-                    "treat this row as unreliable.",
-                ))
+                    "treat this row as unreliable.")
             else:
                 seen[key] = model
+    out = []
+    for pair, what in pairs.items():
+        if len(what) > same_model_rows:
+            out.append(Finding(
+                "identical models",
+                f"`{pair[0]}` and `{pair[1]}` have identical values on {len(what)} measurements "
+                f"(e.g. {'; '.join(what[:3])}). Different architectures do not agree to 6 digits by chance: "
+                "these are probably the same trained model (a training seed or checkpoint that ignores what "
+                "differs between them); treat their comparison as void."))
+        else:
+            out += [Finding("duplicated score row", m) for m in rows[pair]]
     return out
 
 
