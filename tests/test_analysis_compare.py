@@ -56,3 +56,20 @@ def test_pairs_only_models_with_both_values_and_reports_missing_measures(tmp_pat
     no_ruler = _copy_with(tmp_path, "no_ruler", lambda s: s["value"].where(s["benchmark"] != "ruler"))
     r = {x["measure"]: x for x in rank_agreement(no_ruler, paper)}["ruler 32K score"]
     assert r["spearman"] is None and r["reason"].startswith("needs data")
+
+
+def test_cross_measure_ranks_this_sets_loss_against_the_reference_helmet(tmp_path):
+    from synthetic_results import make_full_set
+
+    from olmpool.analysis.compare import cross_agreement
+
+    full = Study.load(make_full_set(tmp_path / "full"), REG, name="full")
+    paper = Study.load(PAPER, REG)
+    rec = {r["measure"].split(" (")[0]: r for r in cross_agreement(full, paper)}
+    loss = full.series("loss", None, stage="pretrained", metric="loss", task="train")
+    both = pd.concat([loss, paper.helmet32k()], axis=1, join="inner").dropna()
+    from scipy.stats import spearmanr
+
+    assert rec["final pretraining loss"]["n"] == len(both) == 26
+    assert rec["final pretraining loss"]["spearman"] == pytest.approx(spearmanr(both.iloc[:, 0], both.iloc[:, 1])[0])
+    assert rec["final extension loss"]["reason"] == "" or rec["final extension loss"]["reason"].startswith("needs data")

@@ -213,11 +213,6 @@ def test_config_validation_message(tmp_path):
 def test_checks_report_two_models_that_are_one_trained_model(tmp_path):
     """A sweep whose seeding ignores an architecture difference gives two identical models:
     reported once as 'identical models'; constant rows (all 0) are never compared."""
-    import sys
-
-    import pandas as pd
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from synthetic_results import make_full_set
 
     from olmpool.analysis.checks import duplicated_rows

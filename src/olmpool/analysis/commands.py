@@ -76,11 +76,11 @@ def _stats(args) -> int:
     detail = pd.DataFrame([{"id": r.claim["id"], "status": r.status, "detail": r.detail} for r in results])
     write_tsv_atomic(detail, out.with_name("claims_status.tsv"))
     if args.reference:
-        from olmpool.analysis.compare import rank_agreement
+        from olmpool.analysis.compare import cross_agreement, rank_agreement
         from olmpool.analysis.study import Study
 
         ref = Study.load(Path(args.reference), Path(args.registry) if args.registry else None)
-        stats["rank_agreement"] = rank_agreement(st, ref)
+        stats["rank_agreement"] = rank_agreement(st, ref) + cross_agreement(st, ref)
     write_json_atomic(out, stats)
     n = {s: sum(r.status == s for r in results) for s in ("reproduced", "differs", "needs data", "setup")}
     print(f"statistics -> {out}: " + ", ".join(f"{k} {v}" for k, v in n.items()))

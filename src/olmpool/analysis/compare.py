@@ -19,6 +19,12 @@ from olmpool.analysis.study import Study
 
 #: (benchmark, paper context name, metric): the long-context measures both scales report.
 RANK_MEASURES = [("helmet", "32K", "score"), ("ruler", "32K", "score"), ("longppl", None, "longppl")]
+#: Short-context measures of this set ranked against the reference's HELMET 32K:
+#: (label, benchmark, stage, metric, task). Lower loss is better, so agreement is negative.
+CROSS_MEASURES = [
+    ("final pretraining loss", "loss", "pretrained", "loss", "train"),
+    ("final extension loss", "loss", "extended", "loss", "train"),
+]
 
 
 def _value(x) -> float | None:
@@ -53,6 +59,31 @@ def rank_agreement(st: Study, ref: Study, measures=RANK_MEASURES) -> list[dict]:
     return out
 
 
+def cross_agreement(st: Study, ref: Study, measures=CROSS_MEASURES) -> list[dict]:
+    """Spearman of each of this set's short-context measures with the reference's HELMET 32K."""
+    out = []
+    for label, bench, stage, metric, task in measures:
+        rec = {"measure": f"{label} ({st.rs.name}) vs HELMET 32K ({ref.rs.name})", "results": st.rs.name,
+               "reference": ref.rs.name, "n": 0, "spearman": None, "spearman_p": None, "kendall": None, "reason": ""}
+        try:
+            a = st.series(bench, None, stage=stage, metric=metric, task=task)
+            b = ref.helmet32k()
+        except NeedsData as nd:
+            rec["reason"] = f"needs data: {nd.what}"
+            out.append(rec)
+            continue
+        both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+        rec["n"] = int(len(both))
+        if len(both) < 3 or both["a"].nunique() == 1 or both["b"].nunique() == 1:
+            rec["reason"] = "fewer than 3 models, or no spread"
+        else:
+            rho, p = sps.spearmanr(both["a"], both["b"])
+            tau, _ = sps.kendalltau(both["a"], both["b"])
+            rec.update(spearman=_value(rho), spearman_p=_value(p), kendall=_value(tau))
+        out.append(rec)
+    return out
+
+
 def agreement_markdown(records: list[dict]) -> str:
     """The section the claims report appends for a non-paper results set."""
     if not records:
@@ -64,7 +95,9 @@ def agreement_markdown(records: list[dict]) -> str:
         "",
         "Spearman rank correlation (two-sided p) and Kendall's tau over the architectures with a value "
         "in both results sets, at the paper's context names (this set's lengths via `context_labels`). "
-        "Read from `stats/statistics.json` (`rank_agreement`).",
+        "Read from `stats/statistics.json` (`rank_agreement`). Rows 'vs HELMET 32K' rank a short-context "
+        "measure of this set against the reference's long-context quality (lower loss is better: agreement "
+        "is a negative correlation).",
         "",
         "| measure | n | Spearman | p | Kendall | note |",
         "|---|---|---|---|---|---|",
