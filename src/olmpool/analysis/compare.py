@@ -31,57 +31,43 @@ def _value(x) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+def _agreement(st: Study, ref: Study, measure: str, get_a, get_b) -> dict:
+    """One record: the two sets' series (from ``get_a(st)``, ``get_b(ref)``) ranked against each other."""
+    rec = {"measure": measure, "results": st.rs.name, "reference": ref.rs.name, "n": 0,
+           "spearman": None, "spearman_p": None, "kendall": None, "reason": ""}
+    try:
+        a, b = get_a(st), get_b(ref)
+    except NeedsData as nd:
+        rec["reason"] = f"needs data: {nd.what}"
+        return rec
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    rec["n"] = int(len(both))
+    if len(both) < 3:
+        rec["reason"] = f"only {len(both)} architecture(s) have a value in both sets"
+    elif both["a"].nunique() == 1 or both["b"].nunique() == 1:
+        col, name = ("a", st.rs.name) if both["a"].nunique() == 1 else ("b", ref.rs.name)
+        rec["reason"] = f"no ranking: every value in '{name}' is {both[col].iloc[0]:g}"
+    else:
+        rho, p = sps.spearmanr(both["a"], both["b"])
+        tau, _ = sps.kendalltau(both["a"], both["b"])
+        rec.update(spearman=_value(rho), spearman_p=_value(p), kendall=_value(tau))
+    return rec
+
+
 def rank_agreement(st: Study, ref: Study, measures=RANK_MEASURES) -> list[dict]:
     """One record per measure: n, spearman, spearman_p, kendall, and ``reason`` when undefined."""
-    out = []
-    for bench, label, metric in measures:
-        rec = {"measure": f"{bench} {label or ''} {metric}".replace("  ", " "), "results": st.rs.name,
-               "reference": ref.rs.name, "n": 0, "spearman": None, "spearman_p": None, "kendall": None, "reason": ""}
-        try:
-            a = st.series(bench, label, metric=metric)
-            b = ref.series(bench, label, metric=metric)
-        except NeedsData as nd:
-            rec["reason"] = f"needs data: {nd.what}"
-            out.append(rec)
-            continue
-        both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-        rec["n"] = int(len(both))
-        if len(both) < 3:
-            rec["reason"] = f"only {len(both)} architecture(s) have a value in both sets"
-        elif both["a"].nunique() == 1 or both["b"].nunique() == 1:
-            flat = st.rs.name if both["a"].nunique() == 1 else ref.rs.name
-            rec["reason"] = f"no ranking: every value in '{flat}' is {both['a' if flat == st.rs.name else 'b'].iloc[0]:g}"
-        else:
-            rho, p = sps.spearmanr(both["a"], both["b"])
-            tau, _ = sps.kendalltau(both["a"], both["b"])
-            rec.update(spearman=_value(rho), spearman_p=_value(p), kendall=_value(tau))
-        out.append(rec)
-    return out
+    return [_agreement(st, ref, f"{bench} {label or ''} {metric}".replace("  ", " "),
+                       lambda s, b=bench, lab=label, m=metric: s.series(b, lab, metric=m),
+                       lambda r, b=bench, lab=label, m=metric: r.series(b, lab, metric=m))
+            for bench, label, metric in measures]
 
 
 def cross_agreement(st: Study, ref: Study, measures=CROSS_MEASURES) -> list[dict]:
     """Spearman of each of this set's short-context measures with the reference's HELMET 32K."""
-    out = []
-    for label, bench, stage, metric, task in measures:
-        rec = {"measure": f"{label} ({st.rs.name}) vs HELMET 32K ({ref.rs.name})", "results": st.rs.name,
-               "reference": ref.rs.name, "n": 0, "spearman": None, "spearman_p": None, "kendall": None, "reason": ""}
-        try:
-            a = st.series(bench, None, stage=stage, metric=metric, task=task)
-            b = ref.helmet32k()
-        except NeedsData as nd:
-            rec["reason"] = f"needs data: {nd.what}"
-            out.append(rec)
-            continue
-        both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-        rec["n"] = int(len(both))
-        if len(both) < 3 or both["a"].nunique() == 1 or both["b"].nunique() == 1:
-            rec["reason"] = "fewer than 3 models, or no spread"
-        else:
-            rho, p = sps.spearmanr(both["a"], both["b"])
-            tau, _ = sps.kendalltau(both["a"], both["b"])
-            rec.update(spearman=_value(rho), spearman_p=_value(p), kendall=_value(tau))
-        out.append(rec)
-    return out
+    return [_agreement(st, ref, f"{label} ({st.rs.name}) vs HELMET 32K ({ref.rs.name})",
+                       lambda s, b=bench, sg=stage, m=metric, t=task: s.series(b, None, stage=sg, metric=m, task=t),
+                       lambda r: r.helmet32k())
+            for label, bench, stage, metric, task in measures]
 
 
 def agreement_markdown(records: list[dict]) -> str:
