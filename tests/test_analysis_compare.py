@@ -73,3 +73,13 @@ def test_cross_measure_ranks_this_sets_loss_against_the_reference_helmet(tmp_pat
     assert rec["final pretraining loss"]["n"] == len(both) == 26
     assert rec["final pretraining loss"]["spearman"] == pytest.approx(spearmanr(both.iloc[:, 0], both.iloc[:, 1])[0])
     assert rec["final extension loss"]["reason"] == "" or rec["final extension loss"]["reason"].startswith("needs data")
+
+
+def test_best_and_worst_claims_need_data_when_every_score_ties(tmp_path):
+    """All-0 HELMET (a tiny sweep) must not 'reproduce' claims about which model is best."""
+    from olmpool.analysis import claims as C
+
+    flat = _copy_with(tmp_path, "flat", lambda s: s["value"].where(s["value"].isna(), 0.0))
+    res = {r.claim["id"]: r for r in C.evaluate_claims(flat, C.load_claims(PAPER / "claims.yaml"))}
+    for cid in ("llama3_among_best", "worst_is_gqa_swa_headwise", "roles_not_optimal", "gqa_fewer_kv_worse"):
+        assert res[cid].status == "needs data" and "all 26 are 0" in res[cid].detail, (cid, res[cid].detail)

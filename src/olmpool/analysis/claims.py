@@ -68,6 +68,15 @@ def n_models(st, _):
     return int(len(st.models))
 
 
+def _ranked_helmet32k(st: Study) -> pd.Series:
+    """HELMET 32K for claims about *which* model is best/worst: undefined when all scores tie."""
+    h = st.helmet32k().dropna()
+    if h.nunique() < 2:
+        raise NeedsData(f"HELMET 32K scores that differ between models (all {len(h)} are {h.iloc[0]:g})" if len(h)
+                        else "HELMET 32K scores")
+    return h
+
+
 @compute
 def max_relative_drop(st, _):
     h = st.helmet32k().dropna()
@@ -78,7 +87,7 @@ def max_relative_drop(st, _):
 
 @compute
 def worst_has_three_or_more(st, _):
-    h = st.helmet32k().dropna()
+    h = _ranked_helmet32k(st)
     return bool(st.count()[h.idxmin()] >= 3)
 
 
@@ -208,7 +217,7 @@ def llama_kv_members(st: Study) -> list[str]:
 def llama_kv_series(st: Study) -> pd.Series:
     """HELMET 32K of the Llama 3 KV-head series, indexed by KV heads."""
     m = st.models.set_index("model")
-    h = st.helmet32k()
+    h = _ranked_helmet32k(st)
     return pd.Series({int(m.loc[i, "kv_heads"]): float(h[i]) for i in llama_kv_members(st)})
 
 
@@ -246,7 +255,7 @@ def llama3_plus_qk_postnorm_delta(st, _):
 
 @compute
 def worst_is_gqa_swa_headwise(st, _):
-    worst = st.helmet32k().idxmin()
+    worst = _ranked_helmet32k(st).idxmin()
     r = st.models.set_index("model").loc[worst]
     return bool(r.swa and r.qk_norm == "head" and int(r.kv_heads) < 32)
 
@@ -287,7 +296,7 @@ def count_beats_swa_ctx_merge(st, _):
 
 @compute
 def four_not_worse_than_three(st, _):
-    h, c = st.helmet32k(), st.count()
+    h, c = _ranked_helmet32k(st), st.count()
     if not ((c == 4).any() and (c == 3).any()):
         raise NeedsData("models with 3 and with 4 harmful features")
     return bool(h[c == 4].mean() >= h[c == 3].mean())
@@ -295,20 +304,20 @@ def four_not_worse_than_three(st, _):
 
 @compute
 def llama3_among_best(st, _):
-    h = st.helmet32k().dropna()
+    h = _ranked_helmet32k(st)
     rank = int((h > h[st.with_role("llama3")]).sum()) + 1
     return bool(rank <= math.ceil(len(h) / 4))
 
 
 @compute
 def roles_not_optimal(st, _):
-    best = st.helmet32k().idxmax()
+    best = _ranked_helmet32k(st).idxmax()
     return not (st.roles.get(best, set()) & {"llama3", "olmo3", "qwen3"})
 
 
 @compute
 def llama3_beats_qwen3_olmo3(st, _):
-    h = st.helmet32k()
+    h = _ranked_helmet32k(st)
     return bool(h[st.with_role("llama3")] > max(h[st.with_role("olmo3")], h[st.with_role("qwen3")]))
 
 
