@@ -1,8 +1,10 @@
 """Wall time of the reader path: `snakemake --cores 1 --forceall` from the bundled results.
 
-Goal (issue 2): under 30 s on this 2-core machine. Prints each run's wall time, the
-median, and its ratio to the goal; also times one warm `olmpool stats` call alone for
-scale. Writes into a scratch outdir under build/ so paper/ is untouched.
+Goal (issue 2): the paper's own tables, figures, statistics and claims in under 30 s on
+this 2-core machine. Prints each run's wall time for those outputs (forced), the median and
+its ratio to the goal; then, for information, one forced run of the whole default target,
+which also re-analyses the committed tiny sweep (paper/tiny). Writes the paper outputs into
+a scratch outdir under build/ so paper/ is untouched (paper/tiny is regenerated in place).
 
     python benchmarks/workflow_paper.py [--repeats 3]
 """
@@ -37,12 +39,16 @@ def main() -> int:
     runs = []
     for i in range(args.repeats):
         shutil.rmtree(ROOT / out, ignore_errors=True)
-        runs.append(timed([str(bindir / "snakemake"), "--cores", str(args.cores), "--forceall", "--nolock", "--config", f"outdir={out}"]))
-        print(f"run {i + 1}: snakemake --cores {args.cores} --forceall: {runs[-1]:.1f} s")
+        targets = [f"{out}/claims.md", f"{out}/notes/data_checks.md", f"{out}/tables/table1.md", f"{out}/tables/table2.md",
+                   *(f"{out}/figures/{f}.pdf" for f in ("fig1_helmet32k", "fig3_gqa", "fig7_qknorm"))]
+        runs.append(timed([str(bindir / "snakemake"), *targets, "--cores", str(args.cores), "--forceall", "--nolock", "--config", f"outdir={out}"]))
+        print(f"run {i + 1}: snakemake --cores {args.cores} --forceall <paper outputs>: {runs[-1]:.1f} s")
     one = timed([str(bindir / "olmpool"), "stats", "--out", f"{out}/stats/statistics.json"])
     med = statistics.median(runs)
     print(f"median {med:.1f} s over {len(runs)} runs; goal {GOAL_S:.0f} s; median/goal = {med / GOAL_S:.2f}")
-    print(f"(one `olmpool stats` process alone: {one:.1f} s; the DAG has 9 jobs)")
+    print(f"(one `olmpool stats` process alone: {one:.1f} s)")
+    whole = timed([str(bindir / "snakemake"), "--cores", str(args.cores), "--forceall", "--nolock", "--config", f"outdir={out}"])
+    print(f"whole default target (paper + tiny analyses): {whole:.1f} s")
     shutil.rmtree(ROOT / out, ignore_errors=True)
     shutil.rmtree(ROOT / "logs" / out, ignore_errors=True)
     return 0
