@@ -98,6 +98,14 @@ def job_records(score_specs: list[str], run_specs: list[str]) -> list[dict]:
     return jobs
 
 
+def sweep_wall_seconds(first: Path, score_specs: list[str], run_specs: list[str]) -> float:
+    """Seconds from ``first`` (the sweep's first output, e.g. the data manifest) to the newest
+    job output among the inputs: the sweep's wall time when it ran uninterrupted."""
+    outputs = [_split(x)[0] for x in score_specs] + [_split(x)[0] / "final.json" for x in run_specs]
+    start = Path(first).stat().st_mtime
+    return round(max((p.stat().st_mtime for p in outputs if p.exists()), default=start) - start, 1)
+
+
 def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], out: Path,
               params_tsv: Path | None = None, meta: dict | None = None, final_fraction: float = 0.05,
               config_path: Path | None = None) -> pd.DataFrame:

@@ -55,13 +55,13 @@ def duplicated_rows(rs: ResultsSet, same_model_rows: int = 5) -> list[Finding]:
     """Different models with identical score vectors (all contexts of one measurement).
 
     Vectors with fewer than three distinct non-zero values (0 at every length, a share of 8
-    heads) coincide too easily and are not compared. A pair of models identical on more than ``same_model_rows`` measurements is
-    reported once, as probably the same trained model; fewer coincidences are listed row by row.
+    heads) coincide too easily and are not compared. A pair of models identical on more than
+    ``same_model_rows`` measurements is reported once, as probably the same trained model;
+    fewer coincidences are listed row by row.
     """
     s = rs.scores
     pairs: dict[tuple[str, str], list[str]] = {}
     rows: dict[tuple[str, str], list[str]] = {}
-    n_compared = 0
     for (stage, bench, task, metric), g in s.groupby(["stage", "benchmark", "task", "metric"]):
         w = g.pivot(index="model", columns="context", values="value")
         w = w.dropna(how="all")
@@ -71,7 +71,6 @@ def duplicated_rows(rs: ResultsSet, same_model_rows: int = 5) -> list[Finding]:
         for model, row in w.iterrows():
             if row.isna().any() or row[row != 0].nunique() < 3:
                 continue  # too few distinct values (all 0, or a share of 8 heads) to coincide meaningfully
-            n_compared += 1
             key = tuple(np.round(row.to_numpy(dtype=float), 6))
             if key in seen:
                 pair = (seen[key], model)

@@ -140,16 +140,12 @@ def _claims(args) -> int:
 
 
 def _aggregate(args) -> int:
-    from olmpool.analysis.aggregate import aggregate
+    from olmpool.analysis.aggregate import aggregate, sweep_wall_seconds
 
     meta = json.loads(Path(args.meta).read_text()) if args.meta else {}
     if args.wall_from:
-        first = Path(args.wall_from)
-        outputs = [Path(x.rsplit("=", 1)[0]) for x in args.scores or []]
-        outputs += [Path(x.rsplit("=", 1)[0]) / "final.json" for x in args.runs or []]
-        last = max((p.stat().st_mtime for p in outputs if p.exists()), default=first.stat().st_mtime)
-        meta["sweep_wall_s"] = round(last - first.stat().st_mtime, 1)
-        meta["sweep_wall_note"] = (f"seconds from {first} (the sweep's first output) to the newest job output; "
+        meta["sweep_wall_s"] = sweep_wall_seconds(Path(args.wall_from), args.scores or [], args.runs or [])
+        meta["sweep_wall_note"] = (f"seconds from {args.wall_from} (the sweep's first output) to the newest job output; "
                                    "the sweep's wall time when it ran uninterrupted")
     scores = aggregate(Path(args.registry), args.scores or [], args.runs or [], Path(args.out),
                        params_tsv=Path(args.params) if args.params else None, meta=meta,

@@ -351,7 +351,8 @@ def truncate_context(render: Callable[[str], str], context: str, tokenizer: Toke
 # --------------------------------------------------------------------------------- loaders
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path, fields: list[str] | None = None) -> list[dict]:
+    """Records of a HELMET JSONL file; every record must have ``fields`` (one clear error if not)."""
     rows = []
     try:
         with path.open(encoding="utf-8") as f:
@@ -364,6 +365,8 @@ def _read_jsonl(path: Path) -> list[dict]:
         raise OlmPoolError(f"{path}: cannot be read ({exc}). Fix: check the path in eval.helmet.data") from exc
     if not rows:
         raise OlmPoolError(f"{path}: empty file. Fix: re-export the dataset")
+    if fields:
+        _require(rows, fields, path)
     return rows
 
 
@@ -565,8 +568,7 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
         path = data_dir / "json_kv" / JSON_KV_FILE.format(k=k)
         if not path.exists():
             raise MissingData(f"HELMET file {path} not found (unpack the HELMET data archive into eval.helmet.data)")
-        rows = _read_jsonl(path)
-        _require(rows, ["context", "question", "answer", "demos", "num_kvs"], path)
+        rows = _read_jsonl(path, ["context", "question", "answer", "demos", "num_kvs"])
         out = []
         for i, r in enumerate(hf_shuffle_select(rows, settings.seed, n_samples)):  # load_json_kv
             answers = [r["answer"]] if isinstance(r["answer"], str) else [str(a) for a in r["answer"]]
@@ -638,12 +640,9 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
         for p in (test_path, demo_path):
             if not p.exists():
                 raise MissingData(f"HELMET file {p} not found (unpack the HELMET data archive into eval.helmet.data)")
-        rows, demo_rows = _read_jsonl(test_path), _read_jsonl(demo_path)
-        _require(rows, ["question", "answers", "ctxs"], test_path)
-        _require(demo_rows, ["question", "answers", "ctxs"], demo_path)
+        fields = ["question", "answers", "ctxs"] + (["s_pop"] if task == "kilt_popqa_3" else [])
+        rows, demo_rows = _read_jsonl(test_path, fields), _read_jsonl(demo_path, fields)
         if task == "kilt_popqa_3":  # popularity_threshold 3 (HELMET kilt_popqa_3)
-            _require(rows, ["s_pop"], test_path)
-            _require(demo_rows, ["s_pop"], demo_path)
             rows = [r for r in rows if math.log10(r["s_pop"]) < 3]
             demo_rows = [r for r in demo_rows if math.log10(r["s_pop"]) < 3]
         key = "id" if any("id" in r for r in rows) else "question"  # load_qa: "id" in data.column_names
@@ -698,9 +697,8 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
         for p in (test_path, demo_path):
             if not p.exists():
                 raise MissingData(f"HELMET file {p} not found (unpack the HELMET data archive into eval.helmet.data)")
-        rows, demo_rows = _read_jsonl(test_path), _read_jsonl(demo_path)
-        _require(rows, ["qid", "query", "ctxs"], test_path)
-        _require(demo_rows, ["qid", "query", "ctxs"], demo_path)
+        fields = ["qid", "query", "ctxs"]
+        rows, demo_rows = _read_jsonl(test_path, fields), _read_jsonl(demo_path, fields)
         for c in (c for r in rows + demo_rows for c in r["ctxs"]):
             c["id"] = str(c["id"])
         key = "qid" if any("qid" in r for r in rows) else "query"  # load_msmarco_rerank
@@ -737,9 +735,7 @@ def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, setti
             for p in (d / "train.jsonl", d / "test.jsonl"):
                 if not p.exists():
                     raise MissingData(f"ICL file {p} not found (export the {name} dataset as JSON lines with fields text,label)")
-            train, test = _read_jsonl(d / "train.jsonl"), _read_jsonl(d / "test.jsonl")
-            _require(train, ["text", "label"], d / "train.jsonl")
-            _require(test, ["text", "label"], d / "test.jsonl")
+            train, test = _read_jsonl(d / "train.jsonl", ["text", "label"]), _read_jsonl(d / "test.jsonl", ["text", "label"])
             num_labels = ICL_NUM_LABELS[name]
             top = max(int(x["label"]) for x in train + test)
             if top >= num_labels:

@@ -61,12 +61,20 @@ def _generate(engine: Engine, samples: list, stop_newline: bool, desc: str) -> l
     return [engine.decode(o) for o in outs]
 
 
-def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log) -> None:
+def ruler_inputs(cfg: EvalConfig) -> tuple[R.RulerData, R.RulerSettings]:
+    """RULER's data sources and generation settings (HELMET's RULER recall stand-ins use them too)."""
     rc = cfg.ruler
     data = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed, sentence_splitter=rc.sentence_splitter)
     settings = R.RulerSettings(tokens_to_generate=dict(rc.tokens_to_generate), vt_example_length=rc.vt_example_length,
                                cwe_full_frequency_from=rc.cwe_full_frequency_from,
                                one_shot_examples=rc.one_shot_examples, seed=cfg.seed)
+    return data, settings
+
+
+def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log,
+              inputs: tuple[R.RulerData, R.RulerSettings] | None = None) -> None:
+    rc = cfg.ruler
+    data, settings = inputs or ruler_inputs(cfg)
     tasks = rc.task_list()
     for length in contexts:
         scores: dict[str, float] = {}
@@ -92,13 +100,10 @@ def run_ruler(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collect
             out.add("ruler", "overall", length, "score", m, "mean of 13 tasks", len(scores), note)
 
 
-def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log) -> None:
+def run_helmet(engine: Engine, cfg: EvalConfig, contexts: list[int], out: Collector, log,
+               inputs: tuple[R.RulerData, R.RulerSettings] | None = None) -> None:
     hc = cfg.helmet
-    rc = cfg.ruler
-    rdata = R.load_data(rc.essay, rc.squad, rc.hotpotqa, cfg.seed, cfg.corpus_seed, sentence_splitter=rc.sentence_splitter)
-    rsettings = R.RulerSettings(tokens_to_generate=dict(rc.tokens_to_generate), vt_example_length=rc.vt_example_length,
-                                cwe_full_frequency_from=rc.cwe_full_frequency_from,
-                               one_shot_examples=rc.one_shot_examples, seed=cfg.seed)
+    rdata, rsettings = inputs or ruler_inputs(cfg)
     settings = H.HelmetSettings(seed=cfg.seed, shots=hc.shots, counts=dict(hc.counts), data=hc.data,
                                generation_max_length=dict(hc.generation_max_length))
     tasks = hc.task_list()
@@ -275,14 +280,10 @@ def preflight(cfg: EvalConfig, benchmarks: list[str]) -> None:
     if "ruler" in benchmarks or "helmet" in benchmarks:
         # packages the configured word lists / sentence splitter need (paper scale: the
         # `ruler` extra): a missing one stops here, before the model is loaded
-        from olmpool.eval.words import _SOURCE, set_source, word_lists
+        from olmpool.eval.words import using_source, word_lists
 
-        previous = (_SOURCE["name"], _SOURCE["seed"])
-        try:
-            set_source(cfg.words, cfg.corpus_seed)
+        with using_source(cfg.words, cfg.corpus_seed):
             word_lists()
-        finally:
-            set_source(*previous)
         if rc.sentence_splitter == "nltk" and rc.essay not in (SYNTHETIC, TINY_CORPUS) and Path(rc.essay).exists():
             R.punkt_splitter()
         for spec, reader in ((rc.essay, R.read_essay), (rc.squad, R.read_squad), (rc.hotpotqa, R.read_hotpotqa)):
@@ -310,22 +311,19 @@ def run_all(engine: Engine, cfg: EvalConfig, benchmarks: list[str], *, ruler_con
         raise OlmPoolError(f"unknown benchmark(s) {unknown}. Fix: choose from {BENCHMARKS}")
     if check:
         preflight(cfg, benchmarks)
-    from olmpool.eval.words import _SOURCE, set_source, word_lists
+    from olmpool.eval.words import using_source, word_lists
 
-    previous = (_SOURCE["name"], _SOURCE["seed"])
-    try:
-        set_source(cfg.words, cfg.corpus_seed)
+    with using_source(cfg.words, cfg.corpus_seed):
         out = Collector(word_source=word_lists()[3])
+        inputs = ruler_inputs(cfg) if {"ruler", "helmet"} & set(benchmarks) else None  # read once for both
         if "ruler" in benchmarks:
-            run_ruler(engine, cfg, ruler_contexts, out, log)
+            run_ruler(engine, cfg, ruler_contexts, out, log, inputs)
         if "helmet" in benchmarks:
-            run_helmet(engine, cfg, helmet_contexts, out, log)
+            run_helmet(engine, cfg, helmet_contexts, out, log, inputs)
         if "longppl" in benchmarks:
             run_longppl(engine, evaluator, cfg, out, log)
         if "perplexity" in benchmarks:
             run_perplexity(engine, cfg, out, log)
         if "bpb" in benchmarks:
             run_bpb(engine, cfg, out, log)
-    finally:
-        set_source(*previous)
     return out

@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 from olmpool import OlmPoolError
@@ -174,6 +175,17 @@ def set_source(name: str, seed: int | None = None) -> None:
 
     for f in (word_lists, needle_words, common_words, synthetic.essay_text, synthetic.fact_corpus, synthetic.icl_dataset):
         f.cache_clear()
+
+
+@contextmanager
+def using_source(name: str, seed: int | None = None):
+    """Select a word pool for the duration of a ``with`` block, restoring the previous one."""
+    previous = (_SOURCE["name"], _SOURCE["seed"])
+    try:
+        set_source(name, seed)
+        yield
+    finally:
+        set_source(*previous)
 
 
 @lru_cache(maxsize=1)

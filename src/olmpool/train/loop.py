@@ -272,10 +272,9 @@ def init_seed(seed: int, family: str) -> int:
     with different letters different ones, so the paper's init-only pairs (e.g. B vs H of
     post/LQK/32kv/4k/11k) are distinct models at every scale. ``seed`` is pretrain.seed.
     """
-    import hashlib
+    from olmpool.eval.lm import stable_seed
 
-    h = hashlib.sha256(f"olmpool-init\x1f{seed}\x1f{family}".encode()).hexdigest()
-    return int(h, 16) % (2**31)
+    return stable_seed("olmpool-init", seed, family)
 
 
 def run_pretrain(config_path, arch_id, out, tokens=None, max_steps=None, progress=True) -> int:
