@@ -54,6 +54,20 @@ def test_call_sites_still_exist_in_megatron():
     assert "torch.cuda.get_rng_state()" in inspect.getsource(mrandom.CudaRNGStatesTracker.add)
 
 
+def test_pipeline_call_sites_still_exist_in_megatron():
+    """Pipeline parallelism on CPU relies on the patches for its p2p buffers and syncs, and
+    on `cuda_allocations_on_cpu` for the schedules' token counter."""
+    from megatron.core.pipeline_parallel import schedules
+    from megatron.core.pipeline_parallel.p2p_communication import P2PCommunicator
+
+    p2p = inspect.getsource(P2PCommunicator._communicate)
+    assert "device=torch.cuda.current_device()" in p2p
+    assert "torch.cuda.synchronize()" in p2p
+    for fn in (schedules.forward_backward_no_pipelining,
+               schedules.forward_backward_pipelining_without_interleaving):
+        assert 'total_num_tokens = torch.zeros([], dtype=torch.int, device="cuda")' in inspect.getsource(fn)
+
+
 def test_rotary_and_rng_tracker_work_on_cpu_with_shim():
     cpu_shim.apply()
     from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding

@@ -187,6 +187,10 @@ def test_bad_input_stops_before_training(env, tmp_path):
                           parallel={"pretrain": {"tp": 3}})
     with pytest.raises(OlmPoolError, match="tensor-parallel degree 3"):
         prepare_pretrain(bad_tp, FAST_ARCH, tmp_path / "o")
+    bad_pp = small_config(tmp_path / "i.yaml", data, pretrain=FAST_PRETRAIN,
+                          parallel={"pretrain": {"pp": 3}})                 # tiny: 4 layers
+    with pytest.raises(OlmPoolError, match=r"parallel\.pretrain\.pp = 3 does not divide the 4 layers"):
+        prepare_pretrain(bad_pp, FAST_ARCH, tmp_path / "o")
     # fp8 at paper scale without Transformer Engine, context parallelism, bf16 on CPU
     with pytest.raises(OlmPoolError, match="Transformer Engine"):
         prepare_pretrain("config/paper.yaml", "A_post_HQK_8kv_8k_13k_SWA_fp8", tmp_path / "o")

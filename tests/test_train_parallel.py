@@ -1,8 +1,10 @@
-"""Multi-process runs on CPU with gloo under torchrun: DP=2 and TP=2 reproduce the
-single-process loss curve; a checkpoint written at TP=2 resumes at TP=1. Slow (torchrun)."""
+"""Multi-process runs on CPU with gloo under torchrun: DP=2, TP=2 and PP=2 reproduce the
+single-process loss curve; checkpoints written at TP=2 and at PP=2 resume at TP=1 / PP=1; a
+PP=2 extension (sliding windows, intra-document masking) matches one process. Slow (torchrun)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -16,6 +18,8 @@ COLS = ["loss", "ce_loss", "z_loss"]
 # grad norms are sums of ~1.4M squared fp32 gradients computed in another reduction order;
 # TP=2 gradients differ from TP=1 by ~4e-6 relative (arch tests), so compare relatively.
 GRAD_NORM_RTOL = 1e-4
+SWA_ARCH = "G_post_LQK_8kv_4k_14k_SWA"
+"""Sliding windows (3 local : 1 full), layerwise QK norm, post-norm; tiny seq len 256."""
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +32,8 @@ def env(tmp_path_factory):
         "dp2": small_config(root / "dp2.yaml", data, pretrain=pre, extend=FAST_EXTEND),
         "tp2": small_config(root / "tp2.yaml", data, pretrain=pre, extend=FAST_EXTEND,
                             parallel={"pretrain": {"tp": 2}, "extend": {"tp": 2}}),
+        "pp2": small_config(root / "pp2.yaml", data, pretrain=pre, extend=FAST_EXTEND,
+                            parallel={"pretrain": {"pp": 2}, "extend": {"pp": 2}}),
     }
     from olmpool.train.loop import run_pretrain
     run_pretrain(cfgs["single"], FAST_ARCH, root / "single", progress=False)
@@ -45,7 +51,7 @@ def metrics(run):
     return pd.read_csv(run / "metrics.tsv", sep="\t")
 
 
-@pytest.mark.parametrize("layout", ["dp2", "tp2"])
+@pytest.mark.parametrize("layout", ["dp2", "tp2", "pp2"])
 def test_two_processes_match_single_process(env, layout):
     root, cfgs = env
     torchrun(2, "pretrain", "--config", str(cfgs[layout]), "--arch", FAST_ARCH, "--out", str(root / layout))
@@ -57,17 +63,44 @@ def test_two_processes_match_single_process(env, layout):
     assert (a["lr"] == b["lr"]).all()
 
 
-def test_checkpoint_saved_at_tp2_resumes_at_tp1(env):
+@pytest.mark.parametrize("layout", ["tp2", "pp2"])
+def test_checkpoint_saved_at_two_ranks_resumes_on_one(env, layout):
+    """dist_checkpointing reshards: TP=2 -> TP=1 (split tensors), PP=2 -> PP=1 (layers
+    stored under their global numbers); model and optimizer state both."""
     from olmpool.train.loop import run_pretrain
 
     root, cfgs = env
-    run = root / "tp2_then_tp1"
-    torchrun(2, "pretrain", "--config", str(cfgs["tp2"]), "--arch", FAST_ARCH, "--out", str(run),
+    run = root / f"{layout}_then_single"
+    torchrun(2, "pretrain", "--config", str(cfgs[layout]), "--arch", FAST_ARCH, "--out", str(run),
              "--max-steps", "4")
     assert len(metrics(run)) == 4
-    run_pretrain(cfgs["single"], FAST_ARCH, run, progress=False)   # TP=1, same directory
+    meta = json.loads((run / "checkpoints" / "step_000004" / "meta.json").read_text())
+    assert meta["layout"] == {"tp": 2 if layout == "tp2" else 1, "pp": 2 if layout == "pp2" else 1,
+                              "dp": 1, "world": 2}
+    run_pretrain(cfgs["single"], FAST_ARCH, run, progress=False)   # one process, same directory
     a, b = metrics(root / "single"), metrics(run)
     assert list(b["step"]) == list(range(1, 9))
+    for col in COLS:
+        assert (a[col] - b[col]).abs().max() < 1e-5, (col, a[col].tolist(), b[col].tolist())
+    assert ((a["grad_norm"] - b["grad_norm"]).abs() / a["grad_norm"]).max() < GRAD_NORM_RTOL
+
+
+def test_pp2_extension_with_windows_and_document_masking_matches_one_process(env):
+    """Extension at 4096 tokens of a sliding-window architecture (tiny: layers 1-3 window
+    256, layer 4 full) with intra-document masking: stage 2 holds layers 3 (local) and 4
+    (full), so a stage that numbered its layers locally would attend differently."""
+    from olmpool.train.config import load_train_config
+    from olmpool.train.loop import run_extend, run_pretrain
+
+    root, cfgs = env
+    assert load_train_config(cfgs["pp2"]).extend.intra_document_masking   # config/tiny.yaml
+    pre = root / "swa_pretrain"
+    run_pretrain(cfgs["single"], SWA_ARCH, pre, tokens=2048, progress=False)
+    run_extend(cfgs["single"], pre, "small", root / "swa_ext_single", progress=False)
+    torchrun(2, "extend", "--config", str(cfgs["pp2"]), "--from", str(pre), "--budget", "small",
+             "--out", str(root / "swa_ext_pp2"))
+    a, b = metrics(root / "swa_ext_single"), metrics(root / "swa_ext_pp2")
+    assert len(a) == len(b) == 3
     for col in COLS:
         assert (a[col] - b[col]).abs().max() < 1e-5, (col, a[col].tolist(), b[col].tolist())
     assert ((a["grad_norm"] - b["grad_norm"]).abs() / a["grad_norm"]).max() < GRAD_NORM_RTOL

@@ -10,9 +10,12 @@ enabled" on a CPU build; megatron-core's own objects are untouched):
 
 1. ``torch.cuda.current_device`` -> ``"cpu"``.  Hit by
    ``RotaryEmbedding.get_emb`` (moves ``inv_freq`` to the current CUDA device on the
-   first forward) and by the distributed optimizer's buffer allocation.
+   first forward), by the distributed optimizer's buffer allocation, and by pipeline
+   parallelism's ``P2PCommunicator._communicate`` (allocates the receive buffers for
+   activations and their gradients on the current device).
 2. ``torch.cuda.synchronize`` -> no-op.  Hit by ``dist_checkpointing`` save/load
-   (``fully_parallel``, ``filesystem_async``).
+   (``fully_parallel``, ``filesystem_async``) and after every batched pipeline send/receive
+   (``P2PCommunicator._communicate`` with ``batch_p2p_sync``).
 3. ``torch.cuda.get_rng_state`` / ``torch.cuda.random.get_rng_state`` -> the CPU
    generator's state.  Hit by ``CudaRNGStatesTracker.add`` inside
    ``model_parallel_cuda_manual_seed`` (needed for GPU-style init, sequence parallel,
@@ -23,8 +26,10 @@ enabled" on a CPU build; megatron-core's own objects are untouched):
 Not a patch but provided here because it is the same concern:
 ``cuda_allocations_on_cpu()`` - a ``TorchFunctionMode`` context that redirects the
 hard-coded ``device='cuda'`` tensor allocations of megatron's optimizer (``clip_grads``,
-``grad_scaler``, distributed optimizer) to CPU while it is active (wrap optimizer creation
-and ``step()``).
+``grad_scaler``, distributed optimizer) and of the forward-backward schedules (the token
+counter ``total_num_tokens`` of ``forward_backward_no_pipelining`` and
+``forward_backward_pipelining_without_interleaving``) to CPU while it is active (wrap
+optimizer creation, ``step()`` and the schedule call).
 
 ``apply()`` is idempotent and a no-op when CUDA is available.  ``tests/test_arch_cpu_shim.py``
 fails when a megatron-core upgrade makes a patch stale (the call site is gone) or
@@ -125,8 +130,8 @@ class _CudaToCpu(TorchFunctionMode):
 def cuda_allocations_on_cpu():
     """Within this context, tensor factories asked for a CUDA device allocate on CPU.
 
-    Use around megatron optimizer creation and ``optimizer.step()`` on CPU; a plain
-    ``nullcontext`` when CUDA is available.
+    Use around megatron optimizer creation, ``optimizer.step()`` and the forward-backward
+    schedule call on CPU; a plain ``nullcontext`` when CUDA is available.
     """
     if not needed():
         yield

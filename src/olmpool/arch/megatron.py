@@ -34,6 +34,15 @@ Backends: ``local`` (megatron's ColumnParallel/RowParallel linears, our RMSNorm 
 ``TEDotProductAttention``; needs CUDA + TE).  The TE path is written but could not be run
 where this was developed (no GPU); run ``pytest -m gpu`` on a GPU node before trusting it.
 
+Pipeline parallelism: ``build_model(pp=...)`` builds this rank's stage only - the
+embedding on the first stage, the final norm and output layer on the last, and the stage's
+contiguous ``n_layers / pp`` layers in between (``get_num_layers_to_build``).  Megatron
+numbers layers globally (``TransformerLayer.layer_number`` adds the stage offset), so the
+per-layer sliding-window pattern and checkpoint keys are those of the one-stage model.
+With the same ``torch.manual_seed`` every stage holds exactly the weights of the one-stage
+model (`_draw_like_earlier_stages`).  Embeddings are never tied, so no embedding group
+all-reduce is needed between the first and last stage.
+
 Intra-document masking: `SDPACoreAttention` honours megatron's ``attention_mask``
 argument of ``GPTModel.forward`` (bool, True = masked, broadcastable to [b, 1, s, s], as
 produced by ``GPTDataset`` with ``reset_attention_mask=True``) on top of the causal +
@@ -43,6 +52,7 @@ window mask.  Positions (RoPE) stay continuous across documents.  With TE, pass
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -74,7 +84,10 @@ from megatron.core.transformer.identity_op import IdentityOp  # noqa: E402
 from megatron.core.transformer.mlp import MLP, MLPSubmodules  # noqa: E402
 from megatron.core.transformer.module import MegatronModule  # noqa: E402
 from megatron.core.transformer.spec_utils import ModuleSpec, build_module  # noqa: E402
-from megatron.core.transformer.transformer_block import TransformerBlockSubmodules  # noqa: E402
+from megatron.core.transformer.transformer_block import (  # noqa: E402
+    TransformerBlockSubmodules,
+    get_num_layers_to_build,
+)
 from megatron.core.transformer.transformer_config import TransformerConfig  # noqa: E402
 from megatron.core.transformer.transformer_layer import (  # noqa: E402
     TransformerLayer,
@@ -361,12 +374,20 @@ def fp8_mode(shape: ModelShape, backend: str, fp8: Literal["auto", "off"] = "aut
         "fix: run on a GPU node with Transformer Engine, or use a scale with fp8_emulation: true")
 
 
-def transformer_config(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = False,
+def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_parallel: bool = False,
                        params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                        fp8: Literal["auto", "off"] = "auto", perform_initialization: bool = True,
                        ) -> TransformerConfig:
-    """The TransformerConfig for ``shape`` (see module docstring for the mapping)."""
+    """The TransformerConfig for ``shape`` (see module docstring for the mapping).
+
+    ``pp`` stages split the layers evenly (``n_layers % pp == 0``); the activations sent
+    between stages have the parameters' dtype (``pipeline_dtype``) and one shape for every
+    micro-batch (``variable_seq_lengths=False``)."""
     shape.validate(tp=tp)
+    if pp < 1 or shape.n_layers % pp:
+        raise OlmPoolError(f"{shape.arch_id}: {shape.n_layers} layers cannot be split evenly into "
+                           f"{pp} pipeline stages; fix: use a pipeline-parallel size dividing "
+                           f"{shape.n_layers}")
     be = resolve_backend(backend)
     mode = fp8_mode(shape, be, fp8)
     local_windows = [w for w in shape.windows if w is not None]
@@ -393,6 +414,9 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, sequence_parallel: boo
         window_attn_skip_freq=[int(w is not None) for w in shape.windows] if window else None,
         init_method_std=shape.init_std,
         tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
+        pipeline_dtype=params_dtype,
+        variable_seq_lengths=False,
         sequence_parallel=sequence_parallel,
         params_dtype=params_dtype,
         bf16=params_dtype == torch.bfloat16,
@@ -453,13 +477,18 @@ def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto"
     )
 
 
-def block_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto"
-               ) -> TransformerBlockSubmodules:
-    """Per-layer specs + the final norm (RMSNorm for both norm orders)."""
+def block_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto",
+               n_layers: int | None = None) -> TransformerBlockSubmodules:
+    """Per-layer specs + the final norm (RMSNorm for both norm orders).
+
+    ``n_layers``: layers this block builds (default all; a pipeline stage builds its share).
+    Megatron takes a ``TransformerBlockSubmodules`` as is, so its length must already be
+    the stage's layer count."""
     be = resolve_backend(backend)
     spec = layer_spec(shape, be, fp8)
     final_norm = TENorm if be == "te" else RMSNorm
-    return TransformerBlockSubmodules(layer_specs=[spec] * shape.n_layers, layer_norm=final_norm)
+    n = shape.n_layers if n_layers is None else n_layers
+    return TransformerBlockSubmodules(layer_specs=[spec] * n, layer_norm=final_norm)
 
 
 # ======================================================================================
@@ -504,9 +533,10 @@ class OlmPoolGPTModel(GPTModel):
         return ce + self.z_loss * lse.square()
 
 
-def ensure_parallel_state(tp: int = 1) -> None:
+def ensure_parallel_state(tp: int = 1, pp: int = 1) -> None:
     """Initialise torch.distributed (gloo, single process if not launched by torchrun) and
-    megatron's model-parallel groups with TP=``tp``, unless already done with that TP."""
+    megatron's model-parallel groups with TP=``tp`` and PP=``pp``, unless already done with
+    those sizes."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -516,13 +546,16 @@ def ensure_parallel_state(tp: int = 1) -> None:
             store = tempfile.NamedTemporaryFile(prefix="olmpool_pg_", delete=False).name
             dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     if parallel_state.model_parallel_is_initialized():
-        if parallel_state.get_tensor_model_parallel_world_size() == tp:
+        if (parallel_state.get_tensor_model_parallel_world_size() == tp
+                and parallel_state.get_pipeline_model_parallel_world_size() == pp):
             return
         parallel_state.destroy_model_parallel()
-    if dist.get_world_size() % tp:
-        raise OlmPoolError(f"tensor-parallel degree {tp} does not divide the world size "
-                           f"{dist.get_world_size()}; fix: launch with torchrun --nproc_per_node={tp}")
-    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp)
+    if dist.get_world_size() % (tp * pp):
+        raise OlmPoolError(f"tensor x pipeline parallel degree {tp} x {pp} does not divide the world "
+                           f"size {dist.get_world_size()}; fix: launch with torchrun "
+                           f"--nproc_per_node={tp * pp}")
+    parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp,
+                                             pipeline_model_parallel_size=pp)
 
 
 def ensure_rng_tracker(seed: int = 1234) -> None:
@@ -535,42 +568,76 @@ def ensure_rng_tracker(seed: int = 1234) -> None:
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
-def build_model(shape: ModelShape, *, tp: int = 1, sequence_parallel: bool = False,
+def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_parallel: bool = False,
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                 fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
                 parallel_output: bool = True) -> OlmPoolGPTModel:
-    """Build the Megatron-Core GPT model for ``shape``.
+    """Build the Megatron-Core GPT model for ``shape`` - with ``pp > 1`` this rank's
+    pipeline stage of it.
 
     ``device='meta'`` builds without allocating (parameter counting); ``fp8='off'`` ignores
     the architecture's fp8 flag (fp8 does not change parameter shapes).  Initialises the
     parallel state if needed (single-process gloo when not under torchrun).  Weights: with
     CPU init and the same ``torch.manual_seed`` each TP rank holds exact shards of the TP=1
-    model.  ``parallel_output=False`` gathers vocab-parallel logits.
+    model, and each pipeline stage exactly its layers of the one-stage model.
+    ``parallel_output=False`` gathers vocab-parallel logits.
+
+    A stage (megatron ``pre_process`` / ``post_process``): the first has the embedding, the
+    last the final norm, the output layer and the loss (``forward(..., labels=...)`` returns
+    the per-token loss [b, s] there and hidden states [s, b, h] on the other stages).
     """
-    ensure_parallel_state(tp)
+    ensure_parallel_state(tp, pp)
     ensure_rng_tracker()
     meta = device is not None and torch.device(device).type == "meta"
-    config = transformer_config(shape, tp=tp, sequence_parallel=sequence_parallel,
+    config = transformer_config(shape, tp=tp, pp=pp, sequence_parallel=sequence_parallel,
                                 params_dtype=params_dtype, backend=backend, fp8=fp8,
                                 perform_initialization=not meta)
-    spec = block_spec(shape, backend, fp8)
+    first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
+    last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+    n_local = get_num_layers_to_build(config)  # n_layers / pp contiguous layers
     ctx = torch.device(device) if device is not None else _nullcontext()
     with ctx:
-        model = OlmPoolGPTModel(
-            config=config,
-            transformer_layer_spec=spec,
-            vocab_size=shape.embedding_rows,  # padded; logits have this width
-            max_sequence_length=max(shape.pretrain_seq_len, shape.extend_seq_len),
-            pre_process=True,
-            post_process=True,
-            parallel_output=parallel_output,
-            share_embeddings_and_output_weights=False,  # untied
-            position_embedding_type="rope",
-            rotary_percent=1.0,
-            rotary_base=int(shape.rope_theta),
-            z_loss=shape.z_loss,
-        )
+        if not first and not meta:
+            _draw_like_earlier_stages(shape, config, backend, fp8, parallel_output,
+                                      n_before=parallel_state.get_pipeline_model_parallel_rank() * n_local)
+        model = _gpt_model(shape, config, block_spec(shape, backend, fp8, n_layers=n_local),
+                           pre_process=first, post_process=last, parallel_output=parallel_output)
     return model
+
+
+def _gpt_model(shape: ModelShape, config: TransformerConfig, spec: TransformerBlockSubmodules, *,
+               pre_process: bool, post_process: bool, parallel_output: bool) -> OlmPoolGPTModel:
+    return OlmPoolGPTModel(
+        config=config,
+        transformer_layer_spec=spec,
+        vocab_size=shape.embedding_rows,  # padded; logits have this width
+        max_sequence_length=max(shape.pretrain_seq_len, shape.extend_seq_len),
+        pre_process=pre_process,
+        post_process=post_process,
+        parallel_output=parallel_output,
+        share_embeddings_and_output_weights=False,  # untied: no embedding group under PP
+        position_embedding_type="rope",
+        rotary_percent=1.0,
+        rotary_base=int(shape.rope_theta),
+        z_loss=shape.z_loss,
+    )
+
+
+def _draw_like_earlier_stages(shape: ModelShape, config: TransformerConfig, backend, fp8,
+                              parallel_output: bool, n_before: int) -> None:
+    """Advance the random generators exactly as the one-stage build does before it reaches
+    this stage's first layer, so a pipeline stage initialises the same weights as the
+    one-stage model (the ``pp = 1`` build draws embedding, layer 1, layer 2, ... in order).
+
+    It builds and drops what the earlier stages hold - the embedding and layers
+    ``1..n_before`` - with a one-stage copy of ``config`` (layer offset 0, so those layers get
+    their global numbers); that copy is never used for anything else.  Costs the earlier
+    stages' weights in memory for a moment, once at startup."""
+    one_stage = copy.copy(config)
+    one_stage.pipeline_model_parallel_size = 1
+    prefix = _gpt_model(shape, one_stage, block_spec(shape, backend, fp8, n_layers=n_before),
+                        pre_process=True, post_process=False, parallel_output=parallel_output)
+    del prefix
 
 
 class _nullcontext:

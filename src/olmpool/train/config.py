@@ -299,7 +299,9 @@ class StageParallel:
     tp: int = 1
     """Tensor-parallel size."""
     pp: int = 1
-    """Pipeline-parallel size (only 1 is implemented in the training loop)."""
+    """Pipeline-parallel size: stages of n_layers / pp contiguous layers each (must divide
+    the scale's n_layers), run with megatron's 1F1B schedule; no virtual (interleaved)
+    pipeline."""
     cp: int = 1
     """Context-parallel size (GPU + Transformer Engine only)."""
     sequence_parallel: bool = False
@@ -311,9 +313,6 @@ class StageParallel:
         for name in ("tp", "pp", "cp"):
             if getattr(self, name) < 1:
                 raise _err(section, name, "must be >= 1", "use 1 to disable")
-        if self.pp != 1:
-            raise _err(section, "pp", f"{self.pp}: pipeline parallelism is not implemented in "
-                       "olmpool's training loop", "use pp: 1 (7B fits with TP/DP/CP)")
         if self.sequence_parallel and self.tp == 1:
             raise _err(section, "sequence_parallel", "needs tp > 1", "set it false or raise tp")
 

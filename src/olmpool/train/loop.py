@@ -3,12 +3,22 @@
 One step, on every rank::
 
     micro-batches of this DP rank  (BatchStream: global sample index -> same order on resume)
-    for each micro-batch: per-token loss = CE + z_loss * logsumexp^2  (OlmPoolGPTModel)
-        backward of  sum(loss * mask) / tokens_in_global_batch * dp   (DDP averages over dp)
+    megatron get_forward_backward_func()      (pp = 1: forward/backward per micro-batch in
+                                               turn; pp > 1: 1F1B schedule over the stages)
+        per micro-batch (`_forward_step`): this stage's forward; on the last stage
+        per-token loss = CE + z_loss * logsumexp^2 (OlmPoolGPTModel) and
+        backward of  sum(loss * mask) / tokens_in_global_batch   (DDP sums over dp)
     finalize_model_grads                     (DP all-reduce, TP norm-grad sums)
+    CE / z sums: last pipeline stage -> every stage (metrics on rank 0, same skip decision)
     lr / weight decay for this step          (cosine-with-warmup | warmup + linear to 0)
     skip-step rule on (CE loss, grad norm)   -> clip + AdamW step, or skip
     metrics row; checkpoint at the interval, at named token counts and at the end
+
+Layouts (``parallel.<stage>``): TP, PP and DP under torchrun; every layout starts from the
+same weights and reproduces the single-process loss curve (tests/test_train_parallel.py).
+With PP each rank builds one stage (`olmpool.arch.megatron.build_model`); the loss, the
+z-loss capture (a hook on the output layer) and the metrics exist on the last stage and
+are broadcast from it.
 
 Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
 Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
@@ -18,6 +28,7 @@ built.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import sys
@@ -135,6 +146,11 @@ def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> 
 
     backend = resolve_backend("auto")
     fp8_mode(shape, backend)  # fp8 without TE at a scale that does not allow emulation -> error
+    if shape.n_layers % par.pp:
+        raise OlmPoolError(
+            f"config parallel.{section}.pp = {par.pp} does not divide the {shape.n_layers} layers "
+            f"of {shape.arch_id} at scale '{shape.scale}' (each pipeline stage gets the same "
+            f"number of layers); use a pp dividing {shape.n_layers}")
     if par.cp > 1:
         raise OlmPoolError(
             f"config parallel.{section}.cp = {par.cp}: context parallelism is not implemented in "
@@ -321,11 +337,44 @@ def _truncate_metrics(path: Path, upto_step: int) -> None:
     tmp.replace(path)
 
 
+def _forward_step(batches, model, *, device, n_global: float, z_loss: float, attn_mask, captured):
+    """One micro-batch through this rank's pipeline stage (megatron ``forward_step_func``).
+
+    Every stage reads the same micro-batch (the first uses the tokens, every stage the
+    attention mask, the last the labels and loss mask). Returns the stage output - per-token
+    loss [b, s] (CE + z) on the last stage, hidden states [s, b, h] on the others, which the
+    schedule sends on - and the loss function the schedule applies on the last stage."""
+    mb = next(batches)
+    tokens = mb.tokens.to(device)                                       # [b, s]
+    attn = attn_mask(tokens)                                            # [b, 1, s, s] bool | None
+    out = model(tokens, mb.position_ids.to(device), None if attn is None else attn.to(device),
+                labels=mb.labels.to(device))
+    return out, functools.partial(_loss_func, mb.loss_mask.to(device), n_global, z_loss, captured)
+
+
+def _loss_func(mask, n_global: float, z_loss: float, captured: dict, per_tok):
+    """Megatron loss function (last stage): ``(loss to backprop, token count, logged)``.
+
+    loss = sum(per_tok * mask) / tokens in the global batch, so the sum over micro-batches
+    and data-parallel ranks is the global mean (DDP sums; ``calculate_per_token_loss`` keeps
+    the schedule from rescaling it). Logged: this micro-batch's CE and z-loss sums (float64),
+    z taken apart with the logsumexp the output-layer hook captured."""
+    import torch
+
+    loss = (per_tok.float() * mask).sum() / n_global                   # per_tok, mask: [b, s]
+    z_tok = z_loss * captured.pop("lse").float().square()               # [b, s]
+    sums = torch.stack([((per_tok.detach().float() - z_tok) * mask).sum().double(),
+                        (z_tok * mask).sum().double()])                 # [ce, z]
+    return loss, mask.sum().to(torch.int), {"sums": sums}
+
+
 def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) -> int:
     """Run (or resume) the stage described by ``spec``. Collective over all ranks."""
     import torch
+    from megatron.core import parallel_state
     from megatron.core.distributed import (DistributedDataParallel, DistributedDataParallelConfig,
                                            finalize_model_grads)
+    from megatron.core.pipeline_parallel import get_forward_backward_func
 
     from olmpool.arch import cpu_shim
     from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
@@ -353,9 +402,16 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     # ---- model, DDP, optimizer ----------------------------------------------------------
     bf16 = spec.precision == "bf16"
     torch.manual_seed(init_seed(spec.cfg.pretrain.seed, spec.arch.init))  # same weights for every layout
-    model = build_model(spec.shape, tp=info.tp, sequence_parallel=spec.parallel.sequence_parallel,
+    model = build_model(spec.shape, tp=info.tp, pp=info.pp,  # this rank's pipeline stage
+                        sequence_parallel=spec.parallel.sequence_parallel,
                         params_dtype=torch.bfloat16 if bf16 else torch.float32)
     model.z_loss = spec.z_loss  # the stage's coefficient (config), not the scale preset's
+    # The loss is normalised here by the global token count (`_loss_func`), so DDP must sum
+    # gradients over data-parallel ranks instead of averaging them, and megatron's schedule
+    # must not rescale the loss (by micro-batch count or tokens): calculate_per_token_loss.
+    # Gradients are finalised by this loop (finalize_model_grads below), not the schedule.
+    model.config.calculate_per_token_loss = True
+    model.config.finalize_model_grads_func = None
     model.to(info.device)
 
     resume = None
@@ -410,21 +466,33 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     stream = BatchStream(dataset, spec.global_batch, spec.micro_batch, info.dp_rank, info.dp)
 
     # z-loss is inside the model's per-token loss; capture logsumexp to report it apart
+    # (the output layer, and so the capture, exists on the last pipeline stage only)
     captured = {}
 
     def _capture(_mod, _inp, output):
         logits = output[0] if isinstance(output, tuple) else output
         captured["lse"] = vocab_parallel_logsumexp(logits.detach()).transpose(0, 1)  # [b, s]
 
-    hook = ddp.module.output_layer.register_forward_hook(_capture)
+    last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+    hook = ddp.module.output_layer.register_forward_hook(_capture) if last_stage else None
 
-    from megatron.core import parallel_state
     dp_group = parallel_state.get_data_parallel_group()
 
     def dp_sum(t):
         if info.dp > 1:
             torch.distributed.all_reduce(t, group=dp_group)
         return t
+
+    def from_last_stage(t):
+        """The last stage's value of ``t`` on every stage of this pipeline."""
+        if info.pp > 1:
+            torch.distributed.broadcast(t, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                                        group=parallel_state.get_pipeline_model_parallel_group())
+        return t
+
+    forward_backward = get_forward_backward_func()  # no pipelining (pp = 1) or 1F1B (pp > 1)
+    attn_mask = ((lambda tokens: intra_document_mask(tokens, tok.eod)) if spec.intra_document_masking
+                 else (lambda tokens: None))
 
     # ---- loop ---------------------------------------------------------------------------
     end_step = spec.total_steps if max_steps is None else min(spec.total_steps, start_step + max_steps)
@@ -451,20 +519,18 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
         n_global = float(dp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
-        sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
-        for mb in mbs:
-            tokens = mb.tokens.to(info.device)
-            mask = mb.loss_mask.to(info.device)
-            attn = intra_document_mask(tokens, tok.eod).to(info.device) if spec.intra_document_masking else None
-            per_tok = ddp(tokens, mb.position_ids.to(info.device), attn,
-                          labels=mb.labels.to(info.device))                  # [b, s] CE + z
-            loss = (per_tok.float() * mask).sum() / n_global * info.dp
-            loss.backward()
-            z_tok = spec.z_loss * captured.pop("lse").float().square()
-            sums[0] += ((per_tok.detach().float() - z_tok) * mask).sum().double()
-            sums[1] += (z_tok * mask).sum().double()
+        step_fn = functools.partial(_forward_step, device=info.device, n_global=n_global,
+                                    z_loss=spec.z_loss, attn_mask=attn_mask, captured=captured)
+        with cpu_shim.cuda_allocations_on_cpu():  # the schedule's token counter is made on "cuda"
+            per_mb = forward_backward(
+                forward_step_func=step_fn, data_iterator=iter(mbs), model=[ddp],
+                num_microbatches=len(mbs), seq_length=spec.seq_len,
+                micro_batch_size=spec.micro_batch, forward_only=False)  # last stage: one dict per mb
         finalize_model_grads([ddp])
-        sums = dp_sum(sums) / n_global
+        sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
+        for logged in per_mb:
+            sums += logged["sums"]
+        sums = from_last_stage(dp_sum(sums) / n_global)
         ce, z = float(sums[0]), float(sums[1])
         lr = spec.lr_at(step)
         set_hyperparams(optimizer, lr, spec.weight_decay)
@@ -500,14 +566,15 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
                 "tokenizer_dir": spec.tokenizer_dir,
                 "config": spec.cfg.raw, "config_path": spec.cfg.path, "code_version": code_version(),
                 "max_context_trained": max(spec.seq_len, int(spec.init_meta.get("max_context_trained") or 0)),
-                "total_steps": spec.total_steps, "layout": {"tp": info.tp, "dp": info.dp,
+                "total_steps": spec.total_steps, "layout": {"tp": info.tp, "pp": info.pp, "dp": info.dp,
                                                             "world": info.world},
                 "init_from": spec.init_from, "budget": spec.budget, "last_metrics": last,
             }
             ckpt_mod.save(ckpt_root, done, ddp.module, optimizer, meta,
                           checksums=spec.verify_checksums, keep_last=spec.keep_last)
             last_saved = done
-    hook.remove()
+    if hook is not None:
+        hook.remove()
     if bar is not None:
         bar.close()
     if mfile is not None:
