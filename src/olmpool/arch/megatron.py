@@ -36,8 +36,9 @@ where this was developed (no GPU); run ``pytest -m gpu`` on a GPU node before tr
 
 Pipeline parallelism: ``build_model(pp=...)`` builds this rank's stage only - the
 embedding on the first stage, the final norm and output layer on the last, and the stage's
-contiguous ``n_layers / pp`` layers in between (``get_num_layers_to_build``).  Megatron
-numbers layers globally (``TransformerLayer.layer_number`` adds the stage offset), so the
+contiguous ``n_layers / pp`` layers in between (``get_num_layers_to_build`` in megatron-core
+``transformer/transformer_block.py``).  Megatron numbers layers globally
+(``TransformerLayer.layer_number`` adds ``get_transformer_layer_offset``), so the
 per-layer sliding-window pattern and checkpoint keys are those of the one-stage model.
 With the same ``torch.manual_seed`` every stage holds exactly the weights of the one-stage
 model (`_draw_like_earlier_stages`).  Embeddings are never tied, so no embedding group

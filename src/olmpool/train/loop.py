@@ -358,7 +358,9 @@ def _loss_func(mask, n_global: float, z_loss: float, captured: dict, per_tok):
     loss = sum(per_tok * mask) / tokens in the global batch, so the sum over micro-batches
     and data-parallel ranks is the global mean (DDP sums; ``calculate_per_token_loss`` keeps
     the schedule from rescaling it). Logged: this micro-batch's CE and z-loss sums (float64),
-    z taken apart with the logsumexp the output-layer hook captured."""
+    z taken apart with the logsumexp the output-layer hook captured. Contract: megatron-core
+    0.16.1 ``pipeline_parallel/schedules.py`` (``forward_step``, ``forward_step_calc_loss``:
+    a 3-tuple is divided by the token count unless ``calculate_per_token_loss``)."""
     import torch
 
     loss = (per_tok.float() * mask).sum() / n_global                   # per_tok, mask: [b, s]
