@@ -3,12 +3,21 @@
 One step, on every rank::
 
     micro-batches of this DP rank  (BatchStream: global sample index -> same order on resume)
+      cut to this CP rank's part of each sequence   (micro_batch_on_this_rank)
     for each micro-batch: per-token loss = CE + z_loss * logsumexp^2  (OlmPoolGPTModel)
-        backward of  sum(loss * mask) / tokens_in_global_batch * dp   (DDP averages over dp)
-    finalize_model_grads                     (DP all-reduce, TP norm-grad sums)
+        backward of  sum(loss * mask) / tokens_in_global_batch * dp*cp
+                                             (DDP averages over the dp x cp group)
+    finalize_model_grads                     (dp x cp all-reduce, TP norm-grad sums)
     lr / weight decay for this step          (cosine-with-warmup | warmup + linear to 0)
     skip-step rule on (CE loss, grad norm)   -> clip + AdamW step, or skip
     metrics row; checkpoint at the interval, at named token counts and at the end
+
+Context parallelism (``parallel.<stage>.cp`` = c): the c ranks of a CP group read the same
+samples and each keeps 2 of the 2c chunks of every sequence (megatron's
+``get_batch_on_this_cp_rank``); the token count normalising the loss, the logged loss sums
+and megatron's DDP gradient reduction all run over the dp x cp group
+(``parallel_state.get_data_parallel_group(with_context_parallel=True)``), so metrics equal
+the single-process run.
 
 Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
 Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
@@ -135,11 +144,21 @@ def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> 
 
     backend = resolve_backend("auto")
     fp8_mode(shape, backend)  # fp8 without TE at a scale that does not allow emulation -> error
-    if par.cp > 1:
+    if par.cp > 1 and shape.seq_len % (2 * par.cp):
         raise OlmPoolError(
-            f"config parallel.{section}.cp = {par.cp}: context parallelism is not implemented in "
-            "olmpool's training loop (it needs per-CP-rank sequence slicing and TE attention with "
-            "a CP group); use cp: 1")
+            f"config parallel.{section}.cp = {par.cp}: context parallelism cuts every sequence into "
+            f"2*cp = {2 * par.cp} equal chunks, but {shape.arch_id} trains the {section} stage at "
+            f"sequence length {shape.seq_len}; fix: set parallel.{section}.cp so that 2*cp divides "
+            f"{shape.seq_len}")
+    if par.cp > 1 and backend == "te":  # pragma: no cover - needs CUDA + TE
+        from megatron.core.utils import get_te_version, is_te_min_version
+
+        if not is_te_min_version("1.10.0"):
+            raise OlmPoolError(
+                f"config parallel.{section}.cp = {par.cp}: Transformer Engine {get_te_version()} "
+                "cannot run context-parallel attention with cp_comm_type 'all_gather' (needed with "
+                "sliding windows; megatron passes it from TE 1.10 on); fix: install "
+                "transformer-engine >= 1.10 or set cp: 1")
     if intra_doc and backend == "te":
         raise OlmPoolError(
             "intra-document masking with Transformer Engine attention needs packed-sequence "
@@ -321,6 +340,26 @@ def _truncate_metrics(path: Path, upto_step: int) -> None:
     tmp.replace(path)
 
 
+def micro_batch_on_this_rank(mb, eod: int | None, device) -> dict:
+    """Model inputs of one micro-batch on this rank, on ``device``: ``tokens``,
+    ``position_ids``, ``labels``, ``loss_mask`` [b, s/cp] and ``attention_mask``
+    [b, 1, s/cp, s] (True = masked; None unless ``eod`` is given for intra-document masking).
+
+    The intra-document mask is built from the whole sequence, then every tensor is cut to this
+    context-parallel rank's chunks r and 2cp-1-r of 2cp by megatron's
+    ``megatron.core.utils.get_batch_on_this_cp_rank`` (which slices ``attention_mask`` along
+    its query dimension, keeping all keys; with cp = 1 it returns the batch unchanged)."""
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    from olmpool.train.data import intra_document_mask
+
+    batch = {"tokens": mb.tokens, "position_ids": mb.position_ids, "labels": mb.labels,
+             "loss_mask": mb.loss_mask,
+             "attention_mask": None if eod is None else intra_document_mask(mb.tokens, eod)}
+    batch = get_batch_on_this_cp_rank(batch)
+    return {k: None if v is None else v.to(device) for k, v in batch.items()}
+
+
 def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) -> int:
     """Run (or resume) the stage described by ``spec``. Collective over all ranks."""
     import torch
@@ -329,7 +368,7 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
 
     from olmpool.arch import cpu_shim
     from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
-    from olmpool.train.data import BatchStream, build_blend, intra_document_mask
+    from olmpool.train.data import BatchStream, build_blend
     from olmpool.train.dist import barrier, init_parallel, is_rank0
     from olmpool.train.optim import SkipStepRule, build_optimizer, optimizer_step, set_hyperparams
     from olmpool.train.tokenizer import load_tokenizer
@@ -419,11 +458,13 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     hook = ddp.module.output_layer.register_forward_hook(_capture)
 
     from megatron.core import parallel_state
-    dp_group = parallel_state.get_data_parallel_group()
+    # ranks sharing the model replica's tokens: data parallel x context parallel
+    dp_cp_group = parallel_state.get_data_parallel_group(with_context_parallel=True)
+    dp_cp = dp_cp_group.size()
 
-    def dp_sum(t):
-        if info.dp > 1:
-            torch.distributed.all_reduce(t, group=dp_group)
+    def dp_cp_sum(t):
+        if dp_cp > 1:
+            torch.distributed.all_reduce(t, group=dp_cp_group)
         return t
 
     # ---- loop ---------------------------------------------------------------------------
@@ -445,26 +486,25 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     last = {}
     for step in range(start_step, end_step):
         t0 = time.perf_counter()
-        mbs = stream.micro_batches(step)
-        n_local = sum(float(mb.loss_mask.sum()) for mb in mbs)
+        eod = tok.eod if spec.intra_document_masking else None
+        mbs = [micro_batch_on_this_rank(mb, eod, info.device) for mb in stream.micro_batches(step)]
+        n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
         # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
-        n_global = float(dp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
+        n_global = float(dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
         sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
         for mb in mbs:
-            tokens = mb.tokens.to(info.device)
-            mask = mb.loss_mask.to(info.device)
-            attn = intra_document_mask(tokens, tok.eod).to(info.device) if spec.intra_document_masking else None
-            per_tok = ddp(tokens, mb.position_ids.to(info.device), attn,
-                          labels=mb.labels.to(info.device))                  # [b, s] CE + z
-            loss = (per_tok.float() * mask).sum() / n_global * info.dp
+            mask = mb["loss_mask"]                                             # [b, s/cp]
+            per_tok = ddp(mb["tokens"], mb["position_ids"], mb["attention_mask"],
+                          labels=mb["labels"])                                 # [b, s/cp] CE + z
+            loss = (per_tok.float() * mask).sum() / n_global * dp_cp
             loss.backward()
             z_tok = spec.z_loss * captured.pop("lse").float().square()
             sums[0] += ((per_tok.detach().float() - z_tok) * mask).sum().double()
             sums[1] += (z_tok * mask).sum().double()
         finalize_model_grads([ddp])
-        sums = dp_sum(sums) / n_global
+        sums = dp_cp_sum(sums) / n_global
         ce, z = float(sums[0]), float(sums[1])
         lr = spec.lr_at(step)
         set_hyperparams(optimizer, lr, spec.weight_decay)
