@@ -47,9 +47,11 @@ def test_call_sites_still_exist_in_megatron():
     """Each patch targets a call megatron-core still makes; if one disappears the patch is stale."""
     from megatron.core.dist_checkpointing.strategies import fully_parallel
     from megatron.core.models.common.embeddings import rotary_pos_embedding
+    from megatron.core.tensor_parallel import mappings
     from megatron.core.tensor_parallel import random as mrandom
 
     assert "torch.cuda.current_device()" in inspect.getsource(rotary_pos_embedding.RotaryEmbedding.get_emb)
+    assert "torch.cuda.current_device()" in inspect.getsource(mappings._gather_along_first_dim)
     assert "torch.cuda.synchronize()" in inspect.getsource(fully_parallel)
     assert "torch.cuda.get_rng_state()" in inspect.getsource(mrandom.CudaRNGStatesTracker.add)
 

@@ -166,3 +166,97 @@ def test_fp8_emulation_backward_is_e5m2():
     assert torch.allclose(q.to(torch.float8_e5m2).float(), q, rtol=1e-6, atol=0)
     assert not torch.equal(x.grad, g)  # it was quantised
     assert torch.equal(M._FakeQuantE4M3.apply(x), M.fake_quant(x, torch.float8_e4m3fn, M.E4M3_MAX))
+
+
+# ---- context parallelism: layout, masks, RoPE (no torchrun; CP=2 runs in test_arch_cp.py) --
+
+
+class _CPGroup:
+    """Stands in for a CP process group of ``size`` ranks as seen from rank ``rank``
+    (megatron's helpers only call ``.size()`` / ``.rank()`` on it)."""
+
+    def __init__(self, size: int, rank: int):
+        self._size, self._rank = size, rank
+
+    def size(self) -> int:
+        return self._size
+
+    def rank(self) -> int:
+        return self._rank
+
+
+@pytest.mark.parametrize("s,cp", [(16, 2), (24, 3), (64, 4), (8, 1)])
+def test_cp_split_is_megatrons_and_reorders_back(s, cp):
+    """`cp_rank_positions` is the layout of megatron's get_batch_on_this_cp_rank (tokens
+    along dim 1, attention_mask rows along dim 2); concatenating the ranks' parts in rank
+    order (what an all-gather returns) and sorting by position restores the sequence."""
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    M.ensure_parallel_state(1)  # megatron reads group sizes only with torch.distributed up
+    tokens = torch.arange(100, 100 + s).repeat(2, 1)  # [b=2, s]
+    full_mask = torch.rand(2, 1, s, s) > 0.5           # [b, 1, s, s]
+    parts, positions = [], []
+    for r in range(cp):
+        pos = M.cp_rank_positions(s, cp, r)
+        got = get_batch_on_this_cp_rank({"tokens": tokens.clone(), "attention_mask": full_mask.clone()},
+                                        cp_group=_CPGroup(cp, r))
+        assert torch.equal(got["tokens"], tokens[:, pos])
+        assert torch.equal(got["attention_mask"], full_mask[:, :, pos, :])  # rows only, all keys
+        chunk = s // (2 * cp)  # chunks r and 2cp-1-r
+        assert pos.tolist() == list(range(r * chunk, (r + 1) * chunk)) + list(
+            range((2 * cp - 1 - r) * chunk, (2 * cp - r) * chunk))
+        parts.append(got["tokens"])
+        positions.append(pos)
+    gathered = torch.cat(parts, dim=1)  # rank order
+    assert torch.equal(gathered[:, torch.argsort(torch.cat(positions))], tokens)
+    with pytest.raises(OlmPoolError, match="2 x context-parallel size"):
+        M.cp_rank_positions(s + 1, cp, 0)
+
+
+def test_cp_global_position_mask_matches_full_mask_rows():
+    """The CP attention's mask for one rank's queries against all keys is exactly those rows
+    of the full causal + window mask (brute force over both windows)."""
+    s, cp = 48, 3
+    for window in (5, 2**62):
+        full = M.causal_window_mask(s, s, window)
+        for r in range(cp):
+            q = M.cp_rank_positions(s, cp, r)
+            m = M.window_mask_at(q, torch.arange(s), window)  # [s/cp, s]
+            assert torch.equal(m, full[q])
+            for a, i in enumerate(q.tolist()):
+                for j in range(s):
+                    assert bool(m[a, j]) == (i - window < j <= i)
+
+
+def test_cpu_rotary_embedding_keeps_this_ranks_positions():
+    """`CPURotaryEmbedding` (megatron's RotaryEmbedding with a CPU-safe CP slice) returns the
+    rows of the full-sequence embedding at this rank's global positions; megatron's own
+    slice cannot run without CUDA (pin_memory + .cuda())."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    s, cp = 32, 2
+    full = RotaryEmbedding(kv_channels=16, rotary_percent=1.0, rotary_base=500000,
+                           use_cpu_initialization=True)(s)  # [s, 1, 1, 16]
+    for r in range(cp):
+        emb = M.CPURotaryEmbedding(kv_channels=16, rotary_percent=1.0, rotary_base=500000,
+                                   use_cpu_initialization=True, cp_group=_CPGroup(cp, r))(s)
+        assert torch.equal(emb, full[M.cp_rank_positions(s, cp, r)])
+    if not torch.cuda.is_available():  # why the subclass exists; stale once this passes
+        from megatron.core.models.common.embeddings.rope_utils import get_pos_emb_on_this_cp_rank
+
+        with pytest.raises(RuntimeError):
+            get_pos_emb_on_this_cp_rank(full, 0, _CPGroup(cp, 0))
+
+
+def test_cp_config_and_spec():
+    """CP > 1 on the local backend: megatron's context_parallel_size (RoPE length) and the
+    all-gather comm type in the config, the CP core attention in the layer spec."""
+    sh = resolve(REG["G_post_LQK_8kv_4k_14k_SWA"], TINY)
+    cfg = M.transformer_config(sh, cp=2, backend="local")
+    assert cfg.context_parallel_size == 2 and cfg.cp_comm_type == "all_gather"
+    assert M.transformer_config(sh, backend="local").cp_comm_type is None
+
+    def core(cp):
+        return M.layer_spec(sh, "local", cp=cp).submodules.self_attention.submodules.core_attention
+
+    assert core(2) is M.ContextParallelSDPACoreAttention and core(1) is M.SDPACoreAttention

@@ -191,14 +191,14 @@ def test_bad_input_stops_before_training(env, tmp_path):
                           parallel={"pretrain": {"pp": 3}})                 # tiny: 4 layers
     with pytest.raises(OlmPoolError, match=r"parallel\.pretrain\.pp = 3 does not divide the 4 layers"):
         prepare_pretrain(bad_pp, FAST_ARCH, tmp_path / "o")
-    # fp8 at paper scale without Transformer Engine, context parallelism, bf16 on CPU
+    # fp8 at paper scale without Transformer Engine, CP not dividing the sequence, bf16 on CPU
     with pytest.raises(OlmPoolError, match="Transformer Engine"):
         prepare_pretrain("config/paper.yaml", "A_post_HQK_8kv_8k_13k_SWA_fp8", tmp_path / "o")
     with pytest.raises(OlmPoolError, match="config/paper.yaml|not found"):
         prepare_pretrain("config/paper.yaml", FAST_ARCH, tmp_path / "o")      # cluster paths
-    cp2 = small_config(tmp_path / "g.yaml", data, pretrain=FAST_PRETRAIN, parallel={"pretrain": {"cp": 2}})
-    with pytest.raises(OlmPoolError, match="context parallelism"):
-        prepare_pretrain(cp2, FAST_ARCH, tmp_path / "o")
+    cp3 = small_config(tmp_path / "g.yaml", data, pretrain=FAST_PRETRAIN, parallel={"pretrain": {"cp": 3}})
+    with pytest.raises(OlmPoolError, match=r"parallel.pretrain.cp = 3: .*2\*cp = 6 .*length 256"):
+        prepare_pretrain(cp3, FAST_ARCH, tmp_path / "o")   # CP chunks must divide the sequence
     if not torch.cuda.is_available():
         bf = small_config(tmp_path / "h.yaml", data, pretrain=dict(FAST_PRETRAIN, precision="bf16"))
         with pytest.raises(OlmPoolError, match="precision is bf16"):

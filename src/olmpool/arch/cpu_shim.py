@@ -10,9 +10,11 @@ enabled" on a CPU build; megatron-core's own objects are untouched):
 
 1. ``torch.cuda.current_device`` -> ``"cpu"``.  Hit by
    ``RotaryEmbedding.get_emb`` (moves ``inv_freq`` to the current CUDA device on the
-   first forward), by the distributed optimizer's buffer allocation, and by pipeline
+   first forward), by the distributed optimizer's buffer allocation, by pipeline
    parallelism's ``P2PCommunicator._communicate`` (allocates the receive buffers for
-   activations and their gradients on the current device).
+   activations and their gradients on the current device), and by the output allocation of
+   ``tensor_parallel.mappings._gather_along_first_dim`` / ``_reduce_scatter_along_first_dim``
+   (sequence parallelism; the K/V all-gather of context-parallel attention).
 2. ``torch.cuda.synchronize`` -> no-op.  Hit by ``dist_checkpointing`` save/load
    (``fully_parallel``, ``filesystem_async``) and after every batched pipeline send/receive
    (``P2PCommunicator._communicate`` with ``batch_p2p_sync``).
@@ -22,6 +24,11 @@ enabled" on a CPU build; megatron-core's own objects are untouched):
    recompute).  Note: on CPU the tracker's per-TP-rank streams are not real (setting a
    "CUDA" state is a queued no-op in torch), so dropout inside TP regions would draw from
    the ordinary CPU generator.  Our models use dropout 0.
+
+Not a patch, and not here: with context parallelism megatron's
+``rope_utils.get_pos_emb_on_this_cp_rank`` builds a pinned index and calls ``.cuda()``;
+`olmpool.arch.megatron.CPURotaryEmbedding` (a subclass chosen when the model is built)
+takes the same rows on CPU.
 
 Not a patch but provided here because it is the same concern:
 ``cuda_allocations_on_cpu()`` - a ``TorchFunctionMode`` context that redirects the

@@ -24,6 +24,10 @@ forward pass branches on the architecture, and megatron-core is not edited.
 | fp8                    | TE: ``config.fp8='hybrid'`` (e4m3 fwd / e5m2 bwd, delayed scaling).    |
 |                        | CPU at a scale with ``fp8_emulation``: `fp8_emulated` linears         |
 |                        | (fake-quant casts, per-tensor scaling), logged as emulated.           |
+| context parallel (CP)  | ``config.context_parallel_size=cp``, ``cp_comm_type='all_gather'``;    |
+|                        | local: `ContextParallelSDPACoreAttention` (K/V all-gathered over CP,  |
+|                        | masks from global positions), on CPU `CPURotaryEmbedding`; TE:        |
+|                        | TEDotProductAttention with the CP group megatron passes it            |
 
 Window convention (same as Hugging Face ``sliding_window``): with window W a query at
 position i attends to keys j with ``i - W < j <= i`` (W tokens including itself); TE's
@@ -49,6 +53,15 @@ argument of ``GPTModel.forward`` (bool, True = masked, broadcastable to [b, 1, s
 produced by ``GPTDataset`` with ``reset_attention_mask=True``) on top of the causal +
 window mask.  Positions (RoPE) stay continuous across documents.  With TE, pass
 ``packed_seq_params`` (THD) instead.
+
+Context parallelism (CP = c): each sequence is cut into 2c chunks and CP rank r holds
+chunks r and 2c-1-r (`cp_rank_positions`; the batch is sliced by megatron's
+``get_batch_on_this_cp_rank``), so inputs, labels and the per-token loss are [b, s/c] and
+the attention mask is the rows of this rank's queries, [b, 1, s/c, s] (keys in global
+order).  GPTModel computes RoPE for s positions and keeps this rank's rows.  On the local
+backend `ContextParallelSDPACoreAttention` all-gathers K and V; this is what runs and is
+tested on CPU (gloo).  On GPU, TEDotProductAttention's own CP is used with the same batch
+layout; it was not run where this was developed (no GPU).
 """
 
 from __future__ import annotations
@@ -74,10 +87,14 @@ log = logging.getLogger(__name__)
 cpu_shim.apply()  # no-op with CUDA; megatron's rotary embedding needs it on CPU
 
 from megatron.core import parallel_state  # noqa: E402
+from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding  # noqa: E402
 from megatron.core.models.gpt import GPTModel  # noqa: E402
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear  # noqa: E402
 from megatron.core.tensor_parallel.layers import set_tensor_model_parallel_attributes  # noqa: E402
-from megatron.core.tensor_parallel.mappings import reduce_from_tensor_model_parallel_region  # noqa: E402
+from megatron.core.tensor_parallel.mappings import (  # noqa: E402
+    gather_from_sequence_parallel_region,
+    reduce_from_tensor_model_parallel_region,
+)
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add  # noqa: E402
 from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules  # noqa: E402
 from megatron.core.transformer.enums import AttnMaskType  # noqa: E402
@@ -204,13 +221,37 @@ class LayerwiseQKNorm(MegatronModule):
         )
 
 
+def window_mask_at(qpos: Tensor, kpos: Tensor, window: int) -> Tensor:
+    """Allowed-attention mask [sq, sk] (True = may attend) for queries at global positions
+    ``qpos`` [sq] and keys at ``kpos`` [sk]: key j is visible from query i iff
+    ``i - window < j <= i``.  ``window`` >= the sequence length means plain causal."""
+    q, k = qpos[:, None], kpos[None, :]
+    return (k <= q) & (k > q - window)
+
+
 def causal_window_mask(sq: int, sk: int, window: int, device=None) -> Tensor:
     """Allowed-attention mask [sq, sk] (True = may attend).  Queries are the last ``sq`` of
     ``sk`` positions; key j is visible from query i iff ``i - window < j <= i``.
     ``window`` >= sk means plain causal."""
-    qpos = torch.arange(sk - sq, sk, device=device)[:, None]
-    kpos = torch.arange(sk, device=device)[None, :]
-    return (kpos <= qpos) & (kpos > qpos - window)
+    qpos = torch.arange(sk - sq, sk, device=device)  # [sq]
+    return window_mask_at(qpos, torch.arange(sk, device=device), window)
+
+
+def cp_rank_positions(seq_len: int, cp_size: int, cp_rank: int, device=None) -> Tensor:
+    """Global positions [seq_len // cp_size] of the tokens context-parallel rank ``cp_rank``
+    holds: the sequence is cut into ``2 * cp_size`` equal chunks and rank r keeps chunks r and
+    ``2 * cp_size - 1 - r`` (in that order), which balances causal-attention work.  This is the
+    layout of megatron's ``megatron.core.utils.get_batch_on_this_cp_rank`` and
+    ``rope_utils.get_pos_emb_on_this_cp_rank`` (the training loop slices batches with the
+    former; tests check both agree with this)."""
+    if seq_len % (2 * cp_size):
+        raise OlmPoolError(f"sequence length {seq_len} is not divisible by 2 x context-parallel size "
+                           f"{cp_size}; fix: choose parallel.<stage>.cp so that 2*cp divides the "
+                           "stage's sequence length")
+    chunk = seq_len // (2 * cp_size)
+    first, second = cp_rank, 2 * cp_size - 1 - cp_rank
+    return torch.cat([torch.arange(first * chunk, (first + 1) * chunk, device=device),
+                      torch.arange(second * chunk, (second + 1) * chunk, device=device)])
 
 
 class SDPACoreAttention(MegatronModule):
@@ -234,18 +275,102 @@ class SDPACoreAttention(MegatronModule):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
                 attn_mask_type=None, attention_bias=None, packed_seq_params=None) -> Tensor:
-        # query [sq, b, np, hn]; key/value [sk, b, ng, hn] -> [b, heads, s, hn]
+        # query [sq, b, np, hn]; key/value [sk, b, ng, hn]
+        sq, sk = query.shape[0], key.shape[0]
+        allowed = causal_window_mask(sq, sk, self.window, device=query.device)  # [sq, sk]
+        return self._attend(query, key, value, _and_not_masked(allowed, attention_mask))
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor, allowed: Tensor) -> Tensor:
+        """SDPA of query [sq, b, np, hn] over key/value [sk, b, ng, hn] where ``allowed``
+        (broadcastable to [b, np, sq, sk], True = may attend) -> [sq, b, np*hn]."""
         sq, b, np_, hn = query.shape
-        q = query.permute(1, 2, 0, 3)
-        k = key.permute(1, 2, 0, 3)
-        v = value.permute(1, 2, 0, 3)
-        allowed = causal_window_mask(sq, k.shape[2], self.window, device=q.device)  # [sq, sk]
-        allowed = _and_not_masked(allowed, attention_mask)  # [.., sq, sk]
+        q = query.permute(1, 2, 0, 3)  # [b, np, sq, hn]
+        k = key.permute(1, 2, 0, 3)    # [b, ng, sk, hn]
+        v = value.permute(1, 2, 0, 3)  # [b, ng, sk, hn]
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout_p if self.training else 0.0,
             scale=self.softmax_scale, enable_gqa=True,
         )  # [b, np, sq, hn]
         return out.permute(2, 0, 1, 3).reshape(sq, b, np_ * hn)  # [sq, b, np*hn]
+
+
+class ContextParallelSDPACoreAttention(SDPACoreAttention):
+    """`SDPACoreAttention` under context parallelism (CP), all-gather scheme (CPU backend).
+
+    Each of the ``cp`` ranks of the CP group holds ``s_local = s / cp`` tokens of every
+    sequence: chunks r and 2cp-1-r of 2cp (`cp_rank_positions`).  Here:
+
+    1. all-gather K and V over the CP group -> [s, b, ng, hn] in rank order, with megatron's
+       ``gather_from_sequence_parallel_region(..., tensor_parallel_output_grad=True)``
+       (megatron/core/tensor_parallel/mappings.py), whose backward reduce-scatters: every
+       rank's queries contribute gradient to every key, so dK/dV are summed over ranks and
+       each rank keeps its own tokens' part;
+    2. reorder the gathered chunks to global token order;
+    3. mask from GLOBAL positions: causal + this layer's window for this rank's queries
+       against all keys, combined with the rows [b, 1, s_local, s] of the intra-document mask
+       (megatron's CP attention-mask convention, cf. ``TransformerLayer.get_layer_static_inputs``);
+    4. SDPA as without CP.
+
+    This is ``cp_comm_type="all_gather"`` in megatron/Transformer Engine terms.  TE also
+    offers "p2p" (ring exchange of KV chunks, overlapped with compute) and "a2a" (Ulysses:
+    heads scattered, sequence gathered); they use less memory or overlap communication,
+    the results are the same.  Memory here: K and V of the whole sequence on every rank.
+    """
+
+    def __init__(self, config: TransformerConfig, layer_number: int, attn_mask_type=None,
+                 attention_type: str = "self", attention_dropout: float | None = None,
+                 softmax_scale: float | None = None, cp_comm_type=None, pg_collection=None, **_unused):
+        super().__init__(config, layer_number, attn_mask_type=attn_mask_type,
+                         attention_type=attention_type, attention_dropout=attention_dropout,
+                         softmax_scale=softmax_scale)
+        if cp_comm_type != "all_gather":
+            raise OlmPoolError(f"context-parallel SDPA attention implements cp_comm_type 'all_gather', "
+                               f"got {cp_comm_type!r}; fix: build the config with "
+                               "olmpool.arch.megatron.transformer_config(..., cp=N)")
+        self.cp_group = (pg_collection.cp if pg_collection is not None
+                         else parallel_state.get_context_parallel_group())
+        self.cp_size = self.cp_group.size()
+        self.cp_rank = self.cp_group.rank()
+
+    def _gather_sequence(self, x: Tensor) -> Tensor:
+        """x [s_local, b, ng, hn] of this rank -> [s, b, ng, hn] of all ranks, global order."""
+        s = x.shape[0] * self.cp_size
+        gathered = gather_from_sequence_parallel_region(  # [s, b, ng, hn], rank order
+            x, tensor_parallel_output_grad=True, group=self.cp_group)
+        rank_order = torch.cat([cp_rank_positions(s, self.cp_size, r, device=x.device)
+                                for r in range(self.cp_size)])  # [s] global position of each row
+        return gathered.index_select(0, torch.argsort(rank_order))
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                attn_mask_type=None, attention_bias=None, packed_seq_params=None) -> Tensor:
+        # query [s_local, b, np, hn]; key/value [s_local, b, ng, hn]; attention_mask None or
+        # [b, 1, s_local, s] (True = masked)
+        k = self._gather_sequence(key)    # [s, b, ng, hn]
+        v = self._gather_sequence(value)  # [s, b, ng, hn]
+        s = k.shape[0]
+        qpos = cp_rank_positions(s, self.cp_size, self.cp_rank, device=query.device)  # [s_local]
+        allowed = window_mask_at(qpos, torch.arange(s, device=query.device), self.window)  # [s_local, s]
+        return self._attend(query, k, v, _and_not_masked(allowed, attention_mask))
+
+
+class CPURotaryEmbedding(RotaryEmbedding):
+    """Megatron's ``RotaryEmbedding`` whose context-parallel slice also works on CPU.
+
+    Under CP, ``GPTModel`` asks for ``rotary_seq_len = s_local * cp`` positions
+    (``RotaryEmbedding.get_rotary_seq_len``) and ``RotaryEmbedding.forward`` keeps this
+    rank's two chunks with ``rope_utils.get_pos_emb_on_this_cp_rank``, which builds its index
+    with ``pin_memory=True`` and ``.cuda()`` - refused by a CPU build of torch.  This keeps
+    the same rows (`cp_rank_positions`) on any device; used only without CUDA and CP > 1.
+    """
+
+    def forward(self, max_seq_len: int, offset: int = 0, packed_seq: bool = False, cp_group=None) -> Tensor:
+        if packed_seq:
+            raise OlmPoolError("packed (THD) sequences are not supported by the local backend's "
+                               "context parallelism; fix: use the local backend with attention_mask")
+        group = cp_group if cp_group is not None else self.cp_group
+        emb = self.get_emb(max_seq_len, offset)  # [s, 1, 1, dim], all positions
+        rows = cp_rank_positions(max_seq_len, group.size(), group.rank(), device=emb.device)
+        return emb.index_select(0, rows)  # [s_local, 1, 1, dim]
 
 
 def intra_document_mask(tokens: Tensor, eod: int) -> Tensor:
@@ -375,7 +500,8 @@ def fp8_mode(shape: ModelShape, backend: str, fp8: Literal["auto", "off"] = "aut
         "fix: run on a GPU node with Transformer Engine, or use a scale with fp8_emulation: true")
 
 
-def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_parallel: bool = False,
+def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int = 1,
+                       sequence_parallel: bool = False,
                        params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                        fp8: Literal["auto", "off"] = "auto", perform_initialization: bool = True,
                        ) -> TransformerConfig:
@@ -383,7 +509,12 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_
 
     ``pp`` stages split the layers evenly (``n_layers % pp == 0``); the activations sent
     between stages have the parameters' dtype (``pipeline_dtype``) and one shape for every
-    micro-batch (``variable_seq_lengths=False``)."""
+    micro-batch (``variable_seq_lengths=False``).  ``cp`` > 1 sets ``context_parallel_size``
+    (GPTModel then sizes and slices RoPE for it) and ``cp_comm_type='all_gather'``: the scheme
+    of `ContextParallelSDPACoreAttention`, and one of the two (with 'a2a') that Transformer
+    Engine's CP attention accepts with sliding windows (``attn_forward_func_with_cp`` in TE's
+    pytorch/attention/dot_product_attention/context_parallel.py asserts it; megatron's
+    default, 'p2p', would fail there for the SWA architectures)."""
     shape.validate(tp=tp)
     if pp < 1 or shape.n_layers % pp:
         raise OlmPoolError(f"{shape.arch_id}: {shape.n_layers} layers cannot be split evenly into "
@@ -418,6 +549,8 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_
         pipeline_model_parallel_size=pp,
         pipeline_dtype=params_dtype,
         variable_seq_lengths=False,
+        context_parallel_size=cp,
+        cp_comm_type="all_gather" if cp > 1 else None,
         sequence_parallel=sequence_parallel,
         params_dtype=params_dtype,
         bf16=params_dtype == torch.bfloat16,
@@ -434,15 +567,19 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_
     )
 
 
-def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto") -> ModuleSpec:
+def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto",
+               cp: int = 1) -> ModuleSpec:
     """The TransformerLayer ModuleSpec for ``shape`` (all layers share it; the per-layer
-    window comes from the config's ``window_attn_skip_freq``)."""
+    window comes from the config's ``window_attn_skip_freq``).  With context parallelism
+    (``cp`` > 1) the local backend's core attention is `ContextParallelSDPACoreAttention`;
+    TEDotProductAttention does CP itself (megatron hands it the CP group)."""
     be = resolve_backend(backend)
     mode = fp8_mode(shape, be, fp8)
     if be == "te":  # pragma: no cover - needs CUDA + TE
         norm, col, row, core = TENorm, TEColumnParallelLinear, TERowParallelLinear, TEDotProductAttention
     else:
-        norm, col, row, core = RMSNorm, ColumnParallelLinear, RowParallelLinear, SDPACoreAttention
+        norm, col, row = RMSNorm, ColumnParallelLinear, RowParallelLinear
+        core = ContextParallelSDPACoreAttention if cp > 1 else SDPACoreAttention
     if mode == "emulated":
         log.warning("fp8 for %s is EMULATED on CPU (e4m3 forward / e5m2 backward fake-quant casts "
                     "with per-tensor scaling around the linear layers); not Transformer Engine fp8",
@@ -479,14 +616,14 @@ def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto"
 
 
 def block_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto",
-               n_layers: int | None = None) -> TransformerBlockSubmodules:
+               n_layers: int | None = None, cp: int = 1) -> TransformerBlockSubmodules:
     """Per-layer specs + the final norm (RMSNorm for both norm orders).
 
     ``n_layers``: layers this block builds (default all; a pipeline stage builds its share).
     Megatron takes a ``TransformerBlockSubmodules`` as is, so its length must already be
-    the stage's layer count."""
+    the stage's layer count.  ``cp`` > 1 picks the context-parallel core attention."""
     be = resolve_backend(backend)
-    spec = layer_spec(shape, be, fp8)
+    spec = layer_spec(shape, be, fp8, cp)
     final_norm = TENorm if be == "te" else RMSNorm
     n = shape.n_layers if n_layers is None else n_layers
     return TransformerBlockSubmodules(layer_specs=[spec] * n, layer_norm=final_norm)
@@ -520,11 +657,20 @@ def _tp_max(t: Tensor, group) -> Tensor:
 
 class OlmPoolGPTModel(GPTModel):
     """GPTModel whose per-token loss includes the z-loss term
-    ``z_loss * logsumexp(logits)^2`` (OLMo-core, coefficient 1e-5; recipe-facts.md)."""
+    ``z_loss * logsumexp(logits)^2`` (OLMo-core, coefficient 1e-5; recipe-facts.md).
 
-    def __init__(self, *args, z_loss: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    Without CUDA and with context parallelism, the rotary embedding is `CPURotaryEmbedding`
+    (same arguments as ``GPTModel.__init__`` gives megatron's ``RotaryEmbedding``)."""
+
+    def __init__(self, *args, z_loss: float = 0.0, rotary_percent: float = 1.0,
+                 rotary_base: int = 10000, **kwargs):
+        super().__init__(*args, rotary_percent=rotary_percent, rotary_base=rotary_base, **kwargs)
         self.z_loss = float(z_loss)
+        if self.config.context_parallel_size > 1 and cpu_shim.needed():
+            self.rotary_pos_emb = CPURotaryEmbedding(
+                kv_channels=self.config.kv_channels, rotary_percent=rotary_percent,
+                rotary_interleaved=self.config.rotary_interleaved, rotary_base=rotary_base,
+                use_cpu_initialization=True, cp_group=self.pg_collection.cp)
 
     def compute_language_model_loss(self, labels: Tensor, logits: Tensor) -> Tensor:
         # labels [b, s]; logits [s, b, v/tp] -> loss [b, s].  logsumexp first: megatron's
@@ -534,10 +680,10 @@ class OlmPoolGPTModel(GPTModel):
         return ce + self.z_loss * lse.square()
 
 
-def ensure_parallel_state(tp: int = 1, pp: int = 1) -> None:
+def ensure_parallel_state(tp: int = 1, pp: int = 1, cp: int | None = None) -> None:
     """Initialise torch.distributed (gloo, single process if not launched by torchrun) and
-    megatron's model-parallel groups with TP=``tp`` and PP=``pp``, unless already done with
-    those sizes."""
+    megatron's model-parallel groups with TP=``tp``, PP=``pp`` and CP=``cp``, unless already
+    done with those sizes (``cp=None`` accepts any CP already set up, else means 1)."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -548,15 +694,18 @@ def ensure_parallel_state(tp: int = 1, pp: int = 1) -> None:
             dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     if parallel_state.model_parallel_is_initialized():
         if (parallel_state.get_tensor_model_parallel_world_size() == tp
-                and parallel_state.get_pipeline_model_parallel_world_size() == pp):
+                and parallel_state.get_pipeline_model_parallel_world_size() == pp
+                and cp in (None, parallel_state.get_context_parallel_world_size())):
             return
         parallel_state.destroy_model_parallel()
-    if dist.get_world_size() % (tp * pp):
-        raise OlmPoolError(f"tensor x pipeline parallel degree {tp} x {pp} does not divide the world "
-                           f"size {dist.get_world_size()}; fix: launch with torchrun "
-                           f"--nproc_per_node={tp * pp}")
+    cp = cp or 1
+    if dist.get_world_size() % (tp * pp * cp):
+        raise OlmPoolError(f"tensor x pipeline x context parallel degree {tp} x {pp} x {cp} does not "
+                           f"divide the world size {dist.get_world_size()}; fix: launch with torchrun "
+                           f"--nproc_per_node={tp * pp * cp}")
     parallel_state.initialize_model_parallel(tensor_model_parallel_size=tp,
-                                             pipeline_model_parallel_size=pp)
+                                             pipeline_model_parallel_size=pp,
+                                             context_parallel_size=cp)
 
 
 def ensure_rng_tracker(seed: int = 1234) -> None:
@@ -569,7 +718,8 @@ def ensure_rng_tracker(seed: int = 1234) -> None:
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
-def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_parallel: bool = False,
+def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None = None,
+                sequence_parallel: bool = False,
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                 fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
                 parallel_output: bool = True) -> OlmPoolGPTModel:
@@ -581,16 +731,20 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_paralle
     parallel state if needed (single-process gloo when not under torchrun).  Weights: with
     CPU init and the same ``torch.manual_seed`` each TP rank holds exact shards of the TP=1
     model, and each pipeline stage exactly its layers of the one-stage model.
-    ``parallel_output=False`` gathers vocab-parallel logits.
+    ``parallel_output=False`` gathers vocab-parallel logits.  ``cp=None`` uses the
+    context-parallel size already set up (1 if none); with CP > 1 the model takes this CP
+    rank's part of each sequence (``megatron.core.utils.get_batch_on_this_cp_rank``) and
+    returns per-token outputs for those tokens.
 
     A stage (megatron ``pre_process`` / ``post_process``): the first has the embedding, the
     last the final norm, the output layer and the loss (``forward(..., labels=...)`` returns
     the per-token loss [b, s] there and hidden states [s, b, h] on the other stages).
     """
-    ensure_parallel_state(tp, pp)
+    ensure_parallel_state(tp, pp, cp)
     ensure_rng_tracker()
+    cp = parallel_state.get_context_parallel_world_size()
     meta = device is not None and torch.device(device).type == "meta"
-    config = transformer_config(shape, tp=tp, pp=pp, sequence_parallel=sequence_parallel,
+    config = transformer_config(shape, tp=tp, pp=pp, cp=cp, sequence_parallel=sequence_parallel,
                                 params_dtype=params_dtype, backend=backend, fp8=fp8,
                                 perform_initialization=not meta)
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
@@ -601,8 +755,9 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, sequence_paralle
         if not first and not meta:
             _draw_like_earlier_stages(shape, config, backend, fp8, parallel_output,
                                       n_before=parallel_state.get_pipeline_model_parallel_rank() * n_local)
-        model = _gpt_model(shape, config, block_spec(shape, backend, fp8, n_layers=n_local),
-                           pre_process=first, post_process=last, parallel_output=parallel_output)
+        spec = block_spec(shape, backend, fp8, n_layers=n_local, cp=cp)
+        model = _gpt_model(shape, config, spec, pre_process=first, post_process=last,
+                           parallel_output=parallel_output)
     return model
 
 
@@ -636,8 +791,9 @@ def _draw_like_earlier_stages(shape: ModelShape, config: TransformerConfig, back
     stages' weights in memory for a moment, once at startup."""
     one_stage = copy.copy(config)
     one_stage.pipeline_model_parallel_size = 1
-    prefix = _gpt_model(shape, one_stage, block_spec(shape, backend, fp8, n_layers=n_before),
-                        pre_process=True, post_process=False, parallel_output=parallel_output)
+    spec = block_spec(shape, backend, fp8, n_layers=n_before, cp=config.context_parallel_size)
+    prefix = _gpt_model(shape, one_stage, spec, pre_process=True, post_process=False,
+                        parallel_output=parallel_output)
     del prefix
 
 
@@ -665,6 +821,7 @@ def logits(model: GPTModel, input_ids: Tensor, attention_mask: Tensor | None = N
 __all__ = [
     "build_model", "transformer_config", "layer_spec", "block_spec", "count_parameters",
     "logits", "ensure_parallel_state", "OlmPoolGPTModel", "RMSNorm", "LayerwiseQKNorm",
-    "SDPACoreAttention", "fp8_emulated", "post_norm", "fake_quant", "te_available",
-    "causal_window_mask", "intra_document_mask",
+    "SDPACoreAttention", "ContextParallelSDPACoreAttention", "CPURotaryEmbedding", "fp8_emulated",
+    "post_norm", "fake_quant", "te_available", "causal_window_mask", "window_mask_at",
+    "cp_rank_positions", "intra_document_mask",
 ]

@@ -295,7 +295,7 @@ def load_for_eval(ckpt_dir: str | Path) -> EvalCheckpoint:
     meta = verify(ckpt)
     shape = ModelShape.from_dict(meta["shape"])
     arch = Architecture(**{k: (tuple(v) if k == "roles" else v) for k, v in meta["arch"].items()})
-    model = build_model(shape, tp=1, fp8="off", backend="local")
+    model = build_model(shape, tp=1, cp=1, fp8="off", backend="local")  # any saved layout
     load_into(ckpt, model)
     sd = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
           if isinstance(v, torch.Tensor) and not k.endswith("_extra_state")}

@@ -303,7 +303,10 @@ class StageParallel:
     the scale's n_layers), run with megatron's 1F1B schedule; no virtual (interleaved)
     pipeline."""
     cp: int = 1
-    """Context-parallel size (GPU + Transformer Engine only)."""
+    """Context-parallel size: each sequence is split over ``cp`` ranks (2*cp chunks, rank r
+    holding chunks r and 2*cp-1-r; 2*cp must divide the stage's sequence length).  GPU:
+    Transformer Engine attention (>= 1.10, cp_comm_type all_gather); CPU: the local
+    backend's all-gather CP attention under gloo.  The recipe extends with cp: 8."""
     sequence_parallel: bool = False
     """Megatron sequence parallelism (requires tp > 1)."""
     distributed_optimizer: bool = False

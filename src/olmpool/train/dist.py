@@ -64,7 +64,11 @@ def ensure_process_group(backend: str = "auto") -> None:
 
 
 def init_parallel(tp: int = 1, pp: int = 1, cp: int = 1, backend: str = "auto") -> DistInfo:
-    """Process group + Megatron model-parallel groups for (tp, pp, cp); checks the sizes."""
+    """Process group + Megatron model-parallel groups for (tp, pp, cp); checks the sizes.
+
+    Context parallelism runs on CUDA (Transformer Engine attention) and on CPU with gloo (the
+    local backend's all-gather CP attention, olmpool.arch.megatron); whether a stage's
+    sequence length splits for ``cp`` is checked with the config (train.loop._check_backend)."""
     import torch.distributed as dist
     from megatron.core import parallel_state
 
@@ -74,9 +78,6 @@ def init_parallel(tp: int = 1, pp: int = 1, cp: int = 1, backend: str = "auto") 
         raise OlmPoolError(
             f"world size {world} is not divisible by tp*pp*cp = {tp}*{pp}*{cp}; change the "
             "parallel section of the config or the number of processes")
-    if cp > 1 and not torch.cuda.is_available():
-        raise OlmPoolError("parallel.*.cp > 1 needs CUDA + Transformer Engine (context parallel "
-                           "attention); use cp: 1 on CPU")
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
     parallel_state.initialize_model_parallel(

@@ -3,22 +3,30 @@
 One step, on every rank::
 
     micro-batches of this DP rank  (BatchStream: global sample index -> same order on resume)
+      cut to this CP rank's part of each sequence   (micro_batch_on_this_rank)
     megatron get_forward_backward_func()      (pp = 1: forward/backward per micro-batch in
                                                turn; pp > 1: 1F1B schedule over the stages)
         per micro-batch (`_forward_step`): this stage's forward; on the last stage
         per-token loss = CE + z_loss * logsumexp^2 (OlmPoolGPTModel) and
-        backward of  sum(loss * mask) / tokens_in_global_batch   (DDP sums over dp)
-    finalize_model_grads                     (DP all-reduce, TP norm-grad sums)
+        backward of  sum(loss * mask) / tokens_in_global_batch   (DDP sums over dp x cp)
+    finalize_model_grads                     (dp x cp all-reduce, TP norm-grad sums)
     CE / z sums: last pipeline stage -> every stage (metrics on rank 0, same skip decision)
     lr / weight decay for this step          (cosine-with-warmup | warmup + linear to 0)
     skip-step rule on (CE loss, grad norm)   -> clip + AdamW step, or skip
     metrics row; checkpoint at the interval, at named token counts and at the end
 
-Layouts (``parallel.<stage>``): TP, PP and DP under torchrun; every layout starts from the
-same weights and reproduces the single-process loss curve (tests/test_train_parallel.py).
+Layouts (``parallel.<stage>``): TP, PP, CP and DP under torchrun; every layout starts from
+the same weights and reproduces the single-process loss curve (tests/test_train_parallel.py).
 With PP each rank builds one stage (`olmpool.arch.megatron.build_model`); the loss, the
 z-loss capture (a hook on the output layer) and the metrics exist on the last stage and
 are broadcast from it.
+
+Context parallelism (``parallel.<stage>.cp`` = c): the c ranks of a CP group read the same
+samples and each keeps 2 of the 2c chunks of every sequence (megatron's
+``get_batch_on_this_cp_rank``); the token count normalising the loss, the logged loss sums
+and megatron's DDP gradient reduction all run over the dp x cp group
+(``parallel_state.get_data_parallel_group(with_context_parallel=True)``), so metrics equal
+the single-process run.
 
 Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
 Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
@@ -151,11 +159,21 @@ def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> 
             f"config parallel.{section}.pp = {par.pp} does not divide the {shape.n_layers} layers "
             f"of {shape.arch_id} at scale '{shape.scale}' (each pipeline stage gets the same "
             f"number of layers); use a pp dividing {shape.n_layers}")
-    if par.cp > 1:
+    if par.cp > 1 and shape.seq_len % (2 * par.cp):
         raise OlmPoolError(
-            f"config parallel.{section}.cp = {par.cp}: context parallelism is not implemented in "
-            "olmpool's training loop (it needs per-CP-rank sequence slicing and TE attention with "
-            "a CP group); use cp: 1")
+            f"config parallel.{section}.cp = {par.cp}: context parallelism cuts every sequence into "
+            f"2*cp = {2 * par.cp} equal chunks, but {shape.arch_id} trains the {section} stage at "
+            f"sequence length {shape.seq_len}; fix: set parallel.{section}.cp so that 2*cp divides "
+            f"{shape.seq_len}")
+    if par.cp > 1 and backend == "te":  # pragma: no cover - needs CUDA + TE
+        from megatron.core.utils import get_te_version, is_te_min_version
+
+        if not is_te_min_version("1.10.0"):
+            raise OlmPoolError(
+                f"config parallel.{section}.cp = {par.cp}: Transformer Engine {get_te_version()} "
+                "cannot run context-parallel attention with cp_comm_type 'all_gather' (needed with "
+                "sliding windows; megatron passes it from TE 1.10 on); fix: install "
+                "transformer-engine >= 1.10 or set cp: 1")
     if intra_doc and backend == "te":
         raise OlmPoolError(
             "intra-document masking with Transformer Engine attention needs packed-sequence "
@@ -337,26 +355,43 @@ def _truncate_metrics(path: Path, upto_step: int) -> None:
     tmp.replace(path)
 
 
-def _forward_step(batches, model, *, device, n_global: float, z_loss: float, attn_mask, captured):
+def micro_batch_on_this_rank(mb, eod: int | None, device) -> dict:
+    """Model inputs of one micro-batch on this rank, on ``device``: ``tokens``,
+    ``position_ids``, ``labels``, ``loss_mask`` [b, s/cp] and ``attention_mask``
+    [b, 1, s/cp, s] (True = masked; None unless ``eod`` is given for intra-document masking).
+
+    The intra-document mask is built from the whole sequence, then every tensor is cut to this
+    context-parallel rank's chunks r and 2cp-1-r of 2cp by megatron's
+    ``megatron.core.utils.get_batch_on_this_cp_rank`` (which slices ``attention_mask`` along
+    its query dimension, keeping all keys; with cp = 1 it returns the batch unchanged)."""
+    from megatron.core.utils import get_batch_on_this_cp_rank
+
+    from olmpool.train.data import intra_document_mask
+
+    batch = {"tokens": mb.tokens, "position_ids": mb.position_ids, "labels": mb.labels,
+             "loss_mask": mb.loss_mask,
+             "attention_mask": None if eod is None else intra_document_mask(mb.tokens, eod)}
+    batch = get_batch_on_this_cp_rank(batch)
+    return {k: None if v is None else v.to(device) for k, v in batch.items()}
+
+
+def _forward_step(batches, model, *, n_global: float, z_loss: float, captured):
     """One micro-batch through this rank's pipeline stage (megatron ``forward_step_func``).
 
-    Every stage reads the same micro-batch (the first uses the tokens, every stage the
-    attention mask, the last the labels and loss mask). Returns the stage output - per-token
+    Every stage reads the same micro-batch, already cut to this CP rank (the first stage
+    uses the tokens, every stage the attention mask, the last the labels and loss mask). Returns the stage output - per-token
     loss [b, s] (CE + z) on the last stage, hidden states [s, b, h] on the others, which the
     schedule sends on - and the loss function the schedule applies on the last stage."""
-    mb = next(batches)
-    tokens = mb.tokens.to(device)                                       # [b, s]
-    attn = attn_mask(tokens)                                            # [b, 1, s, s] bool | None
-    out = model(tokens, mb.position_ids.to(device), None if attn is None else attn.to(device),
-                labels=mb.labels.to(device))
-    return out, functools.partial(_loss_func, mb.loss_mask.to(device), n_global, z_loss, captured)
+    mb = next(batches)                      # micro_batch_on_this_rank: [b, s/cp] tensors
+    out = model(mb["tokens"], mb["position_ids"], mb["attention_mask"], labels=mb["labels"])
+    return out, functools.partial(_loss_func, mb["loss_mask"], n_global, z_loss, captured)
 
 
 def _loss_func(mask, n_global: float, z_loss: float, captured: dict, per_tok):
     """Megatron loss function (last stage): ``(loss to backprop, token count, logged)``.
 
     loss = sum(per_tok * mask) / tokens in the global batch, so the sum over micro-batches
-    and data-parallel ranks is the global mean (DDP sums; ``calculate_per_token_loss`` keeps
+    and data x context parallel ranks is the global mean (DDP sums; ``calculate_per_token_loss`` keeps
     the schedule from rescaling it). Logged: this micro-batch's CE and z-loss sums (float64),
     z taken apart with the logsumexp the output-layer hook captured. Contract: megatron-core
     0.16.1 ``pipeline_parallel/schedules.py`` (``forward_step``, ``forward_step_calc_loss``:
@@ -380,7 +415,7 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
 
     from olmpool.arch import cpu_shim
     from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
-    from olmpool.train.data import BatchStream, build_blend, intra_document_mask
+    from olmpool.train.data import BatchStream, build_blend
     from olmpool.train.dist import barrier, init_parallel, is_rank0
     from olmpool.train.optim import SkipStepRule, build_optimizer, optimizer_step, set_hyperparams
     from olmpool.train.tokenizer import load_tokenizer
@@ -478,11 +513,13 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     hook = ddp.module.output_layer.register_forward_hook(_capture) if last_stage else None
 
-    dp_group = parallel_state.get_data_parallel_group()
+    # ranks sharing the model replica's tokens: data parallel x context parallel
+    dp_cp_group = parallel_state.get_data_parallel_group(with_context_parallel=True)
+    dp_cp = dp_cp_group.size()
 
-    def dp_sum(t):
-        if info.dp > 1:
-            torch.distributed.all_reduce(t, group=dp_group)
+    def dp_cp_sum(t):
+        if dp_cp > 1:
+            torch.distributed.all_reduce(t, group=dp_cp_group)
         return t
 
     def from_last_stage(t):
@@ -493,8 +530,6 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
         return t
 
     forward_backward = get_forward_backward_func()  # no pipelining (pp = 1) or 1F1B (pp > 1)
-    attn_mask = ((lambda tokens: intra_document_mask(tokens, tok.eod)) if spec.intra_document_masking
-                 else (lambda tokens: None))
 
     # ---- loop ---------------------------------------------------------------------------
     end_step = spec.total_steps if max_steps is None else min(spec.total_steps, start_step + max_steps)
@@ -515,24 +550,25 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     last = {}
     for step in range(start_step, end_step):
         t0 = time.perf_counter()
-        mbs = stream.micro_batches(step)
-        n_local = sum(float(mb.loss_mask.sum()) for mb in mbs)
+        eod = tok.eod if spec.intra_document_masking else None
+        mbs = [micro_batch_on_this_rank(mb, eod, info.device) for mb in stream.micro_batches(step)]
+        n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
         # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
-        n_global = float(dp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
+        n_global = float(dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
-        step_fn = functools.partial(_forward_step, device=info.device, n_global=n_global,
-                                    z_loss=spec.z_loss, attn_mask=attn_mask, captured=captured)
+        step_fn = functools.partial(_forward_step, n_global=n_global, z_loss=spec.z_loss,
+                                    captured=captured)
         with cpu_shim.cuda_allocations_on_cpu():  # the schedule's token counter is made on "cuda"
             per_mb = forward_backward(
                 forward_step_func=step_fn, data_iterator=iter(mbs), model=[ddp],
-                num_microbatches=len(mbs), seq_length=spec.seq_len,
+                num_microbatches=len(mbs), seq_length=spec.seq_len,  # megatron divides by cp
                 micro_batch_size=spec.micro_batch, forward_only=False)  # last stage: one dict per mb
         finalize_model_grads([ddp])
         sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
         for logged in per_mb:
             sums += logged["sums"]
-        sums = from_last_stage(dp_sum(sums) / n_global)
+        sums = from_last_stage(dp_cp_sum(sums) / n_global)
         ce, z = float(sums[0]), float(sums[1])
         lr = spec.lr_at(step)
         set_hyperparams(optimizer, lr, spec.weight_decay)
@@ -568,8 +604,8 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
                 "tokenizer_dir": spec.tokenizer_dir,
                 "config": spec.cfg.raw, "config_path": spec.cfg.path, "code_version": code_version(),
                 "max_context_trained": max(spec.seq_len, int(spec.init_meta.get("max_context_trained") or 0)),
-                "total_steps": spec.total_steps, "layout": {"tp": info.tp, "pp": info.pp, "dp": info.dp,
-                                                            "world": info.world},
+                "total_steps": spec.total_steps,
+                "layout": {"tp": info.tp, "pp": info.pp, "cp": info.cp, "dp": info.dp, "world": info.world},
                 "init_from": spec.init_from, "budget": spec.budget, "last_metrics": last,
             }
             ckpt_mod.save(ckpt_root, done, ddp.module, optimizer, meta,

@@ -60,3 +60,7 @@ FAST_EXTEND = dict(budgets={"small": 3 * 4096, "tiny": 4096}, default_budget="sm
 
 FAST_ARCH = "G_pre_8kv_4k_14k"
 """Llama-like, 4K pretraining context (tiny seq len 256), no SWA, no fp8."""
+
+FAST_SWA_ARCH = "G_post_LQK_8kv_4k_14k_SWA"
+"""Olmo-3-like (post-norm, layerwise QK norm, GQA, 3:1 sliding windows), 4K pretraining
+context (tiny seq len 256 = the tiny window; the windows bite at the extension's 4096)."""
