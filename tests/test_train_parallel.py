@@ -1,5 +1,5 @@
-"""Multi-process runs on CPU with gloo under torchrun: DP=2, TP=2, PP=2 and CP=2 reproduce
-the single-process loss curve (PP=2 and CP=2 also in the extension stage, with
+"""Multi-process runs on CPU with gloo under torchrun: DP=2, TP=2, PP=2, CP=2 and PP=2 x CP=2
+(4 ranks) reproduce the single-process loss curve (PP=2 and CP=2 also in the extension stage, with
 intra-document masking and sliding windows); checkpoints written at TP=2 and at PP=2 resume
 at TP=1 / PP=1. Slow (torchrun)."""
 
@@ -36,6 +36,8 @@ def env(tmp_path_factory):
                             parallel={"pretrain": {"pp": 2}, "extend": {"pp": 2}}),
         "cp2": small_config(root / "cp2.yaml", data, pretrain=pre, extend=FAST_EXTEND,
                             parallel={"pretrain": {"cp": 2}, "extend": {"cp": 2}}),
+        "pp2_cp2": small_config(root / "pp2_cp2.yaml", data, pretrain=pre, extend=FAST_EXTEND,
+                                parallel={"pretrain": {"pp": 2, "cp": 2}, "extend": {"pp": 2, "cp": 2}}),
     }
     from olmpool.train.loop import run_pretrain
     run_pretrain(cfgs["single"], FAST_ARCH, root / "single", progress=False)
@@ -71,6 +73,15 @@ def test_two_processes_match_single_process(env, layout):
     root, cfgs = env
     torchrun(2, "pretrain", "--config", str(cfgs[layout]), "--arch", FAST_ARCH, "--out", str(root / layout))
     assert_same_curve(metrics(root / "single"), metrics(root / layout), 8)
+
+
+def test_pp2_cp2_four_processes_match_single_process(env):
+    """Pipeline and context parallelism together (4 ranks on 2 cores): the activations sent
+    between stages are this CP rank's s/cp tokens, and the loss is normalised over dp x cp."""
+    root, cfgs = env
+    torchrun(4, "pretrain", "--config", str(cfgs["pp2_cp2"]), "--arch", FAST_ARCH,
+             "--out", str(root / "pp2_cp2"))
+    assert_same_curve(metrics(root / "single"), metrics(root / "pp2_cp2"), 8)
 
 
 def test_cp2_extension_with_documents_and_windows_matches_single_process(env):
