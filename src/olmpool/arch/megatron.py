@@ -27,7 +27,8 @@ forward pass branches on the architecture, and megatron-core is not edited.
 | context parallel (CP)  | ``config.context_parallel_size=cp``, ``cp_comm_type='all_gather'``;    |
 |                        | local: `ContextParallelSDPACoreAttention` (K/V all-gathered over CP,  |
 |                        | masks from global positions), on CPU `CPURotaryEmbedding`; TE:        |
-|                        | TEDotProductAttention with the CP group megatron passes it            |
+|                        | TEDotProductAttention with the CP group megatron passes it ('p2p'     |
+|                        | for packed THD sequences, full-attention architectures only)          |
 
 Window convention (same as Hugging Face ``sliding_window``): with window W a query at
 position i attends to keys j with ``i - W < j <= i`` (W tokens including itself); TE's
@@ -48,11 +49,30 @@ With the same ``torch.manual_seed`` every stage holds exactly the weights of the
 model (`_draw_like_earlier_stages`).  Embeddings are never tied, so no embedding group
 all-reduce is needed between the first and last stage.
 
-Intra-document masking: `SDPACoreAttention` honours megatron's ``attention_mask``
-argument of ``GPTModel.forward`` (bool, True = masked, broadcastable to [b, 1, s, s], as
-produced by ``GPTDataset`` with ``reset_attention_mask=True``) on top of the causal +
-window mask.  Positions (RoPE) stay continuous across documents.  With TE, pass
-``packed_seq_params`` (THD) instead.
+Intra-document masking, two input formats (the training loop picks one per backend; the
+model code is the same):
+
+- local backend: `SDPACoreAttention` honours megatron's ``attention_mask`` argument of
+  ``GPTModel.forward`` (bool, True = masked, broadcastable to [b, 1, s, s], as produced by
+  ``GPTDataset`` with ``reset_attention_mask=True``) on top of the causal + window mask.
+  RoPE positions stay continuous across documents (as in OLMo-core, whose
+  ``Attention.forward`` in src/olmo_core/nn/attention/__init__.py rotates q/k by their
+  position in the packed row and hands the document lengths to the attention kernel only).
+- TE: TEDotProductAttention takes no dense mask; the micro-batch is packed into one row
+  (THD: [1, t] tokens, hidden states [t, 1, h]) and ``forward(..., attention_mask=None,
+  packed_seq_params=PackedSeqParams(qkv_format="thd", cu_seqlens_q/kv, max_seqlen_q/kv))``
+  - megatron-core's own convention (``packed_seq_params.py``,
+  ``utils.get_thd_batch_on_this_cp_rank``; built by ``olmpool.train.data.pack_micro_batch``).
+  Megatron's ``attention.py`` squeezes q/k/v to [t, heads, head_dim] and its
+  ``rope_utils._apply_rotary_pos_emb_thd`` restarts RoPE at position 0 in every document
+  (``RotaryEmbedding.get_rotary_seq_len`` returns ``max_seqlen``).  The positions differ
+  from the local backend's, the function does not: RoPE scores depend only on the distance
+  between query and key, and no query sees another document, so the two formats give the
+  same per-token losses up to rounding (tests/test_train_packed.py runs megatron's THD path
+  on CPU against the mask; tests/test_arch_gpu.py runs TE).  The per-token loss of
+  `OlmPoolGPTModel` is then [1, t].  Sliding windows work with THD at cp = 1; TE's context
+  parallelism (in the TE sources read) takes THD only with cp_comm_type 'p2p', which has no
+  sliding windows (`transformer_config`, ``packed_sequences``).
 
 Context parallelism (CP = c): each sequence is cut into 2c chunks and CP rank r holds
 chunks r and 2c-1-r (`cp_rank_positions`; the batch is sliced by megatron's
@@ -61,7 +81,9 @@ the attention mask is the rows of this rank's queries, [b, 1, s/c, s] (keys in g
 order).  GPTModel computes RoPE for s positions and keeps this rank's rows.  On the local
 backend `ContextParallelSDPACoreAttention` all-gathers K and V; this is what runs and is
 tested on CPU (gloo).  On GPU, TEDotProductAttention's own CP is used with the same batch
-layout; it was not run where this was developed (no GPU).
+layout; it was not run where this was developed (no GPU).  Packed (THD) micro-batches are
+cut differently: every document, padded to a multiple of 2c tokens, is cut into 2c chunks
+and rank r keeps chunks r and 2c-1-r of each (megatron's ``get_thd_batch_on_this_cp_rank``).
 """
 
 from __future__ import annotations
@@ -504,7 +526,7 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
                        sequence_parallel: bool = False,
                        params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                        fp8: Literal["auto", "off"] = "auto", perform_initialization: bool = True,
-                       ) -> TransformerConfig:
+                       packed_sequences: bool = False) -> TransformerConfig:
     """The TransformerConfig for ``shape`` (see module docstring for the mapping).
 
     ``pp`` stages split the layers evenly (``n_layers % pp == 0``); the activations sent
@@ -514,7 +536,15 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
     of `ContextParallelSDPACoreAttention`, and one of the two (with 'a2a') that Transformer
     Engine's CP attention accepts with sliding windows (``attn_forward_func_with_cp`` in TE's
     pytorch/attention/dot_product_attention/context_parallel.py asserts it; megatron's
-    default, 'p2p', would fail there for the SWA architectures)."""
+    default, 'p2p', would fail there for the SWA architectures).
+
+    ``packed_sequences``: the model will be fed packed (THD) micro-batches with megatron's
+    ``packed_seq_params`` (intra-document masking on Transformer Engine).  With ``cp`` > 1
+    that needs cp_comm_type 'p2p' - TE's 'all_gather' and 'a2a' CP attention assert
+    ``qkv_format != "thd"`` (``AttnFuncWithCPAndKVAllGather.forward``,
+    ``AttnFuncWithCPAndQKVOA2A.forward``) - so it is refused for sliding windows and for the
+    local backend, whose CP attention takes an attention mask.  With ``cp`` = 1 it changes
+    nothing."""
     shape.validate(tp=tp)
     if pp < 1 or shape.n_layers % pp:
         raise OlmPoolError(f"{shape.arch_id}: {shape.n_layers} layers cannot be split evenly into "
@@ -527,6 +557,20 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
         raise OlmPoolError(f"{shape.arch_id}: layers use different window sizes {sorted(set(local_windows))}; "
                            "fix: one window size per model (Olmo 3 pattern)")
     window = local_windows[0] if local_windows else None
+    cp_comm_type = None
+    if cp > 1:
+        cp_comm_type = "p2p" if packed_sequences else "all_gather"
+    if cp_comm_type == "p2p" and window:
+        raise OlmPoolError(
+            f"{shape.arch_id}: packed (THD) sequences with context parallelism (cp = {cp}) need "
+            "Transformer Engine's 'p2p' CP attention, which does not run sliding windows "
+            f"({window} tokens); fix: set parallel.<stage>.cp: 1 or <stage>.intra_document_masking: "
+            "false (olmpool.train.loop._check_packed_sequences refuses this before a run)")
+    if cp_comm_type == "p2p" and be != "te":
+        raise OlmPoolError(
+            f"packed (THD) sequences with context parallelism (cp = {cp}) need Transformer "
+            "Engine attention; fix: on the local backend pass intra-document masking as "
+            "attention_mask (olmpool.train.data.intra_document_mask) with packed_sequences=False")
     return TransformerConfig(
         num_layers=shape.n_layers,
         hidden_size=shape.d_model,
@@ -550,7 +594,7 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
         pipeline_dtype=params_dtype,
         variable_seq_lengths=False,
         context_parallel_size=cp,
-        cp_comm_type="all_gather" if cp > 1 else None,
+        cp_comm_type=cp_comm_type,
         sequence_parallel=sequence_parallel,
         params_dtype=params_dtype,
         bf16=params_dtype == torch.bfloat16,
@@ -673,8 +717,9 @@ class OlmPoolGPTModel(GPTModel):
                 use_cpu_initialization=True, cp_group=self.pg_collection.cp)
 
     def compute_language_model_loss(self, labels: Tensor, logits: Tensor) -> Tensor:
-        # labels [b, s]; logits [s, b, v/tp] -> loss [b, s].  logsumexp first: megatron's
-        # vocab-parallel cross entropy overwrites its logits argument in place.
+        # labels [b, s]; logits [s, b, v/tp] -> loss [b, s] (packed THD input: b = 1, s = t).
+        # logsumexp first: megatron's vocab-parallel cross entropy overwrites its logits
+        # argument in place.
         lse = vocab_parallel_logsumexp(logits).transpose(0, 1)  # [b, s]
         ce = super().compute_language_model_loss(labels, logits)
         return ce + self.z_loss * lse.square()
@@ -722,7 +767,7 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
                 sequence_parallel: bool = False,
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                 fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
-                parallel_output: bool = True) -> OlmPoolGPTModel:
+                parallel_output: bool = True, packed_sequences: bool = False) -> OlmPoolGPTModel:
     """Build the Megatron-Core GPT model for ``shape`` - with ``pp > 1`` this rank's
     pipeline stage of it.
 
@@ -734,7 +779,9 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     ``parallel_output=False`` gathers vocab-parallel logits.  ``cp=None`` uses the
     context-parallel size already set up (1 if none); with CP > 1 the model takes this CP
     rank's part of each sequence (``megatron.core.utils.get_batch_on_this_cp_rank``) and
-    returns per-token outputs for those tokens.
+    returns per-token outputs for those tokens.  ``packed_sequences``: the model will get
+    packed (THD) micro-batches (``forward(..., packed_seq_params=...)``, see
+    `transformer_config`).
 
     A stage (megatron ``pre_process`` / ``post_process``): the first has the embedding, the
     last the final norm, the output layer and the loss (``forward(..., labels=...)`` returns
@@ -746,7 +793,7 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     meta = device is not None and torch.device(device).type == "meta"
     config = transformer_config(shape, tp=tp, pp=pp, cp=cp, sequence_parallel=sequence_parallel,
                                 params_dtype=params_dtype, backend=backend, fp8=fp8,
-                                perform_initialization=not meta)
+                                perform_initialization=not meta, packed_sequences=packed_sequences)
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     n_local = get_num_layers_to_build(config)  # n_layers / pp contiguous layers

@@ -233,7 +233,10 @@ class ExtendConfig:
     warmup_tokens: int = 838_860_800
     """Linear warmup (200 steps x 4,194,304 at paper scale) from 0 to the start LR."""
     intra_document_masking: bool = True
-    """Attention never crosses document boundaries (EOD tokens) inside a packed sequence."""
+    """Attention never crosses document boundaries (EOD tokens) inside a packed sequence
+    (the recipe: on).  Local backend: a boolean attention mask; Transformer Engine: packed
+    THD micro-batches with cu_seqlens (TE >= 1.7; with parallel.extend.cp > 1 only for
+    architectures without sliding windows, see olmpool.train.loop._check_packed_sequences)."""
     z_loss: float = 1.0e-5
     """z-loss coefficient."""
     clip_grad: float = 1.0
@@ -305,8 +308,10 @@ class StageParallel:
     cp: int = 1
     """Context-parallel size: each sequence is split over ``cp`` ranks (2*cp chunks, rank r
     holding chunks r and 2*cp-1-r; 2*cp must divide the stage's sequence length).  GPU:
-    Transformer Engine attention (>= 1.10, cp_comm_type all_gather); CPU: the local
-    backend's all-gather CP attention under gloo.  The recipe extends with cp: 8."""
+    Transformer Engine attention (>= 1.10, cp_comm_type all_gather; with intra-document
+    masking packed THD sequences, cp_comm_type p2p, each document padded to a multiple of
+    2*cp and cut into 2*cp chunks - not available for sliding-window architectures); CPU: the
+    local backend's all-gather CP attention under gloo.  The recipe extends with cp: 8."""
     sequence_parallel: bool = False
     """Megatron sequence parallelism (requires tp > 1)."""
     distributed_optimizer: bool = False

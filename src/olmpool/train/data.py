@@ -9,7 +9,9 @@
   position is a single integer (``consumed_samples``) that checkpoints record; resuming
   at the same position reproduces the same order exactly, whatever the DP size.
 - :func:`document_ids` / :func:`intra_document_mask` give the block-diagonal causal mask
-  for intra-document attention masking (documents separated by the EOD token).
+  for intra-document attention masking (documents separated by the EOD token);
+  :func:`pack_micro_batch` gives the same documents as one packed row with cu_seqlens
+  (THD layout, Transformer Engine attention).
 """
 
 from __future__ import annotations
@@ -225,7 +227,84 @@ def intra_document_mask(tokens: torch.Tensor, eod: int) -> torch.Tensor:
 def cu_seqlens(tokens: torch.Tensor, eod: int) -> torch.Tensor:
     """Int32 cumulative document lengths of one packed sequence (for THD/varlen kernels):
     [0, end_of_doc_1, ..., T]. Input LongTensor[T]."""
-    ends = (tokens == eod).nonzero().flatten() + 1
-    T = tokens.shape[0]
-    ends = ends[ends < T]
-    return torch.cat([torch.zeros(1, dtype=torch.long), ends, torch.tensor([T])]).int()
+    return _document_boundaries(tokens[None], eod).int()
+
+
+def _document_boundaries(tokens: torch.Tensor, eod: int) -> torch.Tensor:
+    """LongTensor[n + 1]: 0, then the end (exclusive) of each of the n documents of
+    ``tokens`` [B, T] read row after row, as offsets into the flattened [B * T] tokens.  A
+    document ends with its EOD token (as in `document_ids`) or at the end of its row, so no
+    document spans two rows; an EOD in a row's last position ends one document, not two."""
+    ends = tokens == eod                                   # [B, T] True where a document ends
+    ends[:, -1] = True                                     # (a new tensor: tokens is untouched)
+    offsets = ends.flatten().nonzero().flatten() + 1       # [n]
+    return torch.cat([offsets.new_zeros(1), offsets])      # [n + 1]
+
+
+@dataclass
+class PackedMicroBatch:
+    """A micro-batch as one packed row (THD layout: batch and sequence collapsed into one
+    token dimension, documents back to back), the input format of Transformer Engine's
+    attention with megatron's ``PackedSeqParams(qkv_format="thd")``.
+
+    Built by :func:`pack_micro_batch`.  The real tokens of document d sit at positions
+    ``cu_seqlens_padded[d] ... cu_seqlens_padded[d] + (cu_seqlens[d+1] - cu_seqlens[d]) - 1``
+    of the row, followed by padding up to the next offset (Transformer Engine's convention for
+    ``cu_seqlens_q`` / ``cu_seqlens_q_padded``).  Without padding ``cu_seqlens_padded`` is
+    None and document d is ``cu_seqlens[d] ... cu_seqlens[d+1] - 1``."""
+
+    tokens: torch.Tensor
+    """LongTensor[1, t]: input ids (EOD at padding positions)."""
+    labels: torch.Tensor
+    """LongTensor[1, t]: next-token ids (EOD at padding positions)."""
+    loss_mask: torch.Tensor
+    """FloatTensor[1, t]: the micro-batch's loss mask, 0 at padding positions."""
+    position_ids: torch.Tensor
+    """LongTensor[1, t]: the micro-batch's position ids (0 at padding).  Megatron's GPTModel
+    does not read them with RoPE; the rotary angles come from ``cu_seqlens``."""
+    cu_seqlens: torch.Tensor
+    """IntTensor[n + 1] (int32): 0, then the cumulative real lengths of the n documents."""
+    cu_seqlens_padded: torch.Tensor | None
+    """IntTensor[n + 1] (int32): 0, then the cumulative padded lengths (offsets in the row);
+    None when nothing is padded (``multiple`` = 1)."""
+    max_seqlen: int
+    """Length of the longest document, padding included."""
+    index: torch.Tensor
+    """LongTensor[B * T]: position in the packed row of each token of the [B, T] micro-batch
+    (row-major); ``packed[0, index].view(B, T)`` undoes the packing."""
+
+
+def pack_micro_batch(mb: MicroBatch, eod: int, multiple: int = 1) -> PackedMicroBatch:
+    """The micro-batch ``mb`` ([B, T] tensors) as one packed row with its documents' cu_seqlens.
+
+    Documents are those of :func:`intra_document_mask` (a document ends with its EOD token),
+    and a row end also ends a document, so the block-diagonal causal attention over the
+    packed row is exactly the intra-document mask of every row.  ``multiple`` > 1 pads every
+    document at its end to a multiple of ``multiple`` tokens: Transformer Engine's context
+    parallelism cuts each packed sequence into 2*cp equal chunks (megatron-core 0.16.1
+    ``utils.get_thd_batch_on_this_cp_rank`` -> ``tex.thd_get_partitioned_indices``), so the
+    training loop passes 2*cp there.  Padding tokens are EOD with loss mask 0."""
+    B, T = mb.tokens.shape
+    cu = _document_boundaries(mb.tokens, eod)              # [n + 1] offsets in the B*T tokens
+    lengths = cu.diff()                                    # [n] real document lengths
+    if multiple == 1:
+        return PackedMicroBatch(
+            tokens=mb.tokens.reshape(1, B * T), labels=mb.labels.reshape(1, B * T),
+            loss_mask=mb.loss_mask.reshape(1, B * T), position_ids=mb.position_ids.reshape(1, B * T),
+            cu_seqlens=cu.int(), cu_seqlens_padded=None, max_seqlen=int(lengths.max()),
+            index=torch.arange(B * T))
+    padded = (lengths + multiple - 1) // multiple * multiple                  # [n]
+    cu_padded = torch.cat([cu.new_zeros(1), padded.cumsum(0)])                # [n + 1]
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), lengths)         # [B*T] document of each token
+    index = torch.arange(B * T) - cu[doc] + cu_padded[doc]                     # [B*T] place in the row
+    t = int(cu_padded[-1])
+
+    def place(x: torch.Tensor, fill) -> torch.Tensor:   # x [B, T] -> [1, t]
+        row = torch.full((t,), fill, dtype=x.dtype)
+        row[index] = x.flatten()
+        return row[None]
+
+    return PackedMicroBatch(
+        tokens=place(mb.tokens, eod), labels=place(mb.labels, eod), loss_mask=place(mb.loss_mask, 0),
+        position_ids=place(mb.position_ids, 0), cu_seqlens=cu.int(), cu_seqlens_padded=cu_padded.int(),
+        max_seqlen=int(padded.max()), index=index)

@@ -3,7 +3,8 @@
 One step, on every rank::
 
     micro-batches of this DP rank  (BatchStream: global sample index -> same order on resume)
-      cut to this CP rank's part of each sequence   (micro_batch_on_this_rank)
+      cut to this CP rank's part of each sequence   (micro_batch_on_this_rank; packed THD
+                                                     rows: packed_micro_batch_on_this_rank)
     megatron get_forward_backward_func()      (pp = 1: forward/backward per micro-batch in
                                                turn; pp > 1: 1F1B schedule over the stages)
         per micro-batch (`_forward_step`): this stage's forward; on the last stage
@@ -27,6 +28,17 @@ samples and each keeps 2 of the 2c chunks of every sequence (megatron's
 and megatron's DDP gradient reduction all run over the dp x cp group
 (``parallel_state.get_data_parallel_group(with_context_parallel=True)``), so metrics equal
 the single-process run.
+
+Intra-document masking (``extend.intra_document_masking``) takes the input format of the
+attention backend, chosen once in `train`: the local backend (SDPA) gets a boolean
+``attention_mask`` [b, 1, s, s] (`micro_batch_on_this_rank`); Transformer Engine gets each
+micro-batch packed into one row with the documents' cu_seqlens and megatron's
+``packed_seq_params`` (THD, `packed_micro_batch_on_this_rank`), the format its attention
+kernels take for variable-length documents.  Both compute the same per-token losses (RoPE
+restarts per document in THD, stays continuous with the mask; equal under document
+masking, see `packed_micro_batch_on_this_rank`).  What the THD path cannot do with the
+installed Transformer Engine (context parallelism with sliding windows, among others) is
+refused before work starts (`_check_packed_sequences`).
 
 Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
 Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
@@ -174,11 +186,55 @@ def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> 
                 "cannot run context-parallel attention with cp_comm_type 'all_gather' (needed with "
                 "sliding windows; megatron passes it from TE 1.10 on); fix: install "
                 "transformer-engine >= 1.10 or set cp: 1")
-    if intra_doc and backend == "te":
+    if intra_doc and backend == "te":  # pragma: no cover - needs CUDA + TE
+        from megatron.core.utils import get_te_version
+
+        _check_packed_sequences(shape, par, section, get_te_version())
+
+
+def _check_packed_sequences(shape, par: StageParallel, section: str, te_version) -> None:
+    """What intra-document masking on Transformer Engine attention (packed THD micro-batches,
+    `packed_micro_batch_on_this_rank`) cannot do, refused with the fix.  ``te_version`` is the
+    installed Transformer Engine version (an argument, so the rules are tested on CPU).
+
+    Sources (read, not run here): megatron-core 0.16.1 ``extensions/transformer_engine.py``
+    ``TEDotProductAttention.forward`` turns the causal mask into TE's ``padding_causal`` for
+    THD only from TE 1.7 (TE's DotProductAttention rejects THD with any mask type without
+    "padding", TE issue #1005); TE ``pytorch/attention/dot_product_attention/context_parallel.py`` (NVIDIA/
+    TransformerEngine commit 015d2257): ``attn_forward_func_with_cp`` asserts that sliding
+    windows run with cp_comm_type 'a2a' or 'all_gather', while
+    ``AttnFuncWithCPAndKVAllGather.forward`` and ``AttnFuncWithCPAndQKVOA2A.forward`` both
+    assert ``qkv_format != "thd"`` - only 'p2p' takes THD.  (TE pull request #2829, merged,
+    reviewed 2026-06, adds THD to 'all_gather'; the first release carrying it was not
+    established, so this check does not look at the version for it.)"""
+    from packaging.version import Version
+
+    if Version(str(te_version)) < Version("1.7.0"):
         raise OlmPoolError(
-            "intra-document masking with Transformer Engine attention needs packed-sequence "
-            "(THD, cu_seqlens) inputs, which the training loop does not build yet; it works with "
-            "the local backend (SDPA + attention_mask)")
+            f"config {section}.intra_document_masking is on, which with Transformer Engine "
+            f"attention feeds packed (THD) sequences; Transformer Engine {te_version} is too old "
+            "(megatron-core passes THD the 'padding_causal' mask TE needs from TE 1.7 on); fix: "
+            f"install transformer-engine >= 1.7 or set {section}.intra_document_masking: false")
+    windows = sorted({w for w in shape.windows if w is not None})
+    if par.cp > 1 and windows:
+        raise OlmPoolError(
+            f"config parallel.{section}.cp = {par.cp} with {section}.intra_document_masking: "
+            f"{shape.arch_id} has sliding windows ({windows[0]} tokens), and Transformer Engine's "
+            "context parallelism runs sliding windows only with cp_comm_type 'all_gather' or "
+            "'a2a', neither of which accepts the packed (THD) sequences intra-document masking "
+            "needs (transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py); "
+            f"fix: set parallel.{section}.cp: 1, or {section}.intra_document_masking: false "
+            "(not the recipe), or use a Transformer Engine with THD all-gather context "
+            "parallelism (TE pull request #2829) and lift this check in "
+            "olmpool.train.loop._check_packed_sequences after `pytest -m gpu` passes")
+    if par.cp > 1 and par.pp > 1:
+        raise OlmPoolError(
+            f"config parallel.{section}: cp = {par.cp} and pp = {par.pp} with "
+            f"{section}.intra_document_masking on Transformer Engine: context parallelism pads "
+            "every document of a packed (THD) micro-batch to a multiple of 2*cp tokens, so "
+            "micro-batches differ in length, and the pipeline schedule here sends fixed-shape "
+            f"activations between stages; fix: set parallel.{section}.pp: 1 or "
+            f"parallel.{section}.cp: 1")
 
 
 def _check_common(cfg: TrainConfig, shape, stage: str, global_batch_tokens: int, micro: int,
@@ -358,7 +414,9 @@ def _truncate_metrics(path: Path, upto_step: int) -> None:
 def micro_batch_on_this_rank(mb, eod: int | None, device) -> dict:
     """Model inputs of one micro-batch on this rank, on ``device``: ``tokens``,
     ``position_ids``, ``labels``, ``loss_mask`` [b, s/cp] and ``attention_mask``
-    [b, 1, s/cp, s] (True = masked; None unless ``eod`` is given for intra-document masking).
+    [b, 1, s/cp, s] (True = masked; None unless ``eod`` is given for intra-document masking);
+    ``packed_seq_params`` is None (this is the local backend's format; Transformer Engine
+    takes intra-document masking as packed sequences, `packed_micro_batch_on_this_rank`).
 
     The intra-document mask is built from the whole sequence, then every tensor is cut to this
     context-parallel rank's chunks r and 2cp-1-r of 2cp by megatron's
@@ -372,18 +430,70 @@ def micro_batch_on_this_rank(mb, eod: int | None, device) -> dict:
              "loss_mask": mb.loss_mask,
              "attention_mask": None if eod is None else intra_document_mask(mb.tokens, eod)}
     batch = get_batch_on_this_cp_rank(batch)
-    return {k: None if v is None else v.to(device) for k, v in batch.items()}
+    batch = {k: None if v is None else v.to(device) for k, v in batch.items()}
+    batch["packed_seq_params"] = None
+    return batch
+
+
+def packed_micro_batch_on_this_rank(mb, eod: int, device, pad_multiple: int = 1) -> dict:
+    """Model inputs of one micro-batch on this rank for intra-document masking with
+    Transformer Engine attention: the [b, s] micro-batch as one packed row (THD layout,
+    `olmpool.train.data.pack_micro_batch`) - ``tokens``, ``position_ids``, ``labels``,
+    ``loss_mask`` [1, t/cp] on ``device`` - with ``attention_mask`` None and megatron's
+    ``packed_seq_params`` (``PackedSeqParams(qkv_format="thd")``: cu_seqlens of the documents,
+    padded variants when ``pad_multiple`` > 1, max_seqlen = the longest padded document).
+
+    Megatron-core 0.16.1's convention is followed as is: ``utils.get_thd_batch_on_this_cp_rank``
+    makes the PackedSeqParams and, with cp > 1, keeps this rank's two of the 2cp chunks of
+    *every document* (``tex.thd_get_partitioned_indices``; needs TE, and each padded document
+    a multiple of 2cp tokens: pass ``pad_multiple`` = 2cp).  t = b*s without padding.
+
+    Positions: megatron applies RoPE to THD input per document from position 0
+    (``rope_utils._apply_rotary_pos_emb_thd``), where the attention-mask path (and OLMo-core)
+    keeps positions continuous over the row.  With intra-document masking the two give the
+    same attention scores - RoPE depends only on the distance between query and key, and no
+    query sees another document - so only floating-point rounding differs (checked on CPU
+    in tests/test_train_packed.py, with Transformer Engine in tests/test_arch_gpu.py)."""
+    import torch
+    from megatron.core.utils import get_thd_batch_on_this_cp_rank
+
+    from olmpool.train.data import pack_micro_batch
+
+    packed = pack_micro_batch(mb, eod, pad_multiple)
+    batch = {"tokens": packed.tokens, "position_ids": packed.position_ids,
+             "labels": packed.labels, "loss_mask": packed.loss_mask}
+    batch = {k: v.to(device) for k, v in batch.items()}                       # [1, t]
+    cu_padded = packed.cu_seqlens_padded
+    batch, params = get_thd_batch_on_this_cp_rank(
+        batch, packed.cu_seqlens.to(device), None if cu_padded is None else cu_padded.to(device),
+        torch.tensor([packed.max_seqlen]))                                  # -> [1, t/cp]
+    batch["attention_mask"] = None
+    batch["packed_seq_params"] = params
+    return batch
+
+
+def thd_pad_multiple(par: StageParallel) -> int:
+    """Tokens every document of a packed micro-batch is padded to a multiple of: 1 without
+    context parallelism; 2*cp with it (Transformer Engine cuts each document into 2cp
+    chunks), times tp with sequence parallelism (each rank's t/cp tokens are scattered over
+    the TP ranks)."""
+    if par.cp == 1:
+        return 1
+    return 2 * par.cp * (par.tp if par.sequence_parallel else 1)
 
 
 def _forward_step(batches, model, *, n_global: float, z_loss: float, captured):
     """One micro-batch through this rank's pipeline stage (megatron ``forward_step_func``).
 
     Every stage reads the same micro-batch, already cut to this CP rank (the first stage
-    uses the tokens, every stage the attention mask, the last the labels and loss mask). Returns the stage output - per-token
-    loss [b, s] (CE + z) on the last stage, hidden states [s, b, h] on the others, which the
-    schedule sends on - and the loss function the schedule applies on the last stage."""
-    mb = next(batches)                      # micro_batch_on_this_rank: [b, s/cp] tensors
-    out = model(mb["tokens"], mb["position_ids"], mb["attention_mask"], labels=mb["labels"])
+    uses the tokens, every stage the attention mask or packed-sequence parameters, the last
+    the labels and loss mask). Returns the stage output - per-token loss [b, s] (CE + z) on
+    the last stage, hidden states [s, b, h] on the others, which the schedule sends on - and
+    the loss function the schedule applies on the last stage.  Packed (THD) micro-batches
+    have b = 1 and s = the packed length."""
+    mb = next(batches)           # (packed_)micro_batch_on_this_rank: [b, s/cp] tensors
+    out = model(mb["tokens"], mb["position_ids"], mb["attention_mask"], labels=mb["labels"],
+                packed_seq_params=mb["packed_seq_params"])
     return out, functools.partial(_loss_func, mb["loss_mask"], n_global, z_loss, captured)
 
 
@@ -414,7 +524,7 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     from olmpool.arch import cpu_shim
-    from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
+    from olmpool.arch.megatron import build_model, resolve_backend, vocab_parallel_logsumexp
     from olmpool.train.data import BatchStream, build_blend
     from olmpool.train.dist import barrier, init_parallel, is_rank0
     from olmpool.train.optim import SkipStepRule, build_optimizer, optimizer_step, set_hyperparams
@@ -438,10 +548,14 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
 
     # ---- model, DDP, optimizer ----------------------------------------------------------
     bf16 = spec.precision == "bf16"
+    # Intra-document masking: a boolean attention_mask for the local backend (SDPA), packed
+    # (THD) micro-batches with cu_seqlens for Transformer Engine, which takes no dense mask.
+    packed = spec.intra_document_masking and resolve_backend("auto") == "te"
     torch.manual_seed(init_seed(spec.cfg.pretrain.seed, spec.arch.init))  # same weights for every layout
     model = build_model(spec.shape, tp=info.tp, pp=info.pp,  # this rank's pipeline stage
                         sequence_parallel=spec.parallel.sequence_parallel,
-                        params_dtype=torch.bfloat16 if bf16 else torch.float32)
+                        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+                        packed_sequences=packed)
     model.z_loss = spec.z_loss  # the stage's coefficient (config), not the scale preset's
     # The loss is normalised here by the global token count (`_loss_func`), so DDP must sum
     # gradients over data-parallel ranks instead of averaging them, and megatron's schedule
@@ -530,6 +644,14 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
         return t
 
     forward_backward = get_forward_backward_func()  # no pipelining (pp = 1) or 1F1B (pp > 1)
+    eod = tok.eod if spec.intra_document_masking else None
+    if packed:  # one packed row of micro_batch * seq_len tokens (+ padding with cp > 1)
+        to_rank = functools.partial(packed_micro_batch_on_this_rank, eod=eod, device=info.device,
+                                    pad_multiple=thd_pad_multiple(spec.parallel))
+        mb_shape = {"seq_length": spec.seq_len * spec.micro_batch, "micro_batch_size": 1}
+    else:
+        to_rank = functools.partial(micro_batch_on_this_rank, eod=eod, device=info.device)
+        mb_shape = {"seq_length": spec.seq_len, "micro_batch_size": spec.micro_batch}
 
     # ---- loop ---------------------------------------------------------------------------
     end_step = spec.total_steps if max_steps is None else min(spec.total_steps, start_step + max_steps)
@@ -550,8 +672,7 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     last = {}
     for step in range(start_step, end_step):
         t0 = time.perf_counter()
-        eod = tok.eod if spec.intra_document_masking else None
-        mbs = [micro_batch_on_this_rank(mb, eod, info.device) for mb in stream.micro_batches(step)]
+        mbs = [to_rank(mb) for mb in stream.micro_batches(step)]
         n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
         # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
         n_global = float(dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
@@ -562,8 +683,8 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
         with cpu_shim.cuda_allocations_on_cpu():  # the schedule's token counter is made on "cuda"
             per_mb = forward_backward(
                 forward_step_func=step_fn, data_iterator=iter(mbs), model=[ddp],
-                num_microbatches=len(mbs), seq_length=spec.seq_len,  # megatron divides by cp
-                micro_batch_size=spec.micro_batch, forward_only=False)  # last stage: one dict per mb
+                num_microbatches=len(mbs), **mb_shape,  # pp > 1: activation shape (megatron divides by cp)
+                forward_only=False)  # last stage: one dict per mb
         finalize_model_grads([ddp])
         sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
         for logged in per_mb:
