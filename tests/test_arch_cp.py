@@ -18,15 +18,14 @@ the other families.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+
+from olmpool.train.testing import perturb_norms, torchrun_worker
 
 pytest.importorskip("megatron.core")
 
@@ -40,19 +39,8 @@ FAMILIES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(*args: str) -> str:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", str(WORKER), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout
+    return torchrun_worker(WORKER, *args, cwd=ROOT)
 
 
 def test_cp2_equals_cp1_sliding_window_gqa_documents():
@@ -68,14 +56,6 @@ def test_cp2_equals_cp1_every_family():
 
 
 # ---- torchrun worker ------------------------------------------------------------------
-
-
-def _perturb_norms(model, g: torch.Generator) -> None:
-    """Norm weights start at 1; perturb them so a wrong norm placement would show."""
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "norm" in n:
-                p.add_(0.3 * torch.randn(p.shape, generator=g))
 
 
 def worker_main() -> int:
@@ -108,7 +88,7 @@ def worker_main() -> int:
         M.ensure_parallel_state(1, cp=1)
         torch.manual_seed(1234)
         m1 = M.build_model(sh, fp8="off")
-        _perturb_norms(m1, g)
+        perturb_norms(m1, g)
         m1.z_loss = 0.1
         loss1 = m1(ids, pos, doc_mask, labels=labels)  # [b, s]
         (loss1 * weight).sum().backward()

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+
+from olmpool.train.testing import perturb_norms, torchrun_worker
 
 pytest.importorskip("megatron.core")
 
@@ -38,19 +38,8 @@ FAMILIES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(*args: str) -> str:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", str(WORKER), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout
+    return torchrun_worker(WORKER, *args, cwd=ROOT)
 
 
 def test_tp2_equals_tp1_layerwise_qk_norm():
@@ -122,10 +111,7 @@ def worker_main() -> int:
         torch.manual_seed(1234)
         m1 = M.build_model(sh, tp=1, fp8="off")
         init1 = {n: p.detach().clone() for n, p in m1.named_parameters()}
-        with torch.no_grad():
-            for n, p in m1.named_parameters():
-                if "norm" in n:
-                    p.add_(0.3 * torch.randn(p.shape, generator=g))
+        perturb_norms(m1, g)
         m1.z_loss = 0.1
         logits1 = M.logits(m1, ids).detach()
         m1(ids, pos, None, labels=labels).mean().backward()
@@ -177,8 +163,6 @@ def worker_main() -> int:
 
             ckdir = f"{args.ckpt}/{aid}"
             if rank == 0:
-                import os
-
                 os.makedirs(ckdir, exist_ok=True)
             dist.barrier()
             dist_checkpointing.save(m2.sharded_state_dict(), ckdir)

@@ -64,3 +64,34 @@ FAST_ARCH = "G_pre_8kv_4k_14k"
 FAST_SWA_ARCH = "G_post_LQK_8kv_4k_14k_SWA"
 """Olmo-3-like (post-norm, layerwise QK norm, GQA, 3:1 sliding windows), 4K pretraining
 context (tiny seq len 256 = the tiny window; the windows bite at the extension's 4096)."""
+
+
+def torchrun_worker(worker: str | Path, *args: str, nproc: int = 2, cwd: str | Path | None = None,
+                    timeout: int = 600) -> str:
+    """Run ``worker`` (a script with its own ``__main__``) under ``torchrun --nproc_per_node``
+    on a free local port, one thread per rank; returns its stdout, or fails the calling test
+    with the tail of its output when a rank exits non-zero."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           f"--master_port={port}", str(worker), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout
+
+
+def perturb_norms(model, g) -> None:
+    """Norm weights start at 1; perturb them (in place) so a wrong norm placement would show."""
+    import torch
+
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
