@@ -310,22 +310,45 @@ def fig8(st: Study):
     return fig
 
 
+def _measured_predictors(st: Study, group: str) -> list[str]:
+    """Names of the predictors of ``group`` (correlations.py) that the results set holds."""
+    from olmpool.analysis.correlations import _predictors
+
+    names = []
+    for g, name, get in _predictors(st):
+        if g == group:
+            try:
+                get()
+                names.append(name)
+            except NeedsData:
+                pass
+    return names
+
+
 def _r2_bars(st: Study, group: str, title: str):
     from olmpool.analysis.correlations import correlation_table
 
     t = correlation_table(st)
-    t = t[(t.group == group) & (t.status == "ok")]
-    if t.empty:
+    t = t[t.group == group]
+    ok = t[t.status == "ok"]
+    if ok.empty and not _measured_predictors(st, group):
         raise NeedsData(f"{group} measurements per split (stage pretrained)")
-    w = t.pivot(index="predictor", columns="response", values="r2")
     fig, ax = plt.subplots(figsize=(7.0, 3.0))
+    ax.set_title(f"{title} ({st.rs.name})")
+    if ok.empty:  # the predictors were measured, but no long-context response varies enough
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"no $R^2$: no long-context metric ({', '.join(sorted(t.response.unique()))}) "
+                "has values that vary\nacross enough models to fit "
+                f"({len(_measured_predictors(st, group))} predictors measured)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        return fig
+    w = ok.pivot(index="predictor", columns="response", values="r2")
     n = w.shape[1]
     for j, col in enumerate(w.columns):
         ax.bar(np.arange(len(w)) + (j - n / 2 + 0.5) * 0.8 / n, w[col].to_numpy(), width=0.8 / n, label=col, edgecolor="black", lw=0.3)
     ax.set_xticks(np.arange(len(w)), w.index, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("$R^2$")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{title} ({st.rs.name})")
     ax.legend(frameon=False, fontsize=7)
     return fig
 
