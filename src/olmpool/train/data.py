@@ -287,13 +287,7 @@ def pack_micro_batch(mb: MicroBatch, eod: int, multiple: int = 1) -> PackedMicro
     B, T = mb.tokens.shape
     cu = _document_boundaries(mb.tokens, eod)              # [n + 1] offsets in the B*T tokens
     lengths = cu.diff()                                    # [n] real document lengths
-    if multiple == 1:
-        return PackedMicroBatch(
-            tokens=mb.tokens.reshape(1, B * T), labels=mb.labels.reshape(1, B * T),
-            loss_mask=mb.loss_mask.reshape(1, B * T), position_ids=mb.position_ids.reshape(1, B * T),
-            cu_seqlens=cu.int(), cu_seqlens_padded=None, max_seqlen=int(lengths.max()),
-            index=torch.arange(B * T))
-    padded = (lengths + multiple - 1) // multiple * multiple                  # [n]
+    padded = (lengths + multiple - 1) // multiple * multiple                  # [n] (= lengths if 1)
     cu_padded = torch.cat([cu.new_zeros(1), padded.cumsum(0)])                # [n + 1]
     doc = torch.repeat_interleave(torch.arange(len(lengths)), lengths)         # [B*T] document of each token
     index = torch.arange(B * T) - cu[doc] + cu_padded[doc]                     # [B*T] place in the row
@@ -306,5 +300,6 @@ def pack_micro_batch(mb: MicroBatch, eod: int, multiple: int = 1) -> PackedMicro
 
     return PackedMicroBatch(
         tokens=place(mb.tokens, eod), labels=place(mb.labels, eod), loss_mask=place(mb.loss_mask, 0),
-        position_ids=place(mb.position_ids, 0), cu_seqlens=cu.int(), cu_seqlens_padded=cu_padded.int(),
-        max_seqlen=int(padded.max()), index=index)
+        position_ids=place(mb.position_ids, 0), cu_seqlens=cu.int(),
+        cu_seqlens_padded=None if multiple == 1 else cu_padded.int(), max_seqlen=int(padded.max()),
+        index=index)
