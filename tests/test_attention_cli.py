@@ -118,6 +118,7 @@ def test_cli_end_to_end_on_hf_checkpoint(tmp_path):
     assert 0 < ent <= np.log(64) + 1e-9
     run = json.loads((out.parent / "imported.tsv.run.json").read_text())
     assert run["seed"] == 1234 and run["documents_used"] == 2 and run["checkpoint_format"] == "huggingface"
+    assert run["upstream"]["retrieval_heads"]["commit"] == "3ac171a6f71ce7ef1cda57d4215c390fb6ab51f2"
     assert run["hf_theta_stage"] == "extend" and "code_version" in run and run["attention"]["positions"] == [8, 32, 64]
 
     # the same checkpoint run as transformers runs it (Olmo3ForCausalLM + capture) gives the same numbers

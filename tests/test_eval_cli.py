@@ -55,6 +55,9 @@ def test_evaluate_writes_tidy_rows(run):
     assert rec["seed"] == 3 and rec["code_version"] and rec["max_context_trained"] == 256
     assert rec["contexts_beyond_trained"] == []
     assert rec["word_source"] == "tiny_corpus:5"  # the small corpus seed (tiny.yaml words: tiny_corpus)
+    from olmpool.eval.upstream import UPSTREAM  # the pinned upstream commits of the benchmarks run
+
+    assert rec["upstream"] == {b: UPSTREAM[b] for b in ("ruler", "longppl")}
 
 
 def test_wrong_arch_and_long_context_fail_cleanly(run, capsys):

@@ -14,8 +14,8 @@ from olmpool.eval.testing import make_test_tokenizer
 class CopyLM:
     """Induction-head toy: after token x, predict what followed x's latest earlier occurrence."""
 
-    def __init__(self, vocab_size: int, boost: float = 12.0):
-        self.vocab_size, self.boost = vocab_size, boost
+    def __init__(self, vocab_size: int, boost: float = 12.0, varied: bool = False):
+        self.vocab_size, self.boost, self.varied = vocab_size, boost, varied
 
     class _C:
         def __init__(self):
@@ -31,7 +31,8 @@ class CopyLM:
             pos = len(c.hist)
             c.hist.append(x)
             if x in c.last:  # latest earlier occurrence of x -> predict its successor
-                out[0, t, c.hist[c.last[x] + 1]] = self.boost
+                nxt = c.hist[c.last[x] + 1]
+                out[0, t, nxt] = self.boost + (nxt % 5 if self.varied else 0)  # varied: token-dependent confidence
             c.last[x] = pos
         c.length += input_ids.shape[1]
         return out
@@ -88,22 +89,135 @@ def test_longppl_is_exp_mean_nll_on_key_tokens(tok):
     assert res.longppl < res.ppl  # key tokens are the predictable-with-context ones
 
 
-def test_documents_combine_as_upstream_key_token_weighted_mean(tok):
-    """Upstream perplexity.py: sum(LongPPL_d * n_key_d) / sum(n_key_d); PPL weighted by length;
-    a document without key tokens counts for PPL only."""
+def _three_documents(tok):
     V = tok.vocab_size
-    eng = Engine(CopyLM(V, boost=5.0), tok, prefill_chunk=64, progress=False)
+    eng = Engine(CopyLM(V, boost=3.0, varied=True), tok, prefill_chunk=64, progress=False)
     ev = Engine(CopyLM(V), tok, progress=False)
-    (a, *_), (b, *_) = _document(V), _document(V, n_a=30, seed=7)
+    (a, *_), (b, *_) = _document(V), _document(V, n_a=30, n_fill=120, seed=7)
     plain = list(range(1, 90))  # no repeats: no key tokens
-    res = L.evaluate(eng, ev, [a, b, plain], trunc_len=64, sliding_window=16)
-    singles = [L.evaluate(eng, ev, [d], trunc_len=64, sliding_window=16) for d in (a, b, plain)]
+    return eng, ev, [a, b, plain]
+
+
+def test_documents_combine_as_upstream_pooled_key_tokens(tok):
+    """PKU-ML/LongPPL perplexity/perplexity.py lines 62-68 (commit 1decd2a):
+    longppl = exp(sum(log LongPPL_d * n_key_d) / sum n_key_d), ppl = exp(sum(log PPL_d * n_tok_d) / sum n_tok_d);
+    a document without key tokens counts for PPL only. That is the perplexity of the pooled key
+    tokens, strictly below the arithmetic weighted mean of per-document perplexities (the old rule)."""
+    eng, ev, docs = _three_documents(tok)
+    res = L.evaluate(eng, ev, docs, trunc_len=64, sliding_window=16)
+    singles = [L.evaluate(eng, ev, [d], trunc_len=64, sliding_window=16) for d in docs]
     assert singles[2].n_key_tokens == 0 and math.isnan(singles[2].longppl)
     ka, kb = singles[0].n_key_tokens, singles[1].n_key_tokens
-    assert res.n_key_tokens == ka + kb
-    assert res.longppl == pytest.approx((singles[0].longppl * ka + singles[1].longppl * kb) / (ka + kb))
-    lens = [len(a), len(b), len(plain)]
-    assert res.ppl == pytest.approx(sum(s.ppl * n for s, n in zip(singles, lens)) / sum(lens))
+    assert ka > 0 and kb > 0 and res.n_key_tokens == ka + kb
+    assert singles[0].longppl != pytest.approx(singles[1].longppl, rel=1e-3)  # the two rules differ here
+    want = math.exp((math.log(singles[0].longppl) * ka + math.log(singles[1].longppl) * kb) / (ka + kb))
+    assert res.longppl == pytest.approx(want, rel=1e-9)
+    arithmetic = (singles[0].longppl * ka + singles[1].longppl * kb) / (ka + kb)
+    assert res.longppl < arithmetic * (1 - 1e-6)
+    # pooled: exp of the mean NLL over every key token of every document
+    pooled = np.concatenate([d.nll[np.array(d.keys) - 1] for d in res.documents if d.keys])
+    assert res.longppl == pytest.approx(math.exp(pooled.mean()), rel=1e-9)
+    lens = [len(d) for d in docs]
+    assert res.ppl == pytest.approx(math.exp(sum(math.log(s.ppl) * n for s, n in zip(singles, lens)) / sum(lens)), rel=1e-9)
+
+
+def test_longppl_equals_upstream_formula_from_per_document_losses(tok):
+    """A fixed small set of documents: our LongPPL / PPL equal upstream's formula re-computed here
+    from each document's losses (the model's token log-probs) and key positions, within 1e-6."""
+    eng, ev, docs = _three_documents(tok)
+    res = L.evaluate(eng, ev, docs, trunc_len=64, sliding_window=16)
+    longppls, n_keys, ppls, n_tokens = [], [], [], []
+    for ids in docs:  # upstream compute_longppl, per document
+        loss_overall = -eng.token_logprobs(ids)
+        keys = [p - 1 for p in L.find_key_tokens(ev, ids, 64, 16)]  # cal_overlap appends i - 1
+        if keys:
+            longppls.append(np.exp(loss_overall[keys].mean()))
+            n_keys.append(len(keys))
+        ppls.append(np.exp(loss_overall.mean()))
+        n_tokens.append(len(ids))
+    longppl = np.exp((np.log(np.stack(longppls)) * np.stack(n_keys)).sum() / np.stack(n_keys).sum())
+    ppl = np.exp((np.log(np.stack(ppls)) * np.stack(n_tokens)).sum() / np.stack(n_tokens).sum())
+    assert abs(res.longppl - longppl) < 1e-6 and abs(res.ppl - ppl) < 1e-6
+
+
+class _BOSTokenizer:
+    """The test tokenizer with a default BOS prefix, as a Llama evaluator's tokenizer has."""
+
+    def __init__(self, inner, bos):
+        self.inner, self.bos_prefix = inner, [bos]
+        self.vocab_size, self.eod = inner.vocab_size, inner.eod
+
+    def encode(self, text):
+        return self.inner.encode(text)
+
+    def decode(self, ids):
+        return self.inner.decode(ids)
+
+
+class _Recording(Engine):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.seen = []
+
+    def token_logprobs(self, ids):
+        self.seen.append(list(ids))
+        return super().token_logprobs(ids)
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_evaluator_sees_its_bos_first(tok, same):
+    """Upstream find_key_token tokenizes with the evaluator's default special tokens: its full
+    and short-window inputs start with BOS, and key positions are shifted back to the text."""
+    V = tok.vocab_size
+    ids, n_a, n_fill = _document(V)
+    bos = V - 1
+    ev = _Recording(CopyLM(V), _BOSTokenizer(tok, bos), progress=False)
+    eng = Engine(CopyLM(V, boost=5.0), tok, prefill_chunk=64, progress=False)
+    if not same:  # character spans path: the evaluator tokenizes the decoded text
+        ids = tok.encode(tok.decode(ids))
+    d = L.document_losses(eng, ev, ids, trunc_len=64, sliding_window=16, same_tokenizer=same)
+    assert ev.seen[0] == [bos] + list(ids)  # the full-context pass
+    assert ev.seen[1][:1] == [bos]  # the first short window starts at position 0 = BOS
+    without = L.document_losses(eng, Engine(CopyLM(V), tok, progress=False), ids, 64, 16, same_tokenizer=same)
+    second = n_a + n_fill  # key positions are the text's (shifted back past the BOS), as without a BOS
+    assert d.keys and d.keys == without.keys
+    if same:
+        assert d.keys == list(range(second + 1, second + n_a))
+
+
+def test_select_documents_as_upstream():
+    """perplexity.py: filter(len >= min_tokens), the first `samples` in order, cut to max_length - 1
+    tokens, decoded; counted in the given (selection) tokenizer, not the evaluated model's."""
+
+    class Chars:  # one token per character
+        def encode(self, t):
+            return [ord(c) for c in t]
+
+        def decode(self, ids):
+            return "".join(chr(i) for i in ids)
+
+    class Words:  # one token per word
+        def encode(self, t):
+            return t.split(" ")
+
+        def decode(self, ids):
+            return " ".join(ids)
+
+    texts = ["ab cd", "abcdefghij", "a b c d e f g", "klmnopqrstuv", "x y z w v u t s"]
+    assert L.select_documents(texts, Chars(), min_tokens=8, samples=2, max_length=10) == ["abcdefghi", "a b c d e"]
+    assert L.select_documents(texts, Words(), min_tokens=6, samples=5, max_length=7) == ["a b c d e f", "x y z w v u"]
+
+
+def test_paper_config_selects_in_the_evaluator_tokenizer():
+    import yaml
+
+    from olmpool.eval.config import from_dict
+
+    cfg = from_dict(yaml.safe_load(open("config/paper.yaml"))["eval"])
+    assert cfg.longppl.select_tokenizer == "evaluator" and cfg.longppl.context == 32768
+    assert (cfg.longppl.min_tokens, cfg.longppl.samples) == (16384, 50)
+    with pytest.raises(Exception, match="select_tokenizer"):
+        from_dict({"longppl": {"select_tokenizer": "llama"}})
 
 
 def test_span_mapping_across_tokenizations():

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from olmpool import OlmPoolError
+from olmpool.eval.upstream import upstream_record
 from olmpool.provenance import code_version
 
 ARCH_FIELDS = ("swa", "qk_norm", "norm_order", "fp8", "kv_heads", "pretrain_context", "d_ff")
@@ -153,6 +154,7 @@ def _evaluate(args) -> int:
                   "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
                   "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
         record["word_source"] = res.word_source
+        record["upstream"] = upstream_record(benchmarks)  # the pinned upstream commits this run follows
         write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
         write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
         write_tsv_atomic(rows, out, na_rep="")

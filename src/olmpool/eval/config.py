@@ -148,9 +148,15 @@ class LongPPLConfig:
     samples: int = 50
     """Documents evaluated (LongPPL: 50)."""
     context: int = 32768
-    """Documents are truncated to this many tokens (LongPPL: 32,768)."""
+    """Upstream's ``--max-length``: documents are cut to their first ``context - 1`` tokens of the
+    selection tokenizer (LongPPL: 32,768, so 32,767 tokens)."""
     min_tokens: int = 16384
-    """Only documents at least this long are used (LongPPL: 16,384)."""
+    """Only documents with at least this many tokens of the selection tokenizer are used, the
+    first ``samples`` of them (LongPPL: 16,384)."""
+    select_tokenizer: str = "evaluator"
+    """Tokenizer that counts and cuts the documents: 'evaluator' (the key-token evaluator's),
+    'model' (the evaluated model's) or 'hf:<local Hugging Face tokenizer directory>'. Upstream
+    counts in the tokenizer its GovReport copy was tokenized with (run_ppl.sh, --tokenizer-path)."""
     evaluator: str = "self"
     """Key-token evaluator: 'self' (the evaluated model), an OlmPool checkpoint directory (loaded like
     --checkpoint), or 'hf:<local Hugging Face directory>' (upstream: Llama-3.1-8B)."""
@@ -171,6 +177,10 @@ class LongPPLConfig:
             raise _err("longppl.trunc_len", f"{self.trunc_len} >= context {self.context}", "use a short window well below the document length")
         if self.evaluator != "self" and not isinstance(self.evaluator, str):
             raise _err("longppl.evaluator", f"{self.evaluator!r}", "write 'self' or a checkpoint directory")
+        if not isinstance(self.select_tokenizer, str) or not (
+                self.select_tokenizer in ("evaluator", "model") or self.select_tokenizer.startswith("hf:")):
+            raise _err("longppl.select_tokenizer", f"{self.select_tokenizer!r}",
+                       "write 'evaluator', 'model' or 'hf:<local tokenizer directory>'")
         if self.min_tokens > self.context:
             raise _err("longppl.min_tokens", f"{self.min_tokens} > context {self.context}", "documents are truncated to context; lower min_tokens")
 

@@ -264,6 +264,19 @@ class HFTokenizerAdapter:
         if tok.eos_token_id is None:
             raise OlmPoolError(f"tokenizer {tok.name_or_path}: no eos token. Fix: use a causal-LM tokenizer with an eos token")
         self.eod = int(tok.eos_token_id)
+        self.bos_prefix = self._default_prefix(tok)
+        """Special tokens the tokenizer puts before a text by default (a Llama BOS): what the
+        LongPPL evaluator sees first (upstream ``evaluator_tokenizer(text)``)."""
+
+    @staticmethod
+    def _default_prefix(tok) -> list[int]:
+        probe = "x"
+        plain = list(tok(probe, add_special_tokens=False)["input_ids"])
+        full = list(tok(probe)["input_ids"])
+        for i in range(len(full) - len(plain) + 1):
+            if full[i:i + len(plain)] == plain:
+                return [int(t) for t in full[:i]]
+        return []
 
     def encode(self, text: str) -> list[int]:
         return list(self.tok(text, add_special_tokens=False)["input_ids"])

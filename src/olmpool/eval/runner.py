@@ -183,15 +183,16 @@ def run_longppl(engine: Engine, evaluator: Engine | None, cfg: EvalConfig, out: 
         return missing(f"documents file {lc.documents} not found (set eval.longppl.documents to GovReport test JSON lines)")
     else:
         texts = [r["text"] for r in read_jsonl(Path(lc.documents), ["text"])]
-    docs = []
-    for t in texts:
-        ids = engine.tokenizer.encode(t)
-        if len(ids) >= lc.min_tokens:
-            docs.append(ids[:ctx])
-        if len(docs) == lc.samples:
-            break
+    try:
+        selector = {"evaluator": evaluator.tokenizer, "model": engine.tokenizer}.get(lc.select_tokenizer) \
+            or _hf_tokenizer(lc.select_tokenizer[len("hf:"):])
+    except OlmPoolError as exc:
+        return missing(str(exc))
+    selected = L.select_documents(texts, selector, lc.min_tokens, lc.samples, ctx)
+    docs = [engine.tokenizer.encode(t) for t in selected]
+    docs = [d for d in docs if len(d) > 1]
     if not docs:
-        return missing(f"no document has >= {lc.min_tokens} tokens")
+        return missing(f"no document has >= {lc.min_tokens} tokens ({lc.select_tokenizer} tokenizer)")
     same = evaluator is engine or evaluator.tokenizer is engine.tokenizer
     t0 = time.time()
     res = L.evaluate(engine, evaluator, docs, lc.trunc_len, lc.sliding_window, lc.alpha, lc.beta, same_tokenizer=same)
@@ -203,6 +204,18 @@ def run_longppl(engine: Engine, evaluator: Engine | None, cfg: EvalConfig, out: 
         out.add("longppl", task, ctx, "ppl", res.ppl, source, res.n_documents, "")
         out.add("longppl", task, ctx, "n_key_tokens", float(res.n_key_tokens), source, res.n_documents, "")
     log(f"longppl: {res.longppl:.3f} ({res.n_key_tokens} key tokens, {time.time() - t0:.1f}s)")
+
+
+def _hf_tokenizer(directory: str):
+    """A local Hugging Face tokenizer in the eval Tokenizer protocol (LongPPL document selection)."""
+    from olmpool.eval.lm import HFTokenizerAdapter
+
+    if not Path(directory).is_dir():
+        raise OlmPoolError(f"config eval.longppl.select_tokenizer: {directory} is not a directory. "
+                           "Fix: point 'hf:<dir>' at a local tokenizer copy, or use 'evaluator'")
+    from transformers import AutoTokenizer
+
+    return HFTokenizerAdapter(AutoTokenizer.from_pretrained(directory, local_files_only=True))
 
 
 def run_perplexity(engine: Engine, cfg: EvalConfig, out: Collector, log) -> None:

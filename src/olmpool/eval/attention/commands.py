@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from olmpool import OlmPoolError
+from olmpool.eval.upstream import upstream_record
 from olmpool.provenance import code_version
 from olmpool.results import write_text_atomic, write_tsv_atomic
 
@@ -81,6 +82,7 @@ def _run(args, logger) -> int:
         "seconds": round(time.perf_counter() - t0, 3),
         **info,
         "code_version": code_version(),
+        "upstream": upstream_record(["retrieval_heads"]),
     }
     write_text_atomic(json.dumps(run, indent=2, default=str) + "\n", out.with_name(out.name + ".run.json"))
     print(f"wrote {out} ({len(df)} rows)")
