@@ -1,7 +1,8 @@
 """RULER: the 13 tasks, generated for a tokenizer and a token budget, and their scoring.
 
-Re-implemented from NVIDIA/RULER (read via forks of the upstream tree, e.g.
-hsiehjackson/RULER): ``scripts/synthetic.yaml`` (task list and arguments),
+Re-implemented from NVIDIA/RULER at one pinned commit, 7061a0580d4a1a9531be92f4c08e9f82536cb808
+(2025-05-14, the last before the May 2025 generator rewrite; ``olmpool.eval.upstream``), which
+every part of this module follows (files cited below are at that commit): ``scripts/synthetic.yaml`` (task list and arguments),
 ``scripts/data/synthetic/constants.py`` (templates, answer prefixes, tokens_to_generate),
 ``scripts/data/synthetic/niah.py``, ``variable_tracking.py``, ``common_words_extraction.py``,
 ``freq_words_extraction.py``, ``qa.py`` (generators), ``scripts/eval/synthetic/constants.py``
@@ -17,7 +18,8 @@ Task table (synthetic.yaml):
     niah_multikey_3 needle haystack, key uuid, value uuid
     niah_multivalue essay haystack,  4 values for the key
     niah_multiquery essay haystack,  4 keys, all 4 queried
-    vt              1 chain, 4 hops, with a one-shot example
+    vt              1 chain, 4 hops, with a one-shot example (one per run, its variable names
+                    re-drawn per sample: variable_tracking.py randomize_icl)
     cwe             freq_cw 30, freq_ucw 3, num_cw 10, with a one-shot example
     fwe             zeta alpha 2.0
     qa_1            SQuAD documents
@@ -69,7 +71,9 @@ fixed ``random_seed`` use the per-sample generator; scale-dependent
 absolute constants (the vt example budget of 500 tokens, cwe's 4096-token switch between
 frequency settings) come from config so the tiny scale can keep the same ratios; the tiny
 config also switches off the vt/cwe one-shot examples (``one_shot_examples``), whose fixed
-~200-500 tokens do not fit its shortest lengths.
+~200-500 tokens do not fit its shortest lengths. fwe: at the pinned commit upstream sizes the
+text to fill ``max_seq_length`` without leaving room for the 50 generated tokens (fixed upstream
+later, commit 9f1c84d); we keep prompt + generation within the length, as for every task.
 """
 
 from __future__ import annotations
@@ -497,7 +501,11 @@ def _vt_chains(rng: random.Random, num_chains: int, num_hops: int, is_icl: bool)
 
 
 def vt_input(rng: random.Random, n: int, num_chains: int, num_hops: int, is_icl: bool) -> tuple[str, list[str]]:
-    """Upstream variable_tracking.generate_input_output (base template + answer prefix)."""
+    """Upstream variable_tracking.generate_input_output (7061a05 lines 88-128; base template +
+    answer prefix). ``is_icl`` (the one-shot example) only changes the chains: 3-letter names,
+    at most 10 hops (``generate_chains`` lines 71-72). Upstream strips the model template from the
+    example only when the template is not the bare task template (lines 115-119: a chat
+    template); our prompts are base-model prompts, which it leaves whole."""
     vars_, chains = _vt_chains(rng, num_chains, num_hops, is_icl)
     sentences = [NOISE + "\n"] * n
     if len(sentences) <= len(chains[0]):
@@ -510,12 +518,53 @@ def vt_input(rng: random.Random, n: int, num_chains: int, num_hops: int, is_icl:
             sentences.insert(p + j, chain[j])
     context = " ".join(sentences).replace(". \n", ".\n")
     task_t, prefix = TEMPLATES["variable_tracking"]
-    template = task_t + prefix
-    if is_icl:  # upstream strips the model template; for the base template this drops the word before the prefix
-        cut = template.index(prefix[:10])
-        template = " ".join(template[:cut].split()[:-1]) + template[cut:]
     value = chains[0][0].split("=")[-1].strip()
-    return template.format(context=context, query=value, num_v=num_hops + 1), vars_[0]
+    return (task_t + prefix).format(context=context, query=value, num_v=num_hops + 1), vars_[0]
+
+
+VT_EXAMPLE_INCREMENT = 5
+"""Noise sentences added per step when upstream sizes the vt example (main(), line 203)."""
+
+
+def vt_example(rng: random.Random, tokenizer: Tokenizer, max_length: int, tokens_to_generate: int,
+               num_chains: int = 1, num_hops: int = 4) -> str:
+    """The vt one-shot example as upstream builds it once per run (7061a05 ``main`` lines
+    201-205 and ``sys_vartrack_w_noise_random`` lines 145-164 and 150-152): noise grows by 5
+    sentences while ``len(tokens(input + ' ' + str(answers))) + tokens_to_generate`` stays below
+    ``max_length`` (500), then ``input + ' ' + ' '.join(answers) + '\n\n'``."""
+    state = rng.getstate()
+
+    def build(n: int) -> tuple[str, list[str]]:
+        rng.setstate(state)
+        return vt_input(rng, n, num_chains, num_hops, is_icl=True)
+
+    n, total = VT_EXAMPLE_INCREMENT, 0
+    while total + tokens_to_generate < max_length:
+        text, answer = build(n)
+        total = len(tokenizer.encode(text + f" {answer}"))
+        if total + tokens_to_generate > max_length:
+            n -= VT_EXAMPLE_INCREMENT
+            break
+        n += VT_EXAMPLE_INCREMENT
+    while n > VT_EXAMPLE_INCREMENT:  # upstream's sample loop: shrink until the input alone fits
+        text, _ = build(n)
+        if len(tokenizer.encode(text)) + tokens_to_generate <= max_length:
+            break
+        n -= VT_EXAMPLE_INCREMENT
+    if n < 1:  # even 5 sentences are too long (upstream then loops forever): the most below 5 that fit
+        n = fit_size(build, tokenizer, max_length - tokens_to_generate, 1, VT_EXAMPLE_INCREMENT - 1, with_answers=False)
+    text, answer = build(n)
+    return text + " " + " ".join(answer) + "\n\n"
+
+
+def randomize_vt_example(rng: random.Random, example: str) -> str:
+    """Upstream ``randomize_icl`` (7061a05 lines 130-136), per sample: each variable name after
+    the answer prefix's last 10 characters ("they are: ") is replaced everywhere in the example
+    by a random upper-case name of the same length."""
+    cut = example.index(TEMPLATES["variable_tracking"][1][-10:])
+    for item in example[cut + 10:].strip().split():
+        example = example.replace(item, "".join(rng.choices(string.ascii_uppercase, k=len(item))))
+    return example
 
 
 def cwe_words(seed: int) -> list[str]:
@@ -648,24 +697,18 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
 
         lo = 1 if args["type_haystack"] == "essay" else n_needles
     elif kind == "variable_tracking":
+        # upstream main(): one example per run (500 tokens), then per sample (lines 179-182)
+        # randomize_icl(example) + "\n\n" in front of the input (the base template starts the input)
         example = ""
         if settings.one_shot_examples:
             ex_rng = random.Random(stable_seed(settings.seed, "ruler", task, length, "example"))
-            ex_state = ex_rng.getstate()
-
-            def ex_build(n: int):
-                r = random.Random()
-                r.setstate(ex_state)
-                return vt_input(r, n, 1, 4, is_icl=True)
-
-            ex_n = fit_size(ex_build, tokenizer, settings.vt_example_length - gen, 1, settings.vt_example_length)
-            ex_in, ex_out = ex_build(ex_n)
-            example = " " + ex_in + " " + " ".join(ex_out) + "\n\n" + "\n\n"
+            example = vt_example(ex_rng, tokenizer, settings.vt_example_length, gen)
 
         def build_i(i: int):
             def build(n: int):
-                text, ans = vt_input(rng_for(i), n, 1, 4, is_icl=False)
-                return example + text, ans
+                rng = rng_for(i)
+                text, ans = vt_input(rng, n, 1, 4, is_icl=False)
+                return (randomize_vt_example(rng, example) + "\n\n" + text if example else text), ans
             return build
 
         lo, hi = 1, max(2, budget)
@@ -686,7 +729,9 @@ def generate_task(task: str, length: int, n_samples: int, tokenizer: Tokenizer, 
                     c, a = cwe_example(r, words, n, 6, 1, 10)
                 if not settings.one_shot_examples:
                     return template.format(context=c), a
-                ex = template.format(context=cx) + " " + " ".join(f"{j + 1}. {w}" for j, w in enumerate(ax))
+                # 7061a05 common_words_extraction.py lines 91-94: the example's answers follow the
+                # answer prefix with no space ("...in the list are:1. word")
+                ex = template.format(context=cx) + " ".join(f"{j + 1}. {w}" for j, w in enumerate(ax))
                 return ex + "\n" + template.format(context=c), a
             return build
 

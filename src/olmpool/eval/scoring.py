@@ -1,6 +1,7 @@
 """Scorers, re-implemented from the upstream benchmark code (cited per function).
 
-RULER (NVIDIA/RULER, ``scripts/eval/synthetic/constants.py`` and ``scripts/eval/evaluate.py``):
+RULER (NVIDIA/RULER at 7061a05, ``scripts/eval/synthetic/constants.py`` and
+``scripts/eval/evaluate.py``; upstream rounds each task score to 2 decimals, we keep full precision):
     predictions are post-processed by stripping and replacing control characters
     (``[\\x00-\\x1f]``) with newlines; ``string_match_all`` = mean over samples of the fraction
     of references contained (case-insensitive) in the prediction, x100; ``string_match_part`` =

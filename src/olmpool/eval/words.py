@@ -1,7 +1,8 @@
 """Word lists for the RULER generators.
 
 Upstream RULER draws its random words from the ``wonderwords`` package's word lists
-(NVIDIA/RULER, read via hsiehjackson/RULER and forks of it):
+(NVIDIA/RULER at the pinned commit 7061a0580d4a1a9531be92f4c08e9f82536cb808,
+``olmpool.eval.upstream``; the May 2025 rewrite after it adds a second word list to cwe):
 
 * ``scripts/data/synthetic/niah.py`` (module level, used by ``generate_random_word``): nouns
   and adjectives from ``wonderwords.random_word._get_words_from_text_file("nounlist.txt")`` /
