@@ -224,9 +224,12 @@ def test_packed_sequence_rules():
     recipe = StageParallel(tp=1, pp=1, cp=8)                                 # config/paper.yaml
     _check_packed_sequences(full, recipe, "extend", "2.8.0")                 # p2p CP takes THD
     _check_packed_sequences(swa, StageParallel(cp=1), "extend", "2.8.0")    # windows at cp = 1
-    swa_cp = r"parallel\.extend\.cp = 8.*sliding windows.*fix: set parallel\.extend\.cp: 1"
+    swa_cp = (r"parallel\.extend\.cp = 8.*sliding windows.*Transformer Engine 2\.8\.0.*fix: install "
+              r"transformer-engine >= 2\.18\.0.*or set parallel\.extend\.core_attention: sdpa")
     with pytest.raises(OlmPoolError, match=swa_cp):
         _check_packed_sequences(swa, recipe, "extend", "2.8.0")
+    _check_packed_sequences(swa, recipe, "extend", "2.18.0")                # THD all-gather CP
+    _check_packed_sequences(swa, StageParallel(cp=8, core_attention="sdpa"), "extend", "2.8.0")
     with pytest.raises(OlmPoolError, match=r"parallel\.extend: cp = 2 and pp = 2.*fix"):
         _check_packed_sequences(full, StageParallel(cp=2, pp=2), "extend", "2.8.0")
     with pytest.raises(OlmPoolError, match=r"extend\.intra_document_masking.*1\.6\.0.*>= 1\.7"):
@@ -237,13 +240,14 @@ def test_packed_sequence_rules():
 
 
 def test_packed_sequences_config():
-    """Packed sequences change the CP comm type to TE's 'p2p' (the one taking THD) and are
-    refused where that cannot run; with cp = 1 they change nothing."""
+    """Packed sequences under CP need Transformer Engine attention (refused on the local
+    backend, whose CP attention takes a mask); with cp = 1 they change nothing.  The TE
+    schemes are tested in tests/test_te_support.py."""
     tiny = load_scale("tiny")
     swa, full = resolve(get_architecture(SWA), tiny), resolve(get_architecture(FULL), tiny)
     assert M.transformer_config(swa, backend="local", packed_sequences=True).cp_comm_type is None
     assert M.transformer_config(full, cp=2, backend="local").cp_comm_type == "all_gather"
-    with pytest.raises(OlmPoolError, match="sliding windows"):
+    with pytest.raises(OlmPoolError, match="need Transformer Engine attention"):
         M.transformer_config(swa, cp=2, backend="local", packed_sequences=True)
     with pytest.raises(OlmPoolError, match="need Transformer Engine attention"):
         M.transformer_config(full, cp=2, backend="local", packed_sequences=True)

@@ -10,6 +10,7 @@
 from olmpool.analysis.study import read_roles
 
 from olmpool.config import job_resources, validate_study_sections
+from olmpool.train.te_support import check_study_extensions
 
 S = config["study"]
 W = S["workdir"]
@@ -51,6 +52,9 @@ def with_roles(roles):
 
 
 ARCHS = study_architectures()
+# Extensions the cluster's Transformer Engine (cluster.transformer_engine) cannot run stop the
+# DAG here, before any job is submitted; `olmpool data check` compares it with the environment.
+check_study_extensions(config, ARCHS)
 BUDGET = S.get("extension_budget", "10B")
 BUDGET_STUDY = S.get("budget_study", {})
 BUDGET_ARCHS = with_roles(BUDGET_STUDY.get("roles", []))

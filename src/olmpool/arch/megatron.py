@@ -27,8 +27,10 @@ forward pass branches on the architecture, and megatron-core is not edited.
 | context parallel (CP)  | ``config.context_parallel_size=cp``, ``cp_comm_type='all_gather'``;    |
 |                        | local: `ContextParallelSDPACoreAttention` (K/V all-gathered over CP,  |
 |                        | masks from global positions), on CPU `CPURotaryEmbedding`; TE:        |
-|                        | TEDotProductAttention with the CP group megatron passes it ('p2p'     |
-|                        | for packed THD sequences, full-attention architectures only)          |
+|                        | TEDotProductAttention with the CP group megatron passes it (packed    |
+|                        | THD: 'p2p' for full attention, 'all_gather' with windows from TE      |
+|                        | 2.18), or ``core_attention='sdpa'``: the local CP attention inside    |
+|                        | TE's linears and norms (`layer_spec`)                                 |
 
 Window convention (same as Hugging Face ``sliding_window``): with window W a query at
 position i attends to keys j with ``i - W < j <= i`` (W tokens including itself); TE's
@@ -70,9 +72,10 @@ model code is the same):
   between query and key, and no query sees another document, so the two formats give the
   same per-token losses up to rounding (tests/test_train_packed.py runs megatron's THD path
   on CPU against the mask; tests/test_arch_gpu.py runs TE).  The per-token loss of
-  `OlmPoolGPTModel` is then [1, t].  Sliding windows work with THD at cp = 1; TE's context
-  parallelism (in the TE sources read) takes THD only with cp_comm_type 'p2p', which has no
-  sliding windows (`transformer_config`, ``packed_sequences``).
+  `OlmPoolGPTModel` is then [1, t].  Sliding windows work with THD at cp = 1; under TE's
+  context parallelism sliding windows need cp_comm_type 'all_gather', which takes THD from
+  TE 2.18 on (`olmpool.train.te_support`; `transformer_config`, ``packed_sequences``).
+  With an older TE, ``core_attention='sdpa'`` keeps TE's linears and feeds the mask.
 
 Context parallelism (CP = c): each sequence is cut into 2c chunks and CP rank r holds
 chunks r and 2c-1-r (`cp_rank_positions`; the batch is sliced by megatron's
@@ -103,6 +106,7 @@ from torch import Tensor
 from olmpool import OlmPoolError
 from olmpool.arch import cpu_shim
 from olmpool.arch.registry import ModelShape
+from olmpool.train import te_support
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +157,21 @@ except Exception:  # pragma: no cover - TE absent on CPU machines
     HAVE_TE = False
 
 Backend = Literal["auto", "local", "te"]
+CoreAttention = Literal["te", "sdpa"]
+
+
+def _te_modules() -> dict:
+    """Transformer Engine's megatron submodules by role (one place, so the spec composition
+    can be checked where TE cannot be imported, by replacing this function)."""
+    return {"norm": TENorm, "column": TEColumnParallelLinear, "row": TERowParallelLinear,
+            "attention": TEDotProductAttention}
+
+
+def _installed_te_version():  # pragma: no cover - needs TE
+    """The installed Transformer Engine version (megatron-core's ``get_te_version``)."""
+    from megatron.core.utils import get_te_version
+
+    return get_te_version()
 
 
 def te_available() -> bool:
@@ -526,7 +545,8 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
                        sequence_parallel: bool = False,
                        params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                        fp8: Literal["auto", "off"] = "auto", perform_initialization: bool = True,
-                       packed_sequences: bool = False) -> TransformerConfig:
+                       packed_sequences: bool = False,
+                       core_attention: CoreAttention = "te") -> TransformerConfig:
     """The TransformerConfig for ``shape`` (see module docstring for the mapping).
 
     ``pp`` stages split the layers evenly (``n_layers % pp == 0``); the activations sent
@@ -539,12 +559,17 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
     default, 'p2p', would fail there for the SWA architectures).
 
     ``packed_sequences``: the model will be fed packed (THD) micro-batches with megatron's
-    ``packed_seq_params`` (intra-document masking on Transformer Engine).  With ``cp`` > 1
-    that needs cp_comm_type 'p2p' - TE's 'all_gather' and 'a2a' CP attention assert
-    ``qkv_format != "thd"`` (``AttnFuncWithCPAndKVAllGather.forward``,
-    ``AttnFuncWithCPAndQKVOA2A.forward``) - so it is refused for sliding windows and for the
-    local backend, whose CP attention takes an attention mask.  With ``cp`` = 1 it changes
-    nothing."""
+    ``packed_seq_params`` (intra-document masking on Transformer Engine attention).  With
+    ``cp`` > 1 the scheme is `olmpool.train.te_support.cp_comm_type`: 'all_gather' for
+    sliding windows, which takes THD from TE 2.18 on (TE pull request #2829; before it
+    ``AttnFuncWithCPAndKVAllGather.forward`` asserted ``qkv_format != "thd"``, refused here
+    with the fixes), 'p2p' for full attention.  Refused with the local backend or
+    ``core_attention='sdpa'``, whose CP attention takes an attention mask.  With ``cp`` = 1
+    it changes nothing.
+
+    ``core_attention``: ``te`` (TEDotProductAttention) or ``sdpa`` (`SDPACoreAttention` /
+    `ContextParallelSDPACoreAttention` inside TE's linears and norms, see `layer_spec`); it
+    matters only on the TE backend."""
     shape.validate(tp=tp)
     if pp < 1 or shape.n_layers % pp:
         raise OlmPoolError(f"{shape.arch_id}: {shape.n_layers} layers cannot be split evenly into "
@@ -557,20 +582,27 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
         raise OlmPoolError(f"{shape.arch_id}: layers use different window sizes {sorted(set(local_windows))}; "
                            "fix: one window size per model (Olmo 3 pattern)")
     window = local_windows[0] if local_windows else None
+    if core_attention not in ("te", "sdpa"):
+        raise OlmPoolError(f"core_attention {core_attention!r} unknown; fix: use te or sdpa")
     cp_comm_type = None
     if cp > 1:
-        cp_comm_type = "p2p" if packed_sequences else "all_gather"
-    if cp_comm_type == "p2p" and window:
-        raise OlmPoolError(
-            f"{shape.arch_id}: packed (THD) sequences with context parallelism (cp = {cp}) need "
-            "Transformer Engine's 'p2p' CP attention, which does not run sliding windows "
-            f"({window} tokens); fix: set parallel.<stage>.cp: 1 or <stage>.intra_document_masking: "
-            "false (olmpool.train.loop._check_packed_sequences refuses this before a run)")
-    if cp_comm_type == "p2p" and be != "te":
-        raise OlmPoolError(
-            f"packed (THD) sequences with context parallelism (cp = {cp}) need Transformer "
-            "Engine attention; fix: on the local backend pass intra-document masking as "
-            "attention_mask (olmpool.train.data.intra_document_mask) with packed_sequences=False")
+        if packed_sequences and (be != "te" or core_attention != "te"):
+            raise OlmPoolError(
+                f"packed (THD) sequences with context parallelism (cp = {cp}) need Transformer "
+                "Engine attention; fix: with the local backend or core_attention 'sdpa' pass "
+                "intra-document masking as attention_mask (olmpool.train.data.intra_document_mask) "
+                "with packed_sequences=False")
+        cp_comm_type = te_support.cp_comm_type(bool(window), packed_sequences)
+        if packed_sequences and window:
+            installed = _installed_te_version()
+            if not te_support.te_has_thd_all_gather_cp(installed):
+                raise OlmPoolError(
+                    f"{shape.arch_id}: packed (THD) sequences with context parallelism (cp = {cp}) "
+                    f"and sliding windows ({window} tokens) need Transformer Engine's all-gather CP "
+                    f"attention with THD, from TE {te_support.TE_THD_ALL_GATHER_CP} on; installed: "
+                    f"{installed}; fix: install transformer-engine >= {te_support.TE_THD_ALL_GATHER_CP}, "
+                    "or set parallel.<stage>.core_attention: sdpa (olmpool.train.loop."
+                    "_check_packed_sequences refuses this before a run)")
     return TransformerConfig(
         num_layers=shape.n_layers,
         hidden_size=shape.d_model,
@@ -612,18 +644,26 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
 
 
 def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto",
-               cp: int = 1) -> ModuleSpec:
+               cp: int = 1, core_attention: CoreAttention = "te") -> ModuleSpec:
     """The TransformerLayer ModuleSpec for ``shape`` (all layers share it; the per-layer
-    window comes from the config's ``window_attn_skip_freq``).  With context parallelism
-    (``cp`` > 1) the local backend's core attention is `ContextParallelSDPACoreAttention`;
-    TEDotProductAttention does CP itself (megatron hands it the CP group)."""
+    window comes from the config's ``window_attn_skip_freq``).
+
+    Core attention: on the local backend `SDPACoreAttention`, with context parallelism
+    (``cp`` > 1) `ContextParallelSDPACoreAttention`.  On the TE backend
+    ``core_attention='te'`` picks TEDotProductAttention, which does CP itself (megatron hands
+    it the CP group); ``core_attention='sdpa'`` keeps TE's norms and linears (so fp8 runs
+    as with 'te') and puts the local backend's core attention between them: all-gather CP
+    with the dense document + window mask, for a Transformer Engine whose CP attention
+    cannot take packed sequences with sliding windows (`olmpool.train.te_support`)."""
     be = resolve_backend(backend)
     mode = fp8_mode(shape, be, fp8)
-    if be == "te":  # pragma: no cover - needs CUDA + TE
-        norm, col, row, core = TENorm, TEColumnParallelLinear, TERowParallelLinear, TEDotProductAttention
+    sdpa = ContextParallelSDPACoreAttention if cp > 1 else SDPACoreAttention
+    if be == "te":
+        te = _te_modules()
+        norm, col, row = te["norm"], te["column"], te["row"]
+        core = te["attention"] if core_attention == "te" else sdpa
     else:
-        norm, col, row = RMSNorm, ColumnParallelLinear, RowParallelLinear
-        core = ContextParallelSDPACoreAttention if cp > 1 else SDPACoreAttention
+        norm, col, row, core = RMSNorm, ColumnParallelLinear, RowParallelLinear, sdpa
     if mode == "emulated":
         log.warning("fp8 for %s is EMULATED on CPU (e4m3 forward / e5m2 backward fake-quant casts "
                     "with per-tensor scaling around the linear layers); not Transformer Engine fp8",
@@ -660,15 +700,17 @@ def layer_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto"
 
 
 def block_spec(shape: ModelShape, backend: Backend = "auto", fp8: Literal["auto", "off"] = "auto",
-               n_layers: int | None = None, cp: int = 1) -> TransformerBlockSubmodules:
+               n_layers: int | None = None, cp: int = 1,
+               core_attention: CoreAttention = "te") -> TransformerBlockSubmodules:
     """Per-layer specs + the final norm (RMSNorm for both norm orders).
 
     ``n_layers``: layers this block builds (default all; a pipeline stage builds its share).
     Megatron takes a ``TransformerBlockSubmodules`` as is, so its length must already be
-    the stage's layer count.  ``cp`` > 1 picks the context-parallel core attention."""
+    the stage's layer count.  ``cp`` and ``core_attention`` pick the core attention
+    (`layer_spec`)."""
     be = resolve_backend(backend)
-    spec = layer_spec(shape, be, fp8, cp)
-    final_norm = TENorm if be == "te" else RMSNorm
+    spec = layer_spec(shape, be, fp8, cp, core_attention)
+    final_norm = _te_modules()["norm"] if be == "te" else RMSNorm
     n = shape.n_layers if n_layers is None else n_layers
     return TransformerBlockSubmodules(layer_specs=[spec] * n, layer_norm=final_norm)
 
@@ -767,7 +809,8 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
                 sequence_parallel: bool = False,
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                 fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
-                parallel_output: bool = True, packed_sequences: bool = False) -> OlmPoolGPTModel:
+                parallel_output: bool = True, packed_sequences: bool = False,
+                core_attention: CoreAttention = "te") -> OlmPoolGPTModel:
     """Build the Megatron-Core GPT model for ``shape`` - with ``pp > 1`` this rank's
     pipeline stage of it.
 
@@ -781,7 +824,8 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     rank's part of each sequence (``megatron.core.utils.get_batch_on_this_cp_rank``) and
     returns per-token outputs for those tokens.  ``packed_sequences``: the model will get
     packed (THD) micro-batches (``forward(..., packed_seq_params=...)``, see
-    `transformer_config`).
+    `transformer_config`).  ``core_attention``: on the TE backend, TE's attention or the SDPA
+    core attention inside TE's linears (`layer_spec`).
 
     A stage (megatron ``pre_process`` / ``post_process``): the first has the embedding, the
     last the final norm, the output layer and the loss (``forward(..., labels=...)`` returns
@@ -793,7 +837,8 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     meta = device is not None and torch.device(device).type == "meta"
     config = transformer_config(shape, tp=tp, pp=pp, cp=cp, sequence_parallel=sequence_parallel,
                                 params_dtype=params_dtype, backend=backend, fp8=fp8,
-                                perform_initialization=not meta, packed_sequences=packed_sequences)
+                                perform_initialization=not meta, packed_sequences=packed_sequences,
+                                core_attention=core_attention)
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     n_local = get_num_layers_to_build(config)  # n_layers / pp contiguous layers
@@ -801,8 +846,9 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     with ctx:
         if not first and not meta:
             _draw_like_earlier_stages(shape, config, backend, fp8, parallel_output,
-                                      n_before=parallel_state.get_pipeline_model_parallel_rank() * n_local)
-        spec = block_spec(shape, backend, fp8, n_layers=n_local, cp=cp)
+                                      n_before=parallel_state.get_pipeline_model_parallel_rank() * n_local,
+                                      core_attention=core_attention)
+        spec = block_spec(shape, backend, fp8, n_layers=n_local, cp=cp, core_attention=core_attention)
         model = _gpt_model(shape, config, spec, pre_process=first, post_process=last,
                            parallel_output=parallel_output)
     return model
@@ -827,7 +873,8 @@ def _gpt_model(shape: ModelShape, config: TransformerConfig, spec: TransformerBl
 
 
 def _draw_like_earlier_stages(shape: ModelShape, config: TransformerConfig, backend, fp8,
-                              parallel_output: bool, n_before: int) -> None:
+                              parallel_output: bool, n_before: int,
+                              core_attention: CoreAttention = "te") -> None:
     """Advance the random generators exactly as the one-stage build does before it reaches
     this stage's first layer, so a pipeline stage initialises the same weights as the
     one-stage model (the ``pp = 1`` build draws embedding, layer 1, layer 2, ... in order).
@@ -838,7 +885,8 @@ def _draw_like_earlier_stages(shape: ModelShape, config: TransformerConfig, back
     stages' weights in memory for a moment, once at startup."""
     one_stage = copy.copy(config)
     one_stage.pipeline_model_parallel_size = 1
-    spec = block_spec(shape, backend, fp8, n_layers=n_before, cp=config.context_parallel_size)
+    spec = block_spec(shape, backend, fp8, n_layers=n_before, cp=config.context_parallel_size,
+                      core_attention=core_attention)
     prefix = _gpt_model(shape, one_stage, spec, pre_process=True, post_process=False,
                         parallel_output=parallel_output)
     del prefix

@@ -44,17 +44,23 @@ def _data_tiny_corpus(args) -> int:
 
 
 def _data_check(args) -> int:
-    """Check the configured indexed datasets and tokenizer exist; write a manifest of them."""
+    """Check that the environment's Transformer Engine is the configured
+    ``cluster.transformer_engine`` (the version the DAG was checked against) and that the
+    configured indexed datasets and tokenizer exist; write a manifest of them."""
     import json
 
     from olmpool.results import write_text_atomic
     from olmpool.train.config import load_train_config
 
+    from olmpool.train.te_support import check_environment, installed_te_version
+
     cfg = load_train_config(args.config)
+    te_version = check_environment(cfg.raw, installed_te_version())  # first job: fail fast
     cfg.data.validate(check_files=True)
     blends = {name: [{"path": b.path, "weight": b.weight, "bin_bytes": Path(b.path + ".bin").stat().st_size}
                      for b in getattr(cfg.data, name)] for name in ("pretrain_blend", "extend_blend")}
-    manifest = {"config": str(args.config), "tokenizer_dir": str(cfg.data.tokenizer_dir), **blends}
+    manifest = {"config": str(args.config), "tokenizer_dir": str(cfg.data.tokenizer_dir),
+                "transformer_engine": te_version, **blends}
     write_text_atomic(json.dumps(manifest, indent=2) + "\n", Path(args.out))
     print(f"data ok: {sum(len(v) for v in blends.values())} indexed datasets -> {args.out}")
     return 0
@@ -96,7 +102,7 @@ def register(sub) -> None:
     c.add_argument("--out", default=None, help="output directory (default: data.root of the config)")
     c.set_defaults(func=_data_tiny_corpus)
 
-    k = dsub.add_parser("check", help="check the configured indexed datasets and tokenizer exist (paper scale)")
+    k = dsub.add_parser("check", help="check the installed Transformer Engine is cluster.transformer_engine and the configured indexed datasets and tokenizer exist (paper scale)")
     k.add_argument("--config", required=True, help="study config (config/paper.yaml)")
     k.add_argument("--out", required=True, help="manifest JSON to write when everything is present")
     k.set_defaults(func=_data_check)

@@ -234,9 +234,10 @@ class ExtendConfig:
     """Linear warmup (200 steps x 4,194,304 at paper scale) from 0 to the start LR."""
     intra_document_masking: bool = True
     """Attention never crosses document boundaries (EOD tokens) inside a packed sequence
-    (the recipe: on).  Local backend: a boolean attention mask; Transformer Engine: packed
-    THD micro-batches with cu_seqlens (TE >= 1.7; with parallel.extend.cp > 1 only for
-    architectures without sliding windows, see olmpool.train.loop._check_packed_sequences)."""
+    (the recipe: on).  Local backend, or ``parallel.extend.core_attention: sdpa``: a boolean
+    attention mask; Transformer Engine attention: packed THD micro-batches with cu_seqlens
+    (TE >= 1.7; with parallel.extend.cp > 1 and sliding windows TE >= 2.18, see
+    olmpool.train.te_support.check_packed_sequences)."""
     z_loss: float = 1.0e-5
     """z-loss coefficient."""
     clip_grad: float = 1.0
@@ -309,9 +310,19 @@ class StageParallel:
     """Context-parallel size: each sequence is split over ``cp`` ranks (2*cp chunks, rank r
     holding chunks r and 2*cp-1-r; 2*cp must divide the stage's sequence length).  GPU:
     Transformer Engine attention (>= 1.10, cp_comm_type all_gather; with intra-document
-    masking packed THD sequences, cp_comm_type p2p, each document padded to a multiple of
-    2*cp and cut into 2*cp chunks - not available for sliding-window architectures); CPU: the
-    local backend's all-gather CP attention under gloo.  The recipe extends with cp: 8."""
+    masking packed THD sequences, each document padded to a multiple of 2*cp and cut into
+    2*cp chunks: cp_comm_type all_gather with sliding windows, from TE 2.18 on, p2p without),
+    or the SDPA core attention (``core_attention``); CPU: the local backend's all-gather CP
+    attention under gloo.  The recipe extends with cp: 8."""
+    core_attention: str = "te"
+    """Core attention on Transformer Engine (GPU): ``te`` = TE's ``TEDotProductAttention``
+    (its own context parallelism; intra-document masking as packed THD micro-batches, which
+    with cp > 1 and sliding windows needs TE >= 2.18, `olmpool.train.te_support`) | ``sdpa``
+    = olmpool's all-gather context-parallel core attention (PyTorch SDPA with the dense
+    document + window mask, `olmpool.arch.megatron.ContextParallelSDPACoreAttention`) inside
+    TE's linears and norms, fp8 unchanged: the recipe on an older TE, at the cost of the
+    whole sequence's K/V and a [b, 1, s/cp, s] mask on every rank.  The local backend (CPU)
+    always uses the SDPA core attention."""
     sequence_parallel: bool = False
     """Megatron sequence parallelism (requires tp > 1)."""
     distributed_optimizer: bool = False
@@ -323,6 +334,10 @@ class StageParallel:
                 raise _err(section, name, "must be >= 1", "use 1 to disable")
         if self.sequence_parallel and self.tp == 1:
             raise _err(section, "sequence_parallel", "needs tp > 1", "set it false or raise tp")
+        if self.core_attention not in ("te", "sdpa"):
+            raise _err(section, "core_attention", f"{self.core_attention!r} unknown",
+                       "use te (Transformer Engine attention) or sdpa (all-gather SDPA attention "
+                       "with the document + window mask, Transformer Engine linears)")
 
 
 @dataclass

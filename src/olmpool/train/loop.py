@@ -30,15 +30,16 @@ and megatron's DDP gradient reduction all run over the dp x cp group
 the single-process run.
 
 Intra-document masking (``extend.intra_document_masking``) takes the input format of the
-attention backend, chosen once in `train`: the local backend (SDPA) gets a boolean
-``attention_mask`` [b, 1, s, s] (`micro_batch_on_this_rank`); Transformer Engine gets each
+attention backend, chosen once in `train`: SDPA core attention (the local backend, or
+``parallel.<stage>.core_attention: sdpa`` inside Transformer Engine's linears) gets a boolean
+``attention_mask`` [b, 1, s, s] (`micro_batch_on_this_rank`); Transformer Engine's attention gets each
 micro-batch packed into one row with the documents' cu_seqlens and megatron's
 ``packed_seq_params`` (THD, `packed_micro_batch_on_this_rank`), the format its attention
 kernels take for variable-length documents.  Both compute the same per-token losses (RoPE
 restarts per document in THD, stays continuous with the mask; equal under document
 masking, see `packed_micro_batch_on_this_rank`).  What the THD path cannot do with the
-installed Transformer Engine (context parallelism with sliding windows, among others) is
-refused before work starts (`_check_packed_sequences`).
+installed Transformer Engine (context parallelism with sliding windows before TE 2.18,
+among others) is refused before work starts (`_check_packed_sequences`).
 
 Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
 Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
@@ -177,7 +178,7 @@ def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> 
             f"2*cp = {2 * par.cp} equal chunks, but {shape.arch_id} trains the {section} stage at "
             f"sequence length {shape.seq_len}; fix: set parallel.{section}.cp so that 2*cp divides "
             f"{shape.seq_len}")
-    if par.cp > 1 and backend == "te":  # pragma: no cover - needs CUDA + TE
+    if par.cp > 1 and backend == "te" and par.core_attention == "te":  # pragma: no cover - needs CUDA + TE
         from megatron.core.utils import get_te_version, is_te_min_version
 
         if not is_te_min_version("1.10.0"):
@@ -194,47 +195,14 @@ def _check_backend(shape, par: StageParallel, section: str, intra_doc: bool) -> 
 
 def _check_packed_sequences(shape, par: StageParallel, section: str, te_version) -> None:
     """What intra-document masking on Transformer Engine attention (packed THD micro-batches,
-    `packed_micro_batch_on_this_rank`) cannot do, refused with the fix.  ``te_version`` is the
-    installed Transformer Engine version (an argument, so the rules are tested on CPU).
+    `packed_micro_batch_on_this_rank`) cannot do with TE ``te_version`` (an argument, so the
+    rules are tested on CPU), refused with the fixes: the rules and their sources are
+    `olmpool.train.te_support.check_packed_sequences` (sliding windows with CP need TE >=
+    `olmpool.train.te_support.TE_THD_ALL_GATHER_CP`, or ``parallel.<stage>.core_attention:
+    sdpa``)."""
+    from olmpool.train.te_support import check_packed_sequences
 
-    Sources (read, not run here): megatron-core 0.16.1 ``extensions/transformer_engine.py``
-    ``TEDotProductAttention.forward`` turns the causal mask into TE's ``padding_causal`` for
-    THD only from TE 1.7 (TE's DotProductAttention rejects THD with any mask type without
-    "padding", TE issue #1005); TE ``pytorch/attention/dot_product_attention/context_parallel.py`` (NVIDIA/
-    TransformerEngine commit 015d2257): ``attn_forward_func_with_cp`` asserts that sliding
-    windows run with cp_comm_type 'a2a' or 'all_gather', while
-    ``AttnFuncWithCPAndKVAllGather.forward`` and ``AttnFuncWithCPAndQKVOA2A.forward`` both
-    assert ``qkv_format != "thd"`` - only 'p2p' takes THD.  (TE pull request #2829, merged,
-    reviewed 2026-06, adds THD to 'all_gather'; the first release carrying it was not
-    established, so this check does not look at the version for it.)"""
-    from packaging.version import Version
-
-    if Version(str(te_version)) < Version("1.7.0"):
-        raise OlmPoolError(
-            f"config {section}.intra_document_masking is on, which with Transformer Engine "
-            f"attention feeds packed (THD) sequences; Transformer Engine {te_version} is too old "
-            "(megatron-core passes THD the 'padding_causal' mask TE needs from TE 1.7 on); fix: "
-            f"install transformer-engine >= 1.7 or set {section}.intra_document_masking: false")
-    windows = sorted({w for w in shape.windows if w is not None})
-    if par.cp > 1 and windows:
-        raise OlmPoolError(
-            f"config parallel.{section}.cp = {par.cp} with {section}.intra_document_masking: "
-            f"{shape.arch_id} has sliding windows ({windows[0]} tokens), and Transformer Engine's "
-            "context parallelism runs sliding windows only with cp_comm_type 'all_gather' or "
-            "'a2a', neither of which accepts the packed (THD) sequences intra-document masking "
-            "needs (transformer_engine/pytorch/attention/dot_product_attention/context_parallel.py); "
-            f"fix: set parallel.{section}.cp: 1, or {section}.intra_document_masking: false "
-            "(not the recipe), or use a Transformer Engine with THD all-gather context "
-            "parallelism (TE pull request #2829) and lift this check in "
-            "olmpool.train.loop._check_packed_sequences after `pytest -m gpu` passes")
-    if par.cp > 1 and par.pp > 1:
-        raise OlmPoolError(
-            f"config parallel.{section}: cp = {par.cp} and pp = {par.pp} with "
-            f"{section}.intra_document_masking on Transformer Engine: context parallelism pads "
-            "every document of a packed (THD) micro-batch to a multiple of 2*cp tokens, so "
-            "micro-batches differ in length, and the pipeline schedule here sends fixed-shape "
-            f"activations between stages; fix: set parallel.{section}.pp: 1 or "
-            f"parallel.{section}.cp: 1")
+    check_packed_sequences(shape, par, section, te_version)
 
 
 def _check_common(cfg: TrainConfig, shape, stage: str, global_batch_tokens: int, micro: int,
@@ -472,6 +440,14 @@ def packed_micro_batch_on_this_rank(mb, eod: int, device, pad_multiple: int = 1)
     return batch
 
 
+def packed_input(intra_document_masking: bool, backend: str, par: StageParallel) -> bool:
+    """Whether the model gets packed (THD) micro-batches (`packed_micro_batch_on_this_rank`)
+    rather than [b, s] rows with a document mask (`micro_batch_on_this_rank`): only
+    intra-document masking on Transformer Engine's own attention takes THD; SDPA core
+    attention (local backend, or ``core_attention: sdpa`` with TE linears) takes the mask."""
+    return intra_document_masking and backend == "te" and par.core_attention == "te"
+
+
 def thd_pad_multiple(par: StageParallel) -> int:
     """Tokens every document of a packed micro-batch is padded to a multiple of: 1 without
     context parallelism; 2*cp with it (Transformer Engine cuts each document into 2cp
@@ -548,14 +524,15 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
 
     # ---- model, DDP, optimizer ----------------------------------------------------------
     bf16 = spec.precision == "bf16"
-    # Intra-document masking: a boolean attention_mask for the local backend (SDPA), packed
-    # (THD) micro-batches with cu_seqlens for Transformer Engine, which takes no dense mask.
-    packed = spec.intra_document_masking and resolve_backend("auto") == "te"
+    # Intra-document masking: a boolean attention_mask for SDPA core attention (local backend,
+    # or core_attention: sdpa inside TE linears), packed (THD) micro-batches with cu_seqlens
+    # for Transformer Engine's attention, which takes no dense mask.
+    packed = packed_input(spec.intra_document_masking, resolve_backend("auto"), spec.parallel)
     torch.manual_seed(init_seed(spec.cfg.pretrain.seed, spec.arch.init))  # same weights for every layout
     model = build_model(spec.shape, tp=info.tp, pp=info.pp,  # this rank's pipeline stage
                         sequence_parallel=spec.parallel.sequence_parallel,
                         params_dtype=torch.bfloat16 if bf16 else torch.float32,
-                        packed_sequences=packed)
+                        packed_sequences=packed, core_attention=spec.parallel.core_attention)
     model.z_loss = spec.z_loss  # the stage's coefficient (config), not the scale preset's
     # The loss is normalised here by the global token count (`_loss_func`), so DDP must sum
     # gradients over data-parallel ranks instead of averaging them, and megatron's schedule
