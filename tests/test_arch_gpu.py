@@ -3,7 +3,9 @@
 Checks the TE spec (TE linears/norms + TEDotProductAttention with sliding windows) computes
 the same function as the local backend, and that fp8 uses TE's recipe, for every family; and
 that intra-document masking as packed THD micro-batches on TE gives the losses of the local
-backend's boolean attention mask.
+backend's boolean attention mask; and that the older-TE alternative (TE linears and norms
+around the SDPA core attention, ``core_attention='sdpa'``) gives the local backend's losses
+and gradients with the document + window mask.
 """
 
 from __future__ import annotations
@@ -95,3 +97,60 @@ def test_te_packed_thd_matches_local_attention_mask():
     diff = (got - want).abs()
     assert diff.max() < 0.05 and diff.mean() < 0.01, (diff.max().item(), diff.mean().item())
     assert (unmasked - want).abs().max() > 0.2  # the document boundaries reached TE's kernel
+
+
+@pytest.mark.parametrize("aid", ["G_post_LQK_8kv_4k_14k_SWA", "H_post_LQK_32kv_8k_11k_SWA"])
+def test_te_linears_with_sdpa_core_attention_match_local(aid):
+    """``core_attention='sdpa'`` on TE at cp = 1: TE's linears and norms with the SDPA core
+    attention and the document mask give the local backend's per-token losses and weight
+    gradients (same weights, bf16); the window and the document boundaries matter on this
+    batch.  Context parallelism of this core attention is the CPU-tested all-gather
+    (tests/test_arch_cp_sdpa.py); its memory at 64K is not measured here."""
+    from olmpool.train.data import MicroBatch
+    from olmpool.train.loop import micro_batch_on_this_rank
+
+    sh = resolve(REG[aid], TINY)
+    torch.manual_seed(0)
+    local = M.build_model(sh, backend="local", fp8="off", params_dtype=torch.bfloat16).cuda()
+    te = M.build_model(sh, backend="te", fp8="off", params_dtype=torch.bfloat16,
+                       core_attention="sdpa").cuda()
+    kinds = {type(layer.self_attention.core_attention).__name__ for layer in te.decoder.layers}
+    linears = {type(layer.self_attention.linear_qkv).__name__ for layer in te.decoder.layers}
+    assert kinds == {"SDPACoreAttention"} and linears == {"TEColumnParallelLinear"}, (kinds, linears)
+    lp, tp = list(local.parameters()), list(te.parameters())
+    assert [p.shape for p in lp] == [p.shape for p in tp]
+    with torch.no_grad():
+        for a, b in zip(lp, tp):
+            b.copy_(a)
+    B, T, eod = 2, 640, 0
+    assert T > 2 * sh.windows[0]
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(1, sh.vocab_size, (B, T), generator=g)
+    tokens[0, [100, 400]] = eod
+    mb = MicroBatch(tokens=tokens, labels=torch.randint(1, sh.vocab_size, (B, T), generator=g),
+                    loss_mask=torch.ones(B, T), position_ids=torch.arange(T).expand(B, T).clone())
+    a = micro_batch_on_this_rank(mb, eod, "cuda")
+    weight = torch.rand(B, T, generator=g).cuda()
+    losses = []
+    for model in (local, te):
+        loss = model(a["tokens"], a["position_ids"], a["attention_mask"], labels=a["labels"]).float()
+        (loss * weight).sum().backward()
+        losses.append(loss.detach())
+    diff = (losses[0] - losses[1]).abs()
+    assert diff.max() < 0.05 and diff.mean() < 0.01, (diff.max().item(), diff.mean().item())
+    for p_local, p_te in zip(lp, tp):
+        scale = p_local.grad.float().abs().max().item() + 1e-6
+        assert (p_local.grad.float() - p_te.grad.float()).abs().max().item() / scale < 0.1
+    with torch.no_grad():
+        unmasked = te(a["tokens"], a["position_ids"], None, labels=a["labels"]).float()
+    assert (unmasked - losses[1]).abs().max() > 0.2  # the document boundaries matter here
+
+
+def test_te_fp8_with_sdpa_core_attention():
+    """fp8 is unchanged by the alternative: TE's 'hybrid' recipe, TE's own linears."""
+    sh = resolve(REG["A_post_HQK_8kv_8k_13k_SWA_fp8"], TINY)
+    assert M.transformer_config(sh, backend="te", core_attention="sdpa").fp8 == "hybrid"
+    model = M.build_model(sh, backend="te", params_dtype=torch.bfloat16, core_attention="sdpa")
+    layer = model.decoder.layers[0]
+    assert type(layer.self_attention.linear_qkv).__name__ == "TEColumnParallelLinear"
+    assert type(layer.self_attention.core_attention).__name__ == "SDPACoreAttention"

@@ -244,3 +244,31 @@ def test_paper_dag_dry_run(paper, tmp_path):
     assert "cluster.transformer_engine 2.17.1" in out and "no job was submitted" in out
     assert "install transformer-engine >= 2.18.0" in out and "core_attention: sdpa" in out
     assert "extend" not in _job_counts(out)
+
+
+def test_repeated_kv_heads_compute_the_same_attention():
+    """On CUDA the SDPA core attention repeats K/V heads instead of enable_gqa (which falls
+    back to SDPA's O(s^2) math kernel with a mask); both give the same outputs and grads."""
+    import torch
+
+    M = pytest.importorskip("olmpool.arch.megatron")
+    sh = resolve(get_architecture("G_post_LQK_8kv_4k_14k_SWA"), load_scale("tiny"))
+    assert sh.n_kv_heads < sh.n_heads
+    M.ensure_parallel_state(1, cp=1)
+    core = M.SDPACoreAttention(M.transformer_config(sh, backend="local", fp8="off"), layer_number=1)
+    g = torch.Generator().manual_seed(3)
+    s, b = 300, 2
+    q, k, v = (torch.randn(s, b, n, sh.head_dim, generator=g) for n in (sh.n_heads, sh.n_kv_heads, sh.n_kv_heads))
+    docs = torch.zeros(b, s, dtype=torch.long)
+    docs[0, 120:] = 1
+    mask = (docs[:, None, :, None] != docs[:, None, None, :])  # [b, 1, s, s] True = masked
+    weight = torch.randn(s, b, sh.n_heads * sh.head_dim, generator=g)
+    results = []
+    for repeat in (False, True):
+        core.repeat_kv_heads = repeat
+        ins = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = core(*ins, mask)
+        (out * weight).sum().backward()
+        results.append([out.detach()] + [t.grad for t in ins])
+    for a, r in zip(*results):
+        assert (a - r).abs().max().item() < 1e-5

@@ -313,6 +313,13 @@ class SDPACoreAttention(MegatronModule):
         self.window = (config.window_size[0] + 1) if local else 2**62
         self.softmax_scale = softmax_scale or 1.0 / math.sqrt(config.kv_channels)
         self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
+        # On CUDA, SDPA with a mask runs grouped-query attention (enable_gqa) only in its math
+        # kernel, which materialises [b, np, sq, sk] scores (O(s^2) memory: the reason
+        # huggingface/transformers src/transformers/integrations/sdpa_attention.py
+        # `use_gqa_in_sdpa` repeats K/V heads whenever there is a mask); with K/V heads repeated
+        # the memory-efficient kernel takes the mask.  On CPU enable_gqa saves the copies.
+        # Same function either way (enable_gqa repeats heads the same way, repeat_interleave).
+        self.repeat_kv_heads = torch.cuda.is_available()
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
                 attn_mask_type=None, attention_bias=None, packed_seq_params=None) -> Tensor:
@@ -328,9 +335,12 @@ class SDPACoreAttention(MegatronModule):
         q = query.permute(1, 2, 0, 3)  # [b, np, sq, hn]
         k = key.permute(1, 2, 0, 3)    # [b, ng, sk, hn]
         v = value.permute(1, 2, 0, 3)  # [b, ng, sk, hn]
+        if self.repeat_kv_heads:       # -> [b, np, sk, hn]
+            k = k.repeat_interleave(np_ // k.shape[1], dim=1)
+            v = v.repeat_interleave(np_ // v.shape[1], dim=1)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, dropout_p=self.dropout_p if self.training else 0.0,
-            scale=self.softmax_scale, enable_gqa=True,
+            scale=self.softmax_scale, enable_gqa=not self.repeat_kv_heads,
         )  # [b, np, sq, hn]
         return out.permute(2, 0, 1, 3).reshape(sq, b, np_ * hn)  # [sq, b, np*hn]
 
