@@ -1,4 +1,4 @@
-"""CLI: ``olmpool data {tokenize,tiny-corpus}``, ``olmpool pretrain``, ``olmpool extend``.
+"""CLI: ``olmpool data {tokenize,tiny-corpus,check}`` (``prepare``: olmpool.data.commands), ``olmpool pretrain``, ``olmpool extend``.
 
 Heavy imports (torch, megatron) happen inside the handlers so ``olmpool --help`` stays fast.
 Multi-process runs: ``torchrun --nproc_per_node N -m olmpool.train.launch pretrain ...``
@@ -44,16 +44,25 @@ def _data_tiny_corpus(args) -> int:
 
 
 def _data_check(args) -> int:
-    """Check that the environment's Transformer Engine is the configured
-    ``cluster.transformer_engine`` (the version the DAG was checked against) and that the
-    configured indexed datasets and tokenizer exist; write a manifest of them."""
+    """Check the prepared evaluation inputs (data.eval_root) against their manifest, that the
+    environment's Transformer Engine is the configured ``cluster.transformer_engine`` (the
+    version the DAG was checked against), and that the configured indexed datasets and
+    tokenizer exist; write a manifest of them."""
     import json
 
+    from olmpool.data.commands import check_prepared
     from olmpool.results import write_text_atomic
     from olmpool.train.config import load_train_config
 
     from olmpool.train.te_support import check_environment, installed_te_version
 
+    n = check_prepared(args.config, full=not args.sizes_only, eval_root=args.eval_root)
+    if n:
+        print(f"prepared evaluation data ok: {n} files match the manifest")
+    if args.eval_only:
+        return 0
+    if not args.out:
+        raise OlmPoolError("olmpool data check: --out is required unless --eval-only")
     cfg = load_train_config(args.config)
     te_version = check_environment(cfg.raw, installed_te_version())  # first job: fail fast
     cfg.data.validate(check_files=True)
@@ -85,7 +94,7 @@ def _extend(args) -> int:
 
 
 def register(sub) -> None:
-    data = sub.add_parser("data", help="prepare training data (tokenize JSONL, generate the tiny corpus)")
+    data = sub.add_parser("data", help="prepare data (evaluation inputs from their sources, tokenize JSONL, the tiny corpus)")
     dsub = data.add_subparsers(dest="data_command", required=True)
 
     t = dsub.add_parser("tokenize", help="JSONL text -> Megatron indexed dataset (.bin/.idx)")
@@ -102,10 +111,18 @@ def register(sub) -> None:
     c.add_argument("--out", default=None, help="output directory (default: data.root of the config)")
     c.set_defaults(func=_data_tiny_corpus)
 
-    k = dsub.add_parser("check", help="check the installed Transformer Engine is cluster.transformer_engine and the configured indexed datasets and tokenizer exist (paper scale)")
+    k = dsub.add_parser("check", help="verify the prepared evaluation inputs against their manifest, that the installed "
+                                      "Transformer Engine is cluster.transformer_engine, and that the indexed datasets "
+                                      "and tokenizer exist (paper scale)")
     k.add_argument("--config", required=True, help="study config (config/paper.yaml)")
-    k.add_argument("--out", required=True, help="manifest JSON to write when everything is present")
+    k.add_argument("--out", default=None, help="manifest JSON to write when everything is present")
+    k.add_argument("--eval-root", default=None, help="prepared directory to verify (default: data.eval_root)")
+    k.add_argument("--eval-only", action="store_true", help="verify only the prepared evaluation inputs")
+    k.add_argument("--sizes-only", action="store_true", help="compare file sizes, not sha256 (fast)")
     k.set_defaults(func=_data_check)
+
+    from olmpool.data.commands import register as register_prepare
+    register_prepare(dsub)
 
     p = sub.add_parser("pretrain", help="pretrain one architecture (Megatron-Core)")
     p.add_argument("--config", required=True, help="study config (config/tiny.yaml or paper.yaml)")
