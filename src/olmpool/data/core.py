@@ -29,6 +29,16 @@ class Settings:
     """eval.helmet.contexts: which per-length HELMET archive files are kept."""
     helmet_counts: dict[str, Any] = field(default_factory=dict)
     """eval.helmet.counts: keys / passages per length, which name the archive files."""
+    longppl_select_tokenizer: str = "evaluator"
+    """eval.longppl.select_tokenizer: which tokenizer counts and cuts the GovReport documents."""
+    longppl_evaluator: str = "self"
+    """eval.longppl.evaluator ('hf:<dir>' at paper scale: its tokenizer is the selection tokenizer)."""
+    longppl_min_tokens: int = 16384
+    """eval.longppl.min_tokens."""
+    longppl_samples: int = 50
+    """eval.longppl.samples."""
+    longppl_context: int = 32768
+    """eval.longppl.context (upstream --max-length; documents are cut to one token less)."""
     attention_documents: int = 100
     """attention.n_documents: documents kept (an even split over the four sources)."""
     attention_min_tokens: int = 32768

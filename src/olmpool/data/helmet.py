@@ -1,6 +1,6 @@
 """HELMET's data: the per-task files of its data archive, and the five ICL datasets.
 
-Upstream: princeton-nlp/HELMET at ``HELMET_COMMIT``. ``scripts/download_data.sh`` fetches
+Upstream: princeton-nlp/HELMET at the commit ``olmpool.eval.upstream`` pins for HELMET. ``scripts/download_data.sh`` fetches
 ``data.tar.gz`` from the Hugging Face dataset repository princeton-nlp/HELMET (branch main;
 the commit it resolves to is recorded in the manifest); ``configs/{recall,rag,rerank}.yaml``
 name the per-length files (json_kv/test_k{keys}_dep6.jsonl, ruler/<task>/validation_<length>
@@ -30,12 +30,13 @@ import numpy as np
 from olmpool import OlmPoolError
 from olmpool.data.core import Input, Out, Settings
 from olmpool.data.fetch import Fetcher
+from olmpool.eval.upstream import UPSTREAM
 
-HELMET_COMMIT = "06526f1465730b774beeb6a96881d188dc68f217"
+HELMET_COMMIT = UPSTREAM["helmet"]["commit"]
 ARCHIVE_REPO = "princeton-nlp/HELMET"
 ARCHIVE_REVISION = "main"  # scripts/download_data.sh downloads .../resolve/main/data.tar.gz
 ARCHIVE_URL = f"https://huggingface.co/datasets/{ARCHIVE_REPO}/resolve/{ARCHIVE_REVISION}/data.tar.gz"
-UPSTREAM = f"princeton-nlp/HELMET@{HELMET_COMMIT[:10]}"
+CITE = f"princeton-nlp/HELMET@{HELMET_COMMIT[:10]}"
 
 
 def archive_files(settings: Settings) -> list[str]:
@@ -144,7 +145,7 @@ def _icl_input(name: str) -> Input:
         f"helmet_icl_{name}", "helmet", f"HF {dataset}" + (f" ({config})" if config else ""),
         "main (commit resolved at fetch, in the manifest)",
         f"all rows of {splits} as {{text, label={label_field}}}",
-        f"{UPSTREAM} data.py load_icl",
+        f"{CITE} data.py load_icl",
         lambda s, n=name: [f"helmet/icl/{n}/train.jsonl", f"helmet/icl/{n}/test.jsonl"], _build_icl(name))
 
 
@@ -152,7 +153,7 @@ INPUTS = [
     Input("helmet_archive", "helmet", f"HF dataset {ARCHIVE_REPO}, data.tar.gz",
           "main (commit resolved at fetch, in the manifest)",
           "the json_kv, ruler, kilt and msmarco files of the configured lengths and counts, verbatim",
-          f"{UPSTREAM} scripts/download_data.sh, configs/{{recall,rag,rerank}}.yaml",
-          archive_files, _build_archive),
+          f"{CITE} scripts/download_data.sh, configs/{{recall,rag,rerank}}.yaml",
+          lambda s: [f"helmet/{m}" for m in archive_files(s)], _build_archive),
     *[_icl_input(n) for n in ICL_SOURCES],
 ]

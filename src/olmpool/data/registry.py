@@ -77,6 +77,8 @@ def settings_from(doc: dict, config_path: str) -> Settings:
     return Settings(
         config_path=config_path, tokenizer_dir=(doc.get("data") or {}).get("tokenizer_dir"), seed=ev.seed,
         helmet_contexts=list(ev.helmet.contexts), helmet_counts=dict(ev.helmet.counts),
+        longppl_select_tokenizer=ev.longppl.select_tokenizer, longppl_evaluator=str(ev.longppl.evaluator),
+        longppl_min_tokens=ev.longppl.min_tokens, longppl_samples=ev.longppl.samples, longppl_context=ev.longppl.context,
         attention_documents=att.n_documents, attention_min_tokens=att.min_doc_tokens or att.max_position,
         attention_seed=att.seed)
 

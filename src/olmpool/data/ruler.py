@@ -1,7 +1,7 @@
 """RULER's text sources: the Paul Graham essay haystack, SQuAD 2.0 dev, HotpotQA dev.
 
-Upstream (NVIDIA/RULER at ``RULER_COMMIT``; the commit as read via its mirror
-hsiehjackson/RULER): ``scripts/data/synthetic/json/download_paulgraham_essay.py`` reads
+Upstream (NVIDIA/RULER at the commit ``olmpool.eval.upstream`` pins for RULER):
+``scripts/data/synthetic/json/download_paulgraham_essay.py`` reads
 ``PaulGrahamEssays_URLs.txt``, fetches every URL (``.html`` pages from paulgraham.com: the
 page decoded with ``unicode_escape``, its first ``<font>`` element converted with html2text
 (images, tables and reference links off, everything escaped, code unmarked); other URLs: the
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from olmpool.data.core import Input, Out, Settings
 from olmpool.data.fetch import Fetcher
+from olmpool.eval.upstream import UPSTREAM
 
-RULER_COMMIT = "041a952ca058bc90f75f25bb92f32aa4144202ba"
+RULER_COMMIT = UPSTREAM["ruler"]["commit"]
 ESSAY_URLS = (f"https://raw.githubusercontent.com/NVIDIA/RULER/{RULER_COMMIT}/"
               "scripts/data/synthetic/json/PaulGrahamEssays_URLs.txt")
 SQUAD_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v2.0.json"
 HOTPOTQA_URL = "http://curtis.ml.cmu.edu/datasets/hotpot/hotpot_dev_distractor_v1.json"
-UPSTREAM = f"NVIDIA/RULER@{RULER_COMMIT[:10]} scripts/data/synthetic/json/"
+CITE = f"NVIDIA/RULER@{RULER_COMMIT[:10]} scripts/data/synthetic/json/"
 
 ESSAY_FILE = "ruler/PaulGrahamEssays.json"
 SQUAD_FILE = "ruler/squad.json"
@@ -117,17 +118,17 @@ def _hotpot_reader(path):
 
 
 INPUTS = [
-    Input("ruler_essay", "ruler", f"{UPSTREAM}PaulGrahamEssays_URLs.txt (paulgraham.com + gkamradt/LLMTest_NeedleInAHaystack essays)",
+    Input("ruler_essay", "ruler", f"{CITE}PaulGrahamEssays_URLs.txt (paulgraham.com + gkamradt/LLMTest_NeedleInAHaystack essays)",
           f"URL list at {RULER_COMMIT[:10]}; essays unversioned (sha256 in the manifest)",
           "all essays concatenated ({'text': ...}); order: repository essays, then paulgraham.com, each by file name",
-          f"{UPSTREAM}download_paulgraham_essay.py; paper App. (RULER essay haystack)",
+          f"{CITE}download_paulgraham_essay.py; paper Section 2.3 (RULER)",
           lambda s: [ESSAY_FILE], _build_essay),
     Input("ruler_squad", "ruler", SQUAD_URL, "unversioned URL (sha256 in the manifest)",
           "the whole file, verbatim (qa.py draws questions and distractors from all of it)",
-          f"{UPSTREAM}download_qa_dataset.sh, scripts/data/synthetic/qa.py (qa_1)",
+          f"paper Section 2.3; {CITE}download_qa_dataset.sh, scripts/data/synthetic/qa.py (qa_1)",
           lambda s: [SQUAD_FILE], _build_qa(SQUAD_FILE, SQUAD_URL, _squad_reader)),
     Input("ruler_hotpotqa", "ruler", HOTPOTQA_URL, "unversioned URL (sha256 in the manifest)",
           "the whole file, verbatim (qa.py draws questions and distractors from all of it)",
-          f"{UPSTREAM}download_qa_dataset.sh, scripts/data/synthetic/qa.py (qa_2)",
+          f"paper Section 2.3; {CITE}download_qa_dataset.sh, scripts/data/synthetic/qa.py (qa_2)",
           lambda s: [HOTPOTQA_FILE], _build_qa(HOTPOTQA_FILE, HOTPOTQA_URL, _hotpot_reader)),
 ]

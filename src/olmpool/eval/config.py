@@ -300,6 +300,9 @@ def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise OlmPoolError(f"{path}: cannot read the config ({exc}). Fix: pass --config config/tiny.yaml or config/paper.yaml") from exc
+    from olmpool.data.registry import apply_eval_root
+
+    doc = apply_eval_root(doc, str(path))
     if "eval" not in doc:
         raise OlmPoolError(f"{path}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
     cfg = from_dict(doc["eval"], scale=doc.get("scale"))

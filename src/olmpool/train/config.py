@@ -91,6 +91,9 @@ class DataConfig:
     0.167 (8K-32K) as in the olmo-cookbook OlmPool configs."""
     root: str | None = None
     """Directory `olmpool data tiny-corpus` writes to (tiny scale)."""
+    eval_root: str | None = None
+    """Directory of the prepared evaluation inputs (`olmpool data prepare`, paper scale); the
+    evaluators' per-file paths derive from it (olmpool.data.registry.apply_eval_root)."""
     cache_dir: str | None = None
     """Megatron dataset-index cache (default: <run out dir>/data_cache)."""
     tiny_corpus: TinyCorpusConfig | None = None

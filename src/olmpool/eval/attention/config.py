@@ -134,6 +134,9 @@ def load_attention_config(path: str | Path) -> tuple[AttentionConfig, dict]:
         whole = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise OlmPoolError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax.") from exc
+    from olmpool.data.registry import apply_eval_root
+
+    whole = apply_eval_root(whole, str(path))
     section = whole.get("attention")
     if not isinstance(section, dict):
         raise OlmPoolError(f"{path}: no 'attention' section. Fix: add one (see config/tiny.yaml for an example).")
