@@ -276,3 +276,21 @@ def test_manifest_rows_match_files(prepared):
                 continue
             if p.name.endswith((".jsonl", ".jsonl.gz")):
                 assert len(jsonl(p)) == f["rows"], f["path"]
+
+
+def test_readme_table_names_every_input():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| input (`--only`) |"):]
+    table = table[:table.index("\n\n")]
+    names = set()
+    for first in (line.split("|")[1] for line in table.splitlines()[2:]):
+        for cell in re.findall(r"`([^`]+)`", first):
+            m = re.fullmatch(r"(\w+)\{([\w,]+)\}", cell)
+            names |= {m.group(1) + x for x in m.group(2).split(",")} if m else {cell}
+    want = {i.name for i in INPUTS}
+    patterns = {n for n in names if "<" in n}
+    covered = {w for w in want if w in names or any(re.fullmatch(p.split("<")[0] + r"\w+", w) for p in patterns)}
+    assert covered == want, sorted(want - covered)
+    assert "| `ppl_<split>` (11)" in table and f"| `bpb_<benchmark>` ({len(bpb.REQUEST_TASKS)})" in table

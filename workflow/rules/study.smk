@@ -7,8 +7,9 @@ wildcard_constraints:
 
 
 rule data:
-    """Tiny scale: generate the corpus, tokenizer and indexed datasets. Paper scale: check
-    that the indexed datasets (made with `olmpool data tokenize`) and tokenizer exist."""
+    """Tiny scale: generate the corpus, tokenizer and indexed datasets. Paper scale: verify the
+    prepared evaluation inputs against data.eval_root/manifest.json (sha256; made with `olmpool
+    data prepare`) and check that the indexed datasets (`olmpool data tokenize`) and tokenizer exist."""
     output:
         manifest=f"{DATA_ROOT}/manifest.json" if GENERATED_DATA else f"{W}/data_manifest.json",
     params:

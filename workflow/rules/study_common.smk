@@ -10,12 +10,17 @@
 from olmpool.analysis.study import read_roles
 
 from olmpool.config import job_resources, validate_study_sections
+from olmpool.data.commands import check_prepared_doc
 from olmpool.train.te_support import check_study_extensions
 
 S = config["study"]
 W = S["workdir"]
 CONFIGFILE = S["configfile"]  # the file the stage commands read (this config itself)
 validate_study_sections(CONFIGFILE)  # every stage's typed record, before any job starts
+# The prepared evaluation inputs (data.eval_root) against their manifest, before any job: a
+# missing or resized file stops the DAG naming the `olmpool data prepare --only` command; the
+# `data` job, which every job follows, compares the sha256 too (`olmpool data check`).
+check_prepared_doc(config, CONFIGFILE)
 DATA_ROOT = config["data"]["root"]
 # How training commands start: plain `olmpool` on one CPU process (tiny), or
 # `srun olmpool launch --` = torchrun on every node of the SLURM allocation (paper scale).

@@ -35,10 +35,17 @@ def check_prepared(config: str | Path, full: bool = True, eval_root: str | Path 
 
     Returns the number of files checked (0 when the config has no data.eval_root).
     """
-    from olmpool.data.prepare import check, raise_problems
-    from olmpool.data.registry import INPUTS, eval_root_of, load_doc, settings_from
+    from olmpool.data.registry import load_doc
 
-    doc = load_doc(config)
+    return check_prepared_doc(load_doc(config), str(config), full=full, eval_root=eval_root)
+
+
+def check_prepared_doc(doc: dict, config: str, full: bool = False, eval_root: str | Path | None = None) -> int:
+    """``check_prepared`` on a parsed config (the study DAG's, at parse time: sizes only by
+    default, the sha256 comparison is the first job's); ``config`` names the file in the fix."""
+    from olmpool.data.prepare import check, raise_problems
+    from olmpool.data.registry import INPUTS, eval_root_of, settings_from
+
     root = eval_root or eval_root_of(doc)
     if not root:
         return 0
