@@ -45,6 +45,36 @@ def test_sdpa_core_attention_cp2_equals_cp1_windows_and_documents():
         assert f"{part} {ARCH}" in out, out
 
 
+@pytest.mark.parametrize("cp", [1, 2, 4])
+def test_mask_rows_of_this_rank(cp, monkeypatch):
+    """The loop builds only this CP rank's rows of the intra-document mask: equal to the rows
+    of the whole mask at this rank's positions, for every rank."""
+    from megatron.core import parallel_state
+
+    from olmpool.arch.megatron import cp_rank_positions
+    from olmpool.train.data import MicroBatch, intra_document_mask
+    from olmpool.train.loop import micro_batch_on_this_rank
+
+    g = torch.Generator().manual_seed(5)
+    b, s, eod = 2, 64, 0
+    tokens = torch.randint(1, 50, (b, s), generator=g)
+    tokens[0, [7, 8, 40]] = eod
+    tokens[1, 63] = eod
+    mb = MicroBatch(tokens=tokens, labels=torch.roll(tokens, -1, 1), loss_mask=torch.ones(b, s),
+                    position_ids=torch.arange(s)[None].expand(b, s).contiguous())
+    whole = intra_document_mask(tokens, eod)  # [b, 1, s, s]
+    monkeypatch.setattr(parallel_state, "get_context_parallel_world_size", lambda: cp)
+    for rank in range(cp):
+        monkeypatch.setattr(parallel_state, "get_context_parallel_rank", lambda r=rank: r)
+        got = micro_batch_on_this_rank(mb, eod, "cpu")
+        mine = cp_rank_positions(s, cp, rank)
+        assert torch.equal(got["attention_mask"], whole[:, :, mine, :])
+        assert torch.equal(got["tokens"], tokens[:, mine]) and got["packed_seq_params"] is None
+        assert set(got) == {"tokens", "position_ids", "labels", "loss_mask", "attention_mask",
+                            "packed_seq_params"}
+    assert micro_batch_on_this_rank(mb, None, "cpu")["attention_mask"] is None
+
+
 # ---- torchrun worker ------------------------------------------------------------------
 
 
