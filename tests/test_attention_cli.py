@@ -82,7 +82,7 @@ def _config(tmp_path, documents="random"):
         "  positions: [8, 32, 64]\n"
         f"  documents: {documents}\n"
         "  n_documents: 2\n  sink_tokens: 2\n  local_tokens: 2\n"
-        "  needle: {context_lengths: [40, 64], depths: [0.5], haystacks: 1, max_new_tokens: 3}\n"
+        "  needle: {context_lengths: [40, 64], depths: [0.5], max_new_tokens: 3}\n"
     )
     return p
 

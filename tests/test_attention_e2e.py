@@ -21,9 +21,10 @@ def test_attention_on_a_megatron_checkpoint(tmp_path):
         tmp_path / "cfg.yaml", tmp_path / "data", pretrain=testing.FAST_PRETRAIN,
         attention={"positions": [64, 300], "documents": "generated", "n_documents": 2, "sink_tokens": 6,
                    "local_tokens": 6,
-                   "needle": {"context_lengths": [128, 300], "depths": [0.5], "haystacks": 1, "max_new_tokens": 4,
-                              "needle": " The colour of Zuvaro is kelbam .",
-                              "question": " Recall : the colour of Zuvaro is", "answer": " kelbam ."}})
+                   "needle": {"context_lengths": [128, 300], "depths": [0.5], "max_new_tokens": 4,
+                              "needles": [{"needle": " The colour of Zuvaro is kelbam .",
+                                           "question": " Recall : the colour of Zuvaro is", "answer": " kelbam ."}],
+                              "question_template": "{question}"}})
     assert main(["pretrain", "--config", str(cfg), "--arch", arch, "--out", str(tmp_path / "run"),
                  "--max-steps", "4", "--no-progress"]) == 0
     out = tmp_path / "attention.tsv"

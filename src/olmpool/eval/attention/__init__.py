@@ -7,7 +7,8 @@ rows only (`rows`), then runs a needle-in-a-haystack probe (`needle`). Modules:
 
 ``rows``        the math: selected softmax rows and their statistics (definitions there)
 ``driver``      capture hook + one forward pass per document
-``needle``      needle mass at the end of prefill, retrieval-head scores (Wu et al., 2024)
+``needle``      needle mass at the end of prefill, retrieval-head scores (Wu et al., 2024, as
+                nightdessert/Retrieval_Head at 3ac171a)
 ``documents``   generated / random / corpus documents as token ids
 ``hf_capture``  the same hook for Hugging Face models
 ``analyse``     checkpoint loading and the whole analysis; ``commands`` the CLI
@@ -42,11 +43,13 @@ LL and HH are zero-padded 0-based layer and query-head indices)
     ``saturated_share``  share of documents (and, above head level, of heads) whose max
                          weight exceeds ``saturation_threshold`` (0.8)
     ``needle_mass``      mass on the needle tokens at the end of prefill (mean over examples)
-    ``retrieval_score``  Wu et al. (2024) retrieval score, mean over retrieved examples;
-                         empty when no example was retrieved
+    ``retrieval_score``  Wu et al. (2024) retrieval score of a head, mean over every successful
+                         example of the run (all lengths, depths, needles; empty ``context``, as
+                         upstream's head_counter); empty when no example succeeded
     ``retrieval_score_max``  best head's retrieval score (task ``needle``)
-    ``needle_success``   share of needle examples retrieved (task ``needle``)
-    ``needle_recall``    mean token recall of the answer (task ``needle``)
+    ``needle_success``   share of needle examples whose answer ROUGE-1 recall exceeds 50
+                         (task ``needle``, per context)
+    ``needle_recall``    mean ROUGE-1 recall of the answer / 100 (task ``needle``, per context)
 
 A sliding-window layer keeps its ``window`` label at positions inside its window (where it
 behaves like full attention). Each run also writes ``<out>.run.json`` with the resolved

@@ -78,6 +78,10 @@ def _hf_tokenizer(directory: Path):
         def encode(text: str) -> list[int]:
             return tok.encode(text, add_special_tokens=False)
 
+        @staticmethod
+        def decode(ids: list[int]) -> str:
+            return tok.decode(list(ids), skip_special_tokens=True)
+
     return _Wrap()
 
 
@@ -141,19 +145,52 @@ def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
                        stage=STAGE_NAMES.get(str(stage), stage) if stage else None, source="megatron")
 
 
-def _needle_ids(cfg: AttentionConfig, tokenizer, vocab_size: int) -> tuple[list[int], list[int], list[int]]:
-    """Needle, question and answer token ids.
+@dataclass
+class NeedleSpec:
+    """One needle as token ids (and its answer text for the success test, when there is a tokenizer)."""
 
-    With a tokenizer: the configured texts. Without one (random documents): a key-value
-    copy probe of random ids - needle = 12 ids, question = its first 4 ids, answer = the
-    remaining 8 (a model that retrieves continues the question with the needle's rest).
+    needle: list[int]
+    question: list[int]
+    answer: list[int]
+    answer_text: str | None
+
+
+def _needle_specs(cfg: AttentionConfig, tokenizer, vocab_size: int) -> list[NeedleSpec]:
+    """The configured needles as token ids: needle, ``question_template`` with the question, answer.
+
+    Without a tokenizer (random documents): as many key-value copy probes of random ids as
+    needles - needle = 12 ids, question = its first 4 ids, answer = the remaining 8 (a model
+    that retrieves continues the question with the needle's rest).
     """
     n = cfg.needle
     if tokenizer is not None:
-        return tokenizer.encode(n.needle), tokenizer.encode(n.question), tokenizer.encode(n.answer)
+        return [NeedleSpec(tokenizer.encode(x["needle"]), tokenizer.encode(n.question_template.format(question=x["question"])),
+                           tokenizer.encode(x["answer"]), x["answer"]) for x in n.needles]
     gen = torch.Generator().manual_seed(cfg.seed + 7)
-    needle = torch.randint(0, vocab_size, (12,), generator=gen).tolist()
-    return needle, needle[:4], needle[4:]
+    out = []
+    for _ in n.needles:
+        needle = torch.randint(0, vocab_size, (12,), generator=gen).tolist()
+        out.append(NeedleSpec(needle, needle[:4], needle[4:], None))
+    return out
+
+
+def _token_sets(tokenizer, vocab_size: int) -> tuple[set[int], set[int]]:
+    """(period ids, newline ids) of a tokenizer: the last token of '.' and ' .' (upstream's
+    ``period_tokens`` for LLaMA are these two), and every id whose text contains a newline
+    (upstream stops at the newline token)."""
+    if tokenizer is None:
+        return set(), set()
+    periods = {ids[-1] for ids in (tokenizer.encode("."), tokenizer.encode(" .")) if ids}
+    newlines = set()
+    decode = getattr(tokenizer, "decode", None)
+    if decode is not None:
+        for i in range(vocab_size):
+            try:
+                if "\n" in decode([i]):
+                    newlines.add(i)
+            except Exception:  # noqa: BLE001 - special or unused ids have no text
+                continue
+    return periods, newlines
 
 
 def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str, needle: bool = True,
@@ -173,23 +210,38 @@ def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str,
     if needle and cfg.needle.enabled:
         t1 = time.perf_counter()
         n = cfg.needle
-        needle_ids, question_ids, answer_ids = _needle_ids(cfg, lm.tokenizer, lm.vocab_size)
-        hays = take_documents(cfg, n.haystacks, tokenizer=lm.tokenizer, vocab_size=lm.vocab_size,
+        specs = _needle_specs(cfg, lm.tokenizer, lm.vocab_size)
+        hays = take_documents(cfg, len(specs), tokenizer=lm.tokenizer, vocab_size=lm.vocab_size,
                               min_tokens=max(n.context_lengths), salt="needle")
-        if len(hays) < n.haystacks:
-            log.warning("only %d of %d haystacks reach %d tokens; using those", len(hays), n.haystacks, max(n.context_lengths))
-        eod = getattr(lm.tokenizer, "eod", None) if lm.tokenizer is not None else None
+        if len(hays) < len(specs):
+            log.warning("only %d of %d haystacks reach %d tokens; needles share them", len(hays), len(specs), max(n.context_lengths))
+        periods, newlines = _token_sets(lm.tokenizer, lm.vocab_size)
+        use_rouge = lm.tokenizer is not None and getattr(lm.tokenizer, "decode", None) is not None
+        if use_rouge:
+            from olmpool.eval.attention.needle import rouge1_recall
+
+            def success_for(spec):
+                eod = getattr(lm.tokenizer, "eod", None)
+                return lambda gen: rouge1_recall(spec.answer_text,
+                                                 lm.tokenizer.decode([t for t in gen if t != eod]).strip())
+        else:
+            def success_for(spec):
+                return None  # token-id recall of the answer (random-id probes have no text)
         results = []
-        for ctx in n.context_lengths:
+        for ctx in n.context_lengths if hays else []:
             for depth in n.depths:
-                for hay in hays:
-                    ex = build_example(hay, needle_ids, question_ids, answer_ids, ctx, depth)
-                    results.append(run_needle(lm.model, ex, max_new_tokens=n.max_new_tokens, eod=eod, device=device))
-        head_recs, overall = needle_records(results, n.success_recall)
+                for i, spec in enumerate(specs):
+                    ex = build_example(hays[i % len(hays)], spec.needle, spec.question, spec.answer, ctx, depth,
+                                       period_ids=periods, needle_index=i)
+                    results.append(run_needle(lm.model, ex, max_new_tokens=n.max_new_tokens, stop_ids=newlines,
+                                              success=success_for(spec), device=device))
+        head_recs, overall = needle_records(results, n.success_threshold)
         rows += head_records_to_rows(head_recs, model=model_id, stage=stage, per_head=cfg.per_head_rows)
         rows += model_rows(overall, model=model_id, stage=stage, task="needle")
         info["needle_examples"] = len(results)
-        info["needle_retrieved"] = sum(r.recall >= n.success_recall for r in results)
+        info["needle_retrieved"] = sum(r.recall > n.success_threshold for r in results)
+        info["needle_success_measure"] = ("ROUGE-1 recall x100, stemmed (rouge-score 0.1.2), of the answer text"
+                                          if use_rouge else "token-id recall x100 of the answer (no tokenizer)")
         info["needle_seconds"] = round(time.perf_counter() - t1, 3)
         log.info("needles: %d examples, %d retrieved, %.1fs", len(results), info["needle_retrieved"], info["needle_seconds"])
     return to_frame(rows), info

@@ -14,6 +14,23 @@ def _err(field_name: str, what: str, fix: str) -> OlmPoolError:
     return OlmPoolError(f"config attention.{field_name}: {what}. Fix: {fix}")
 
 
+UPSTREAM_NEEDLES = (
+    {"needle": "A new report from the WMO shows that records were once again broken, and in some cases smashed, "
+               "for greenhouse gas levels, surface temperatures, ocean heat and acidification.",
+     "question": "What does a new report from WMO shows ?",
+     "answer": "records were once again broken, and in some cases smashed, for greenhouse gas levels, surface "
+               "temperatures, ocean heat and acidification."},
+    {"needle": "The best thing to do in Beijing is to take a walk in Chaoyang Park and have a cup of Espresso in the evening.",
+     "question": "What is the best thing to do in Beijing ?",
+     "answer": "take a walk in Chaoyang Park and have a cup of Espresso in the evening"},
+    {"needle": "Mr Green is disliked by everyone because he is a mean person and also he can't ride a horse or dive a car.",
+     "question": "Why does everyone dislikes Mr Green ?",
+     "answer": "Because he is a mean person and also he can't ride a horse or dive a car."},
+)
+"""The three needles of nightdessert/Retrieval_Head ``haystack_for_detect/needles.jsonl`` at
+commit 3ac171a (fields needle, question, real_needle -> answer), as written there."""
+
+
 @dataclass
 class NeedleConfig:
     """Needle-in-a-haystack attention probe (paper Section 5.3, "Retrieval heads")."""
@@ -24,32 +41,37 @@ class NeedleConfig:
     """Prompt lengths in tokens (haystack + needle + question); one row context each."""
     depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     """Where the needle starts, as a fraction of the haystack."""
-    haystacks: int = 2
-    """Haystack documents per (length, depth) cell."""
-    needle: str = " The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day ."
-    """Needle text inserted into the haystack (tokenized on its own, inserted at a token boundary)."""
-    question: str = " What is the best thing to do in San Francisco ? Answer :"
-    """Text appended after the haystack; the model then generates greedily."""
-    answer: str = " eat a sandwich and sit in Dolores Park on a sunny day"
-    """Expected completion; an example counts as retrieved when the generated tokens recall
-    at least ``success_recall`` of its tokens (Wu et al. 2024 use ROUGE-1 recall > 50% of the
-    needle)."""
-    success_recall: float = 0.5
-    """Token recall of ``answer`` needed for an example to count towards retrieval scores."""
-    max_new_tokens: int = 24
-    """Greedy generation steps (Wu et al. 2024 decode up to 50)."""
+    needles: list[dict] = field(default_factory=lambda: [dict(n) for n in UPSTREAM_NEEDLES])
+    """Needles, each ``{needle, question, answer}`` and each with its own haystack document (the
+    i-th needle goes into the i-th haystack). ``needle`` is inserted into the haystack (tokenized
+    on its own, after a period); ``question`` fills ``question_template``; ``answer`` is the part
+    of the needle the model must give back (upstream ``real_needle``): the retrieval span and the
+    reference of the success test. Default: upstream's three (Wu et al. 2024,
+    nightdessert/Retrieval_Head haystack_for_detect/needles.jsonl at 3ac171a)."""
+    question_template: str = "Based on the content of the book, Question: {question}\nAnswer:"
+    """Text after the haystack, with ``{question}``; the model then generates greedily
+    (upstream retrieval_head_detection.py line 266)."""
+    success_threshold: float = 50.0
+    """An example counts towards retrieval scores when the ROUGE-1 recall (x100, stemmed) of
+    ``answer`` in the response exceeds this (upstream: > 50)."""
+    max_new_tokens: int = 50
+    """Greedy generation steps; decoding also stops after a newline (upstream: 50)."""
 
     def validate(self) -> None:
         if not self.context_lengths or any(int(c) < 8 for c in self.context_lengths):
             raise _err("needle.context_lengths", f"{self.context_lengths} must be a non-empty list of lengths >= 8", "list prompt lengths in tokens")
         if not self.depths or any(not 0.0 <= float(d) <= 1.0 for d in self.depths):
             raise _err("needle.depths", f"{self.depths} must be fractions in [0, 1]", "e.g. [0.1, 0.5, 0.9]")
-        if self.haystacks < 1:
-            raise _err("needle.haystacks", f"{self.haystacks} < 1", "use at least one haystack")
-        if not self.needle.strip() or not self.question.strip() or not self.answer.strip():
-            raise _err("needle.needle/question/answer", "empty text", "give the needle, the question and the expected answer")
-        if not 0.0 < self.success_recall <= 1.0:
-            raise _err("needle.success_recall", f"{self.success_recall} outside (0, 1]", "e.g. 0.5")
+        if not isinstance(self.needles, list) or not self.needles:
+            raise _err("needle.needles", f"{self.needles!r} must be a non-empty list", "give {needle, question, answer} per needle")
+        for i, n in enumerate(self.needles):
+            if not isinstance(n, dict) or set(n) != {"needle", "question", "answer"} or \
+                    not all(isinstance(n[k], str) and n[k].strip() for k in n):
+                raise _err(f"needle.needles[{i}]", f"{n!r}", "write {needle: ..., question: ..., answer: ...} with non-empty texts")
+        if "{question}" not in self.question_template:
+            raise _err("needle.question_template", f"{self.question_template!r} has no {{question}}", "include {question}")
+        if not 0.0 <= self.success_threshold < 100.0:
+            raise _err("needle.success_threshold", f"{self.success_threshold} outside [0, 100)", "upstream: 50")
         if self.max_new_tokens < 1:
             raise _err("needle.max_new_tokens", f"{self.max_new_tokens} < 1", "generate at least one token")
 

@@ -56,10 +56,14 @@ def head_records_to_rows(records: list[dict], *, model: str, stage: str, per_hea
             row(head_task(r["layer"], r["window"], r["head"]), r["context"], r["metric"], r["value"])
         by_layer[(r["layer"], r["window"], r["context"], r["metric"])].append(r["value"])
         by_kind[(kind_of(r["window"]), r["context"], r["metric"])].append(r["value"])
-        by_kind_all[(kind_of(r["window"]), r["metric"])].append(r["value"])
-    for (layer, window, ctx, metric), vals in sorted(by_layer.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][3])):
+        if r["context"] is not None:  # a record over the whole run already has an empty context
+            by_kind_all[(kind_of(r["window"]), r["metric"])].append(r["value"])
+    def ctx_key(ctx) -> int:  # an empty context (a record over the whole run) sorts first
+        return -1 if ctx is None else int(ctx)
+
+    for (layer, window, ctx, metric), vals in sorted(by_layer.items(), key=lambda kv: (kv[0][0], ctx_key(kv[0][2]), kv[0][3])):
         row(layer_task(layer, window), ctx, metric, _nanmean(vals))
-    for (kind, ctx, metric), vals in sorted(by_kind.items()):
+    for (kind, ctx, metric), vals in sorted(by_kind.items(), key=lambda kv: (kv[0][0], ctx_key(kv[0][1]), kv[0][2])):
         row(f"{kind}_layers", ctx, metric, _nanmean(vals))
     for (kind, metric), vals in sorted(by_kind_all.items()):
         row(f"{kind}_layers", None, metric, _nanmean(vals))
@@ -67,12 +71,13 @@ def head_records_to_rows(records: list[dict], *, model: str, stage: str, per_hea
 
 
 def model_rows(records: list[dict], *, model: str, stage: str, task: str) -> list[dict]:
-    """Rows with one ``task`` from records {context, metric, value}, plus the all-context mean."""
+    """Rows with one ``task`` from records {context, metric, value}, plus the all-context mean of
+    each metric recorded per context."""
     rows = [{"model": model, "stage": stage, "benchmark": BENCHMARK, "task": task, "context": r["context"],
              "metric": r["metric"], "value": r["value"]} for r in records]
-    metrics = sorted({r["metric"] for r in records})
-    for m in metrics:
-        vals = [r["value"] for r in records if r["metric"] == m]
+    metrics = sorted({r["metric"] for r in records if r["context"] is not None})
+    for m in metrics:  # records over the whole run (empty context) are rows already
+        vals = [r["value"] for r in records if r["metric"] == m and r["context"] is not None]
         rows.append({"model": model, "stage": stage, "benchmark": BENCHMARK, "task": task, "context": None,
                      "metric": m, "value": _nanmean(vals)})
     return rows
