@@ -294,3 +294,20 @@ def test_readme_table_names_every_input():
     covered = {w for w in want if w in names or any(re.fullmatch(p.split("<")[0] + r"\w+", w) for p in patterns)}
     assert covered == want, sorted(want - covered)
     assert "| `ppl_<split>` (11)" in table and f"| `bpb_<benchmark>` ({len(bpb.REQUEST_TASKS)})" in table
+
+
+def test_network_path_reads_rows_at_the_resolved_commit(prepared, tmp_path, monkeypatch):
+    seen = []
+
+    def rows(dataset, config, split, revision, streaming):
+        seen.append((dataset, split, revision))
+        return iter([{"text": f"{split} {i}", "label": i} for i in range(3)])
+
+    monkeypatch.setattr(fetch, "_hf_resolve", lambda dataset, revision, repo_type="dataset": f"{dataset}@{revision}-sha")
+    monkeypatch.setattr(fetch, "_hf_rows_online", rows)
+    m = prepare(prepared["settings"], tmp_path / "o", ["helmet_icl_banking77"], progress=False, log=lambda *a: None)
+    assert seen == [("PolyAI/banking77", "train", "PolyAI/banking77@main-sha"), ("PolyAI/banking77", "test", "PolyAI/banking77@main-sha")]
+    entry = m["inputs"]["helmet_icl_banking77"]
+    assert entry["resolved"]["dataset_revision"] == "PolyAI/banking77@main-sha" and entry["from"] == "network"
+    assert "--from" not in entry["command"]
+    assert jsonl(tmp_path / "o/helmet/icl/banking77/test.jsonl") == [{"text": f"test {i}", "label": i} for i in range(3)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -110,6 +110,7 @@ class Fetcher:
     downloads: Path
     mirror: Path | None = None
     progress: bool = True
+    _revisions: dict = field(default_factory=dict, repr=False)
 
     @property
     def offline(self) -> bool:
@@ -150,9 +151,10 @@ class Fetcher:
 
     def hf_rows(self, dataset: str, config: str | None, split: str, revision: str = "main",
                 streaming: bool = False) -> Iterator[dict]:
-        """Rows of one split of a Hugging Face dataset, in the dataset's order."""
+        """Rows of one split of a Hugging Face dataset, in the dataset's order, read at the
+        commit ``hf_revision`` records (a branch name is resolved once per dataset)."""
         if self.mirror is None:
-            return _hf_rows_online(dataset, config, split, revision, streaming)
+            return _hf_rows_online(dataset, config, split, self.hf_revision(dataset, revision), streaming)
         base = self.mirror / "hf" / dataset / (config or "default")
         for path in (base / f"{split}.jsonl", base / f"{split}.jsonl.gz"):
             if path.is_file():
@@ -163,7 +165,10 @@ class Fetcher:
     def hf_revision(self, dataset: str, revision: str = "main", repo_type: str = "dataset") -> str:
         """The commit the rows were taken at: resolved on the Hub, or the mirror's REVISION file."""
         if self.mirror is None:
-            return _hf_resolve(dataset, revision, repo_type)
+            key = (dataset, revision, repo_type)
+            if key not in self._revisions:
+                self._revisions[key] = _hf_resolve(dataset, revision, repo_type)
+            return self._revisions[key]
         rev = self.mirror / "hf" / dataset / "REVISION"
         return rev.read_text().strip() if rev.is_file() else f"{revision} (mirror; commit not recorded)"
 

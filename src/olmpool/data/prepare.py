@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from olmpool import OlmPoolError
@@ -89,6 +89,7 @@ def prepare(settings: Settings, out: Path, names: list[str] | None = None, mirro
         }
         doc["format"] = FORMAT
         doc["code_version"] = code_version()
+        doc["settings"] = asdict(settings)
         _write_manifest(out, doc)
     return doc
 
