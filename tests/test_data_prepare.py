@@ -311,3 +311,19 @@ def test_network_path_reads_rows_at_the_resolved_commit(prepared, tmp_path, monk
     assert entry["resolved"]["dataset_revision"] == "PolyAI/banking77@main-sha" and entry["from"] == "network"
     assert "--from" not in entry["command"]
     assert jsonl(tmp_path / "o/helmet/icl/banking77/test.jsonl") == [{"text": f"test {i}", "label": i} for i in range(3)]
+
+
+def test_ruler_html_essays_follow_repository_essays_and_keep_only_the_font_element():
+    from olmpool.data.ruler import essay_collection
+
+    page = (b"<html><body><table><tr><td><img src='x.gif'>MENU Essays Books</td></tr></table>"
+            b"<font size=2 face='verdana'>How to Start<br><br>The first paragraph of the essay.<p>"
+            b"The second <b>bold</b> one.</font><p>Footer outside</body></html>")
+    files = {"http://www.paulgraham.com/start.html": page, "https://github.com/x/raw/main/PaulGrahamEssays/zeta.txt": b"Zeta essay.\n",
+             "http://www.paulgraham.com/gone.html": None}
+    text, record = essay_collection("\n".join(files) + "\n", files.get)
+    assert text.startswith("Zeta essay.\n")  # repository essays first, then paulgraham.com
+    html = text[len("Zeta essay.\n"):]
+    assert "The first paragraph of the essay." in html and "bold" in html
+    assert "MENU" not in html and "Footer" not in html and "x.gif" not in html
+    assert record["skipped_urls"] == ["http://www.paulgraham.com/gone.html"] and record["essays_html"] == 1
