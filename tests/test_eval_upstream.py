@@ -120,3 +120,10 @@ def test_cwe_example_answers_follow_the_prefix_without_a_space(tok):
     st = R.RulerSettings(tokens_to_generate={"common_words_extraction": 120}, seed=5)
     s = R.generate_task("cwe", 2048, 1, tok, data, st)[0]
     assert "most often in the list are:1. " in s.prompt and "most often in the list are: 1. " not in s.prompt
+
+
+def test_readme_table_names_every_pinned_commit():
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Evaluation: upstream code followed")[1].split("\n### ")[0]
+    for entry in UPSTREAM.values():
+        assert f"| {entry['repository']} | `{entry['commit']}`" in table
