@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "olmpool.train.commands",
     "olmpool.eval.attention.commands",
     "olmpool.eval.commands",
+    "olmpool.fixture",
 ]
 
 
