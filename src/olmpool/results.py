@@ -3,7 +3,8 @@
 Every measurement in this project - the paper's published numbers, a tiny CPU sweep,
 a 7B cluster sweep - is a *tidy row*::
 
-    model      registry id of the architecture (config/architectures.tsv), e.g. G_pre_8kv_8k_14k
+    model      registry id of the architecture (config/architectures.tsv), e.g. G_pre_8kv_8k_14k,
+               or the name of a model outside the registry (``olmpool evaluate --model``)
     stage      which checkpoint was measured: pretrained | extended | <budget or origin tag>
                (e.g. extended_1B, extended_50B, extended_from_70B)
     benchmark  helmet | ruler | longppl | loss | perplexity | bpb | attention | stability ...
@@ -14,7 +15,9 @@ a 7B cluster sweep - is a *tidy row*::
 
 A *results set* is a directory holding
 
-    models.tsv        one row per model: id + architectural features (see MODEL_COLUMNS)
+    models.tsv        one row per model: id + architectural features (see MODEL_COLUMNS);
+                      a model outside the registry may leave features it does not know
+                      empty (missing), and analyses that need a feature leave it out
     scores.tsv        tidy rows as above
     provenance.tsv    optional: where each value came from
     SHA256SUMS        optional: checksums of the files above (verified when present)
@@ -115,13 +118,15 @@ def read_models(path: Path) -> pd.DataFrame:
         if kind == "str":
             vals = df[col].str.strip()
             for i, v in enumerate(vals):
-                if not v:
+                if not v and col == "model":
                     raise _bad(path, i + 2, col, "empty value", "every model needs this field")
-            out[col] = vals
+            out[col] = vals if col == "model" else vals.where(vals != "", None)
         elif kind == "bool":
             vals = []
             for i, v in enumerate(df[col].str.strip().str.lower()):
-                if v in TRUE_WORDS:
+                if v == "":  # a field not known for a model outside the registry
+                    vals.append(None)
+                elif v in TRUE_WORDS:
                     vals.append(True)
                 elif v in FALSE_WORDS:
                     vals.append(False)
@@ -132,11 +137,11 @@ def read_models(path: Path) -> pd.DataFrame:
             allowed = kind[5:].split(",")
             vals = df[col].str.strip()
             for i, v in enumerate(vals):
-                if v not in allowed:
+                if v and v not in allowed:
                     raise _bad(path, i + 2, col, f"{v!r} is not one of {allowed}", f"use one of {allowed}")
-            out[col] = vals
+            out[col] = vals.where(vals != "", None)
         elif kind == "int":
-            out[col] = _to_int(path, df, col, allow_empty=False)
+            out[col] = _to_int(path, df, col, allow_empty=True)
         elif kind == "float":
             out[col] = _to_float(path, df, col)
     for extra in df.columns:
@@ -165,7 +170,7 @@ def read_scores(path: Path, known_models: set[str] | None = None) -> pd.DataFram
     if known_models is not None:
         for i, m in enumerate(out["model"]):
             if m not in known_models:
-                raise _bad(path, i + 2, "model", f"unknown model {m!r}", "add it to the results set's models.tsv (and config/architectures.tsv) or fix the id")
+                raise _bad(path, i + 2, "model", f"unknown model {m!r}", "add it to the results set's models.tsv (registry models: from config/architectures.tsv) or fix the id")
     key = ["model", "stage", "benchmark", "task", "context", "metric"]
     dups = out.duplicated(key, keep="first")
     if dups.any():

@@ -13,6 +13,10 @@ Inputs, all produced by the study's jobs:
 
 The model sheet comes from the registry rows of the models seen, with `params_b` taken
 from `--params` (a TSV of model, params_b, e.g. `olmpool arch list --format tsv`) when given.
+A model outside the registry (``olmpool evaluate/attention --model NAME --hf-direct``) gets
+its row from the ``model_sheet`` its jobs recorded in their run records (architecture fields
+read from its Hugging Face config, empty where unknown); a model neither in the registry nor
+in a run record is an error.
 A provenance.json records every input file with its checksum; one record per job that made
 them (kind, model, stage, seed, git commit, wall seconds, read from the jobs' own run
 records); the study config (path, checksum, text) when given; and whatever run metadata the
@@ -83,7 +87,7 @@ def job_records(score_specs: list[str], run_specs: list[str]) -> list[dict]:
     for spec in score_specs:
         path, stage = _split(spec)
         rec = _json(path.with_suffix(".run.json")) or _json(Path(f"{path}.run.json"))
-        jobs.append({"kind": str(rec.get("command", "scores")).replace("olmpool ", ""), "model": rec.get("arch"),
+        jobs.append({"kind": str(rec.get("command", "scores")).replace("olmpool ", ""), "model": rec.get("model") or rec.get("arch"),
                      "stage": stage or rec.get("stage"), "seed": rec.get("seed"), "git_commit": _commit(rec),
                      "wall_s": rec.get("wall_seconds", rec.get("seconds")), "file": str(path)})
     for spec in run_specs:
@@ -96,6 +100,18 @@ def job_records(score_specs: list[str], run_specs: list[str]) -> list[dict]:
                      "wall_s": last.get("elapsed_s"), "steps": final.get("step"), "tokens": last.get("tokens"),
                      "tokens_per_s": last.get("tokens_per_s"), "file": str(path)})
     return jobs
+
+
+def recorded_model_sheets(score_specs: list[str]) -> dict[str, dict]:
+    """model name -> model-sheet fields, from the run records of jobs that ran a model outside
+    the registry (``model_sheet`` in ``<scores>.run.json`` / ``<scores>.tsv.run.json``)."""
+    out: dict[str, dict] = {}
+    for spec in score_specs:
+        path, _ = _split(spec)
+        rec = _json(path.with_suffix(".run.json")) or _json(Path(f"{path}.run.json"))
+        if rec.get("model") and isinstance(rec.get("model_sheet"), dict) and not rec.get("model_in_registry"):
+            out.setdefault(rec["model"], rec["model_sheet"])
+    return out
 
 
 def sweep_wall_seconds(first: Path, score_specs: list[str], run_specs: list[str]) -> float:
@@ -141,16 +157,25 @@ def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], 
     if not dup.empty:
         r = dup.iloc[0]
         raise OlmPoolError(f"two inputs measure the same thing: {dict(r[key])}. Fix: relabel one input's stage (PATH=STAGE)")
+    sheets = recorded_model_sheets(score_specs)
     unknown = sorted(set(scores.model) - set(reg.index))
-    if unknown:
-        raise OlmPoolError(f"models {unknown} are not in {registry_tsv}. Fix: add them to the registry")
-    models = reg.loc[sorted(set(scores.model), key=list(reg.index).index), REGISTRY_TO_SHEET].reset_index().rename(columns={"id": "model"})
+    missing = [m for m in unknown if m not in sheets]
+    if missing:
+        raise OlmPoolError(f"models {missing} are not in {registry_tsv} and no run record describes them. Fix: add them to the "
+                           "registry, or evaluate them with `olmpool evaluate --model NAME --hf-direct` (its run record "
+                           "carries the model's architecture fields) and aggregate those score files")
+    known = [m for m in reg.index if m in set(scores.model)]
+    models = reg.loc[known, REGISTRY_TO_SHEET].reset_index().rename(columns={"id": "model"})
     models["params_b"] = ""
+    if unknown:
+        extra = pd.DataFrame([{"model": m, **{c: sheets[m].get(c, "") for c in REGISTRY_TO_SHEET},
+                               "params_b": sheets[m].get("params_b", "")} for m in unknown])
+        models = pd.concat([models, extra.astype(str).replace({"True": "true", "False": "false"})], ignore_index=True)
     if params_tsv:
         p = pd.read_csv(params_tsv, sep="\t", dtype=str)
         p = p.set_index(p.columns[0])
         col = "params_b" if "params_b" in p.columns else p.columns[-1]
-        models["params_b"] = models["model"].map(p[col]).fillna("")
+        models["params_b"] = models["model"].map(p[col]).fillna(models["params_b"])
     out = Path(out)
     write_tsv_atomic(models, out / "models.tsv")
     s = scores.copy()

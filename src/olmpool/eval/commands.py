@@ -3,11 +3,20 @@
     olmpool evaluate --config config/tiny.yaml --checkpoint runs/tiny/G/extend \\
         --arch G_pre_8kv_8k_14k --out results/tiny/G/scores.tsv [--benchmarks ruler helmet]
         [--contexts 1024 2048] [--stage extended] [--allow-beyond-trained-context]
+    olmpool evaluate --config config/smollm2.yaml --checkpoint build/fixtures/smollm2 --hf-direct \\
+        --model SmolLM2-135M-Instruct --stage released --out results/smollm2/scores.tsv
+
+``--checkpoint`` is a training checkpoint (or run) directory or a Hugging Face model directory
+(detected; ``--checkpoint-format`` forces one). A Hugging Face directory runs through the
+audited import against ``--arch`` (``--accept KIND`` tolerates a listed difference) or, with
+``--hf-direct``, exactly as transformers runs it; ``--model`` names the rows (default: the
+``--arch`` id). See ``olmpool.eval.hf_checkpoint``.
 
 Checks before any work: the config's eval section, the checkpoint's architecture against the
 requested registry row (id and every architectural field), the tokenizer's vocabulary against
 the model, the requested context lengths against the longest context the checkpoint was trained
-at (``meta.max_context_trained``; longer lengths only with ``--allow-beyond-trained-context``,
+at (``meta.max_context_trained``; for a Hugging Face directory its config's
+``max_position_embeddings``; longer lengths only with ``--allow-beyond-trained-context``,
 which is recorded), and every present data file's format. The scores are written once, at the
 end, through a temporary file; next to them go ``<out>.provenance.tsv`` (source, sample count
 and reason of every row) and ``<out>.run.json`` (resolved config, seed, code version, git
@@ -49,11 +58,12 @@ def check_checkpoint(requested: str, registry: dict, ckpt_arch, shape, tokenizer
                            "Fix: evaluate with the tokenizer the checkpoint was trained with (meta tokenizer_dir)")
 
 
-def check_contexts(requested: list[int], max_trained: int, allow: bool) -> list[int]:
-    """Lengths beyond what the checkpoint was trained at; an error unless ``allow``."""
+def check_contexts(requested: list[int], max_trained: int, allow: bool, what: str = "trained at") -> list[int]:
+    """Lengths beyond what the checkpoint was trained at (``what`` says where the limit comes from); an error unless ``allow``."""
     beyond = [c for c in requested if c > max_trained]
     if beyond and not allow:
-        raise OlmPoolError(f"context length(s) {beyond} exceed the {max_trained} tokens this checkpoint was trained at. "
+        where = "this checkpoint was trained at" if what == "trained at" else f"of this checkpoint ({what})"
+        raise OlmPoolError(f"context length(s) {beyond} exceed the {max_trained} tokens {where}. "
                            "Fix: restrict --contexts, or pass --allow-beyond-trained-context (recorded in the run record)")
     return beyond
 
@@ -89,13 +99,17 @@ def _evaluate(args) -> int:
     from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
 
     cfg, doc = load_eval_config(args.config)
+    if args.samples is not None:  # fewer (or more) samples per RULER / HELMET task than the config; recorded
+        if args.samples < 1:
+            raise OlmPoolError(f"--samples {args.samples}: must be a positive integer. Fix: e.g. --samples 5")
+        cfg.ruler.samples = cfg.helmet.samples = cfg.helmet.icl_samples = args.samples
     benchmarks = args.benchmarks or list(BENCHMARKS)
     bad = [b for b in benchmarks if b not in BENCHMARKS]
     if bad:
         raise OlmPoolError(f"--benchmarks {bad} unknown. Fix: choose from {BENCHMARKS}")
     out = Path(args.out)
     if out.suffix != ".tsv":
-        raise OlmPoolError(f"--out {out} must end in .tsv. Fix: e.g. --out results/tiny/{args.arch}/scores.tsv")
+        raise OlmPoolError(f"--out {out} must end in .tsv. Fix: e.g. --out results/tiny/{args.model or args.arch}/scores.tsv")
 
     if args.contexts:
         known = set(cfg.ruler.contexts) | set(cfg.helmet.contexts)
@@ -110,10 +124,38 @@ def _evaluate(args) -> int:
     helmet_ctx = pick(cfg.helmet.contexts) if "helmet" in benchmarks else []
     preflight(cfg, benchmarks)  # malformed data files fail here, before the model is loaded
 
-    model, tokenizer, meta, shape = load_checkpoint_model(args.checkpoint, args.registry, args.arch)
-    max_trained = int(meta.get("max_context_trained") or shape.seq_len)
+    from olmpool.arch.registry import load_registry
+    from olmpool.eval.hf_checkpoint import checkpoint_format, load_hf, resolve_names
+
+    fmt = checkpoint_format(args.checkpoint, args.checkpoint_format)
+    names = resolve_names(args.model, args.arch, load_registry(args.registry), fmt, args.hf_direct)
+    if fmt == "hf" and not args.stage:
+        raise OlmPoolError(f"--checkpoint {args.checkpoint} is a Hugging Face directory, which records no stage. "
+                           "Fix: pass --stage (e.g. pretrained, extended, released)")
     lp_ctx = [cfg.longppl.context] if "longppl" in benchmarks else []
-    beyond = check_contexts(sorted(set(ruler_ctx + helmet_ctx + lp_ctx)), max_trained, args.allow_beyond_trained_context)
+    wanted = sorted(set(ruler_ctx + helmet_ctx + lp_ctx))
+    load_record: dict = {"checkpoint_format": "training"}
+    if fmt == "hf":
+        from olmpool.eval.hf_checkpoint import load_hf_config, max_positions
+
+        hf_cfg = load_hf_config(args.checkpoint, args.trust_remote_code)
+        declared = max_positions(hf_cfg)
+        if names.arch is None and declared is not None:  # checked before the weights are read
+            check_contexts(wanted, declared, args.allow_beyond_trained_context, what="max_position_embeddings of its config.json")
+        theta_stage = args.theta_stage or ("pretrain" if args.stage.startswith("pretrain") else "extend")
+        loaded = load_hf(args.checkpoint, names, hf_direct=args.hf_direct, trust_remote_code=args.trust_remote_code,
+                         accept=tuple(args.accept or ()), registry=args.registry, scale=str(doc.get("scale") or "paper"),
+                         theta_stage=theta_stage, device=args.device)
+        model, tokenizer, meta = loaded.model, loaded.tokenizer, {}
+        max_trained = int(loaded.max_context or declared or max(wanted or [1]))
+        load_record = loaded.record
+        what = "max_position_embeddings of its config.json" if args.hf_direct else f"the registry's {theta_stage} length"
+    else:
+        model, tokenizer, meta, shape = load_checkpoint_model(args.checkpoint, args.registry, names.arch)
+        max_trained = int(meta.get("max_context_trained") or shape.seq_len)
+        load_record["device"] = str(getattr(model, "device", "cpu"))
+        what = "trained at"
+    beyond = check_contexts(wanted, max_trained, args.allow_beyond_trained_context, what=what)
     stage = args.stage or STAGE_NAMES.get(str(meta.get("stage")), str(meta.get("stage") or "unknown"))
 
     evaluator = None
@@ -141,16 +183,16 @@ def _evaluate(args) -> int:
     t0 = time.time()
     try:  # the log stays open until the last line is written
         res = run_all(engine, cfg, benchmarks, ruler_contexts=ruler_ctx, helmet_contexts=helmet_ctx, evaluator=evaluator, log=log, check=False)
-        rows = pd.DataFrame([{"model": args.arch, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
+        rows = pd.DataFrame([{"model": names.model, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
         rows["context"] = rows["context"].astype("Int64")
-        prov = pd.DataFrame([{"model": args.arch, "stage": stage, **p,
+        prov = pd.DataFrame([{"model": names.model, "stage": stage, **p,
                               "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
                              for p in res.prov])
         prov["context"] = prov["context"].astype("Int64")
         record = {"command": "olmpool evaluate", "argv": sys.argv[1:], "config_file": str(args.config), "eval": cfg.to_dict(),
                   "scale": doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
                   "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
-                  "arch": args.arch, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
+                  "arch": names.arch, "model": names.model, "model_in_registry": names.in_registry, **load_record, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
                   "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
                   "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
         record["word_source"] = res.word_source
@@ -168,11 +210,25 @@ def _evaluate(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint on RULER, HELMET, LongPPL, perplexity and BPB (tidy rows)")
     p.add_argument("--config", required=True, help="config/tiny.yaml or config/paper.yaml (uses its eval section)")
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (or run) directory")
-    p.add_argument("--arch", required=True, help="registry id the checkpoint must be (config/architectures.tsv)")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (or run) directory, or a Hugging Face model directory")
+    p.add_argument("--arch", default=None, help="registry id the checkpoint must be (config/architectures.tsv); "
+                   "required for training checkpoints and the audited Hugging Face import")
+    p.add_argument("--model", default=None, help="name of the rows' model (default: the --arch id); a name outside the "
+                   "registry needs --hf-direct and gets its own row in the aggregated model sheet")
+    p.add_argument("--checkpoint-format", choices=["auto", "training", "hf"], default="auto",
+                   help="auto: config.json means Hugging Face, meta.json / checkpoints/ a training checkpoint")
+    p.add_argument("--hf-direct", action="store_true", help="run a Hugging Face directory exactly as transformers does "
+                   "(AutoModelForCausalLM) instead of the audited import into the registry architecture")
+    p.add_argument("--trust-remote-code", action="store_true", help="with --hf-direct: allow the directory's own model code")
+    p.add_argument("--accept", action="append", metavar="KIND", help="audited import: tolerate audit differences of this "
+                   "kind (prefix, e.g. 'RoPE theta'); repeatable; the registry's architecture then runs")
+    p.add_argument("--theta-stage", choices=["pretrain", "extend"], default=None,
+                   help="audited import: RoPE theta of which stage (default: pretrain if --stage starts with 'pretrain', else extend)")
+    p.add_argument("--device", default="auto", help="Hugging Face directories: auto (CUDA in bf16 when present, else CPU fp32), cpu or cuda[:N]")
     p.add_argument("--out", required=True, help="scores TSV (provenance and run record are written next to it)")
     p.add_argument("--benchmarks", nargs="+", default=None, help="subset of ruler helmet longppl perplexity bpb (default: all)")
     p.add_argument("--contexts", nargs="+", type=int, default=None, help="only these RULER/HELMET lengths")
+    p.add_argument("--samples", type=int, default=None, help="samples per RULER / HELMET task, overriding the config (recorded in the run record's eval section)")
     p.add_argument("--stage", default=None, help="stage label of the rows (default from the checkpoint: pretrained/extended)")
     p.add_argument("--allow-beyond-trained-context", action="store_true", help="allow lengths above the checkpoint's trained context (recorded)")
     p.add_argument("--registry", default="config/architectures.tsv")

@@ -54,6 +54,10 @@ class LoadedModel:
     """Stage label from the checkpoint's meta (pretrain -> pretrained, extend -> extended), if any."""
     source: str
     """``megatron`` or ``huggingface``."""
+    model_sheet: dict | None = None
+    """Model-sheet fields read from a directly run Hugging Face config (for a model outside the registry)."""
+    dtype: str = "float32"
+    """Precision the model runs in."""
 
 
 def _hf_tokenizer(directory: Path):
@@ -85,7 +89,7 @@ def _hf_tokenizer(directory: Path):
     return _Wrap()
 
 
-def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
+def load_model(checkpoint: str | Path, arch_id: str | None, *, device: str = "cpu",
                registry: str | Path = "config/architectures.tsv", scale: str = "tiny",
                theta_stage: str = "extend", hf_direct: bool = False, accept: tuple[str, ...] = ()) -> LoadedModel:
     """Load a Megatron or Hugging Face checkpoint for the analysis (errors name the fix).
@@ -99,7 +103,10 @@ def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
     if not checkpoint.exists():
         raise OlmPoolError(f"--checkpoint {checkpoint}: not found. Fix: pass a Megatron checkpoint directory or a Hugging Face model directory.")
     known = load_registry(registry)
-    if arch_id not in known:
+    if arch_id is None and not (hf_direct and (checkpoint / "config.json").exists()):
+        raise OlmPoolError("only a Hugging Face directory run with --hf-direct can be a model outside the registry. "
+                           "Fix: pass --arch ID, or --hf-direct --model NAME for a Hugging Face directory")
+    if arch_id is not None and arch_id not in known:
         raise OlmPoolError(f"--arch {arch_id!r}: not in {registry}. Fix: use a registry id (e.g. {next(iter(known))}) or add a row for the model.")
     if theta_stage not in ("pretrain", "extend"):
         raise OlmPoolError(f"theta stage {theta_stage!r}: use 'pretrain' or 'extend'.")
@@ -110,9 +117,14 @@ def load_model(checkpoint: str | Path, arch_id: str, *, device: str = "cpu",
 
             from olmpool.eval.attention.hf_capture import HFCaptureModel
 
-            hf = AutoModelForCausalLM.from_pretrained(str(checkpoint), local_files_only=True, dtype=torch.float32).to(device)
+            from olmpool.eval.hf_checkpoint import model_sheet_fields
+
+            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32  # bf16 on a GPU, fp32 on the CPU
+            hf = AutoModelForCausalLM.from_pretrained(str(checkpoint), local_files_only=True, dtype=dtype).to(device)
             return LoadedModel(model=HFCaptureModel(hf), tokenizer=_hf_tokenizer(checkpoint),
-                               vocab_size=int(hf.config.vocab_size), stage=None, source="huggingface-direct")
+                               vocab_size=int(hf.config.vocab_size), stage=None, source="huggingface-direct",
+                               model_sheet=model_sheet_fields(hf.config, sum(p.numel() for p in hf.parameters())),
+                               dtype=str(dtype).replace("torch.", ""))
         from olmpool.arch.hf_import import import_hf_checkpoint
         from olmpool.arch.reference import load_megatron_into_reference
 

@@ -44,7 +44,7 @@ def _run(args, logger) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise OlmPoolError(f"--device {args.device}: CUDA is not available here. Fix: use --device cpu.")
-    if cfg.documents not in ("generated", "random"):
+    if cfg.documents not in ("generated", "random", "essay"):
         from olmpool.eval.attention.documents import corpus_files
 
         corpus_files(cfg.documents)  # a missing corpus fails before the model is loaded
@@ -53,17 +53,22 @@ def _run(args, logger) -> int:
         raise OlmPoolError(f"--checkpoint {args.checkpoint} is a Hugging Face directory, which records no stage. "
                            "Fix: pass --stage (e.g. pretrained, extended).")
     theta_stage = args.theta_stage or ("extend" if (args.stage or "").startswith("extend") else "pretrain")
+    from olmpool.arch.registry import load_registry
+    from olmpool.eval.hf_checkpoint import checkpoint_format, resolve_names
+
+    names = resolve_names(args.model, args.arch, load_registry(args.registry), checkpoint_format(args.checkpoint),
+                          args.hf_direct)  # the rows' label, checked before the model is loaded
 
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    lm = load_model(args.checkpoint, args.arch, device=args.device, registry=args.registry,
+    lm = load_model(args.checkpoint, names.arch, device=args.device, registry=args.registry,
                     scale=str(whole.get("scale", "tiny")), theta_stage=theta_stage, hf_direct=args.hf_direct,
                     accept=tuple(args.accept or ()))
     stage = args.stage or lm.stage
     if not stage:
         raise OlmPoolError(f"--checkpoint {args.checkpoint} records no stage. Fix: pass --stage (e.g. pretrained, extended).")
-    logger.info("model %s (%s checkpoint %s), stage %s", args.arch, lm.source, args.checkpoint, stage)
-    df, info = analyse(cfg, lm, model_id=args.arch, stage=stage, needle=not args.no_needle, device=args.device)
+    logger.info("model %s (%s checkpoint %s), stage %s", names.model, lm.source, args.checkpoint, stage)
+    df, info = analyse(cfg, lm, model_id=names.model, stage=stage, needle=not args.no_needle, device=args.device)
     write_tsv_atomic(df, out, na_rep="")
     run = {
         "command": "olmpool attention",
@@ -75,9 +80,13 @@ def _run(args, logger) -> int:
         "checkpoint_format": lm.source,
         "hf_theta_stage": theta_stage if is_hf and not args.hf_direct else None,
         "hf_accepted_differences": list(args.accept or []),
-        "arch": args.arch,
+        "arch": names.arch,
+        "model": names.model,
+        "model_in_registry": names.in_registry,
+        **({"model_sheet": lm.model_sheet} if lm.model_sheet else {}),
         "stage": stage,
         "device": args.device,
+        "dtype": lm.dtype,
         "rows": len(df),
         "seconds": round(time.perf_counter() - t0, 3),
         **info,
@@ -93,7 +102,10 @@ def register(sub) -> None:
     p = sub.add_parser("attention", help="attention sink / entropy / needle statistics of a checkpoint (tidy rows)")
     p.add_argument("--config", required=True, help="study config with an 'attention' section (config/tiny.yaml, config/paper.yaml)")
     p.add_argument("--checkpoint", required=True, help="Megatron checkpoint directory or Hugging Face model directory")
-    p.add_argument("--arch", required=True, help="registry id of the model (config/architectures.tsv); the rows' model")
+    p.add_argument("--arch", default=None, help="registry id of the model (config/architectures.tsv); required except "
+                   "for a Hugging Face directory run with --hf-direct --model NAME")
+    p.add_argument("--model", default=None, help="name of the rows' model (default: the --arch id); a name outside the "
+                   "registry needs --hf-direct")
     p.add_argument("--out", required=True, help="output TSV (tidy rows); <out>.run.json records config, seed, code version")
     p.add_argument("--stage", help="stage label of the rows (default: the stage recorded in the checkpoint)")
     p.add_argument("--registry", default="config/architectures.tsv")

@@ -86,7 +86,8 @@ class AttentionConfig:
     documents: str = "generated"
     """Where the long documents come from: ``generated`` (the tiny corpus generator,
     olmpool.train.tiny_corpus, tokenized with the checkpoint's tokenizer), ``random``
-    (uniform random token ids; smoke tests and benchmarks only) or a path to a JSONL file
+    (uniform random token ids; smoke tests and benchmarks only), ``essay`` (generated English
+    essay prose, for real pretrained models) or a path to a JSONL file
     (or a directory of them) with one ``{"text": ...}`` document per line."""
     n_documents: int = 100
     """Documents to average over (paper: 100)."""
@@ -117,7 +118,7 @@ class AttentionConfig:
         if not 0.0 < self.saturation_threshold < 1.0:
             raise _err("saturation_threshold", f"{self.saturation_threshold} outside (0, 1)", "paper: 0.8")
         if not isinstance(self.documents, str) or not self.documents:
-            raise _err("documents", f"{self.documents!r}", "use 'generated', 'random' or a path to JSONL documents")
+            raise _err("documents", f"{self.documents!r}", "use 'generated', 'random', 'essay' or a path to JSONL documents")
         self.needle.validate()
 
     @property

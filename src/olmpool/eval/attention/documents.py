@@ -6,6 +6,9 @@ Sources (``attention.documents`` in the config):
   a synthetic language with long-range dependencies), tokenized with the checkpoint's
   tokenizer; deterministic in ``attention.seed``.
 * ``random`` - uniform random token ids (no tokenizer needed); smoke tests and benchmarks.
+* ``essay`` - English essay-like prose generated in the repository
+  (``olmpool.eval.synthetic.essay_text``, RULER's stand-in haystack), for real pretrained
+  models when no document corpus is at hand; deterministic in ``attention.seed``.
 * a path - a JSONL file, or a directory of ``*.jsonl`` files, one ``{"text": ...}`` per line
   (paper: 100 documents from Gutenberg, GovReport, FinePDFs and legal text, Section 5.3).
   Documents shorter than ``min_doc_tokens`` (default: the largest position) are skipped.
@@ -81,6 +84,15 @@ def iter_token_documents(cfg: AttentionConfig, *, tokenizer=None, vocab_size: in
             f"config attention.documents={spec!r} needs a tokenizer, and the checkpoint has none. "
             "Fix: give the checkpoint a tokenizer directory, or use documents: random."
         )
+    if spec == "essay":
+        from olmpool.eval.synthetic import essay_text
+
+        k = 0
+        while True:  # one long essay per document, cut at the first token past ``need``
+            ids = tokenizer.encode(essay_text(cfg.seed * 1000 + k + (0 if salt == "docs" else 500)))
+            k += 1
+            if len(ids) >= need:
+                yield ids[:need]
     if spec == "generated":
         texts = _generated_texts(cfg.seed if salt == "docs" else cfg.seed + 1, int(need * 1.3) + 16)
         buf: list[int] = []
