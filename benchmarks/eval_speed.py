@@ -13,6 +13,15 @@ weights* (it never emits end-of-document, so every generation runs to its full b
 worst case for wall time), and the tokenizer is the tiny one from ``runs/tiny/data/tokenizer``
 when present, else the test BPE tokenizer (same vocabulary size, 2048). The script prints
 which it used. Timings on a shared 2-core machine are noisy; the ratio is from one run.
+
+3. ``--hf DIR`` (e.g. the SmolLM2 fixture, ``olmpool fixture smollm2``): our engine on the
+   directory as ``olmpool evaluate --hf-direct`` runs it (chunked prefill through the KV cache,
+   then greedy decoding) against plain ``transformers`` ``model.generate(do_sample=False)`` on
+   the same RULER niah_single_1 prompts of ``--prompt`` tokens, ``--new`` new tokens each,
+   alternating the two per prompt. Prints prefill + decode tokens/s of each (prompt and
+   generated tokens over wall seconds) and their ratio, and whether the greedy tokens agree.
+
+    python benchmarks/eval_speed.py --hf build/fixtures/smollm2 --prompt 4096 --new 32 --prompts 2
 """
 
 from __future__ import annotations
@@ -76,6 +85,54 @@ def decode_speed(engine, prompt_len: int, new: int) -> tuple[float, float, bool]
     return cache_tps, recompute_tps, cached == recomputed[:n]
 
 
+def hf_speed(directory: str, prompt_len: int, new: int, n_prompts: int) -> int:
+    from transformers import AutoModelForCausalLM
+
+    from olmpool.eval import ruler as R
+    from olmpool.eval.config import from_dict
+    from olmpool.eval.hf_checkpoint import device_and_dtype, load_hf_tokenizer
+    from olmpool.eval.lm import Engine, GenerationRequest, HFCausalLM
+    from olmpool.eval.runner import ruler_inputs
+    from olmpool.eval.words import using_source
+
+    dev, dtype = device_and_dtype("auto")
+    tok = load_hf_tokenizer(directory)
+    hf = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, dtype=dtype).to(dev).eval()
+    engine = Engine(HFCausalLM(hf), tok, batch_size=1, prefill_chunk=2048, progress=False)
+    cfg = from_dict({"seed": 42, "words": "upstream", "ruler": {"sentence_splitter": "regex"}}, scale="paper")
+    with using_source(cfg.words, cfg.corpus_seed):
+        data, settings = ruler_inputs(cfg)
+        samples = R.generate_task("niah_single_1", prompt_len + new, n_prompts, tok, data, settings, tokens_to_generate=new)
+    prompts = [tok.encode(s.prompt) for s in samples]
+    print(f"model: {directory} ({type(hf).__name__}, {sum(p.numel() for p in hf.parameters()) / 1e6:.0f}M params) on {dev} {dtype}")
+    print(f"torch threads: {torch.get_num_threads()}; {n_prompts} RULER niah_single_1 prompts of "
+          f"{[len(p) for p in prompts]} tokens, {new} new tokens each")
+    ours_t = theirs_t = 0.0
+    ours_n = theirs_n = 0
+    same = True
+    for p in prompts:
+        t0 = time.perf_counter()
+        ours = engine.generate([GenerationRequest(p, new)])[0]
+        ours_t += time.perf_counter() - t0
+        ours_n += len(p) + len(ours)
+        x = torch.tensor([p], device=dev)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new, do_sample=False,
+                              eos_token_id=tok.eod, pad_token_id=tok.eod)
+        theirs_t += time.perf_counter() - t0
+        theirs = out[0, len(p):].tolist()
+        theirs_n += len(p) + len(theirs)
+        same &= ours == theirs
+        print(f"  prompt {len(p)}: ours {len(ours)} new tokens, transformers.generate {len(theirs)}; identical {ours == theirs}", flush=True)
+    a, b = ours_n / ours_t, theirs_n / theirs_t
+    print(f"prefill + greedy decode, prompt {prompt_len} tokens, {new} new tokens, {n_prompts} prompts:")
+    print(f"  olmpool engine          {a:8.1f} tokens/s  ({ours_t:.1f} s)")
+    print(f"  transformers.generate   {b:8.1f} tokens/s  ({theirs_t:.1f} s)")
+    print(f"  ratio                   {a / b:8.2f}x   (identical tokens: {same})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None)
@@ -85,7 +142,11 @@ def main() -> int:
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-full", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="print one line per task")
+    ap.add_argument("--hf", default=None, help="Hugging Face directory: our engine vs transformers.generate (section 3 of the docstring)")
+    ap.add_argument("--prompts", type=int, default=2, help="with --hf: prompts timed")
     args = ap.parse_args()
+    if args.hf:
+        return hf_speed(args.hf, args.prompt, args.new, args.prompts)
 
     from olmpool.eval.config import load_eval_config
     from olmpool.eval.lm import Engine
