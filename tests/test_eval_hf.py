@@ -189,7 +189,7 @@ def test_attention_on_a_model_outside_the_registry(hf_dir, tmp_path, capsys):
     root, d = hf_dir
     cfg = tmp_path / "attn.yaml"
     cfg.write_text("attention:\n  positions: [8, 32]\n  documents: essay\n  n_documents: 1\n  sink_tokens: 2\n  local_tokens: 2\n"
-                   "  needle: {context_lengths: [256], depths: [0.5], haystacks: 1, max_new_tokens: 3}\n")
+                   "  needle: {context_lengths: [256], depths: [0.5], max_new_tokens: 3}\n")
     out = tmp_path / "a" / "attention.tsv"
     base = ["attention", "--config", str(cfg), "--checkpoint", str(d), "--stage", "released", "--out", str(out)]
     assert main([*base, "--hf-direct", "--model", "TinyLlama-test"]) == 0
