@@ -21,7 +21,8 @@ from olmpool.smoke import FAILED, PASSED, SKIPPED, write_status
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_smoke.sh"
 # What a bare GPU machine lacks and no check may need (megatron-core / pytest come as wheels).
-NOT_ON_GPU_MACHINE = "snakemake,snakemake_executor_plugin_slurm,jsonschema,transformer_engine,nltk,punkt,wonderwords"
+NOT_ON_GPU_MACHINE = ("snakemake,snakemake_executor_plugin_slurm,jsonschema,transformer_engine,nltk,punkt,wonderwords,"
+                      "rouge_score,bs4,html2text,datasets")
 
 
 def _script(*args, block: str = NOT_ON_GPU_MACHINE, timeout: int = 600):
