@@ -327,3 +327,11 @@ def test_ruler_html_essays_follow_repository_essays_and_keep_only_the_font_eleme
     assert "The first paragraph of the essay." in html and "bold" in html
     assert "MENU" not in html and "Footer" not in html and "x.gif" not in html
     assert record["skipped_urls"] == ["http://www.paulgraham.com/gone.html"] and record["essays_html"] == 1
+
+
+def test_check_of_an_unprepared_eval_root_names_the_whole_command(tmp_path):
+    from olmpool.data.commands import check_prepared_doc
+
+    with pytest.raises(OlmPoolError, match=f"no manifest.json.*olmpool data prepare --config c.yaml --out {tmp_path}$"):
+        check_prepared_doc({"data": {"eval_root": str(tmp_path)}}, "c.yaml")
+    assert check_prepared_doc({"data": {}}, "c.yaml") == 0  # tiny scale: nothing to check

@@ -43,12 +43,15 @@ def check_prepared(config: str | Path, full: bool = True, eval_root: str | Path 
 def check_prepared_doc(doc: dict, config: str, full: bool = False, eval_root: str | Path | None = None) -> int:
     """``check_prepared`` on a parsed config (the study DAG's, at parse time: sizes only by
     default, the sha256 comparison is the first job's); ``config`` names the file in the fix."""
-    from olmpool.data.prepare import check, raise_problems
-    from olmpool.data.registry import INPUTS, eval_root_of, settings_from
+    from olmpool.data.prepare import check, prepare_command, raise_problems
+    from olmpool.data.registry import INPUTS, MANIFEST, eval_root_of, settings_from
 
     root = eval_root or eval_root_of(doc)
     if not root:
         return 0
+    if not (Path(root) / MANIFEST).is_file():
+        raise OlmPoolError(f"data.eval_root {root} has no {MANIFEST}: the evaluation inputs are not prepared. "
+                           f"Fix: {prepare_command(str(config), root, [])}")
     settings = settings_from(doc, str(config))
     raise_problems(check(settings, Path(root), full=full), str(config), Path(root))
     return sum(len(i.files(settings)) for i in INPUTS)

@@ -129,12 +129,15 @@ def check(settings: Settings, root: Path, full: bool = True, names: list[str] | 
     return problems
 
 
-def raise_problems(problems: list[Problem], config: str, root: Path) -> None:
+def raise_problems(problems: list[Problem], config: str, root: Path, show: int = 12) -> None:
+    """One OlmPoolError listing the problems (the first ``show``) and the command that fixes them."""
     if problems:
-        more = f" ({len(problems) - 1} more problem(s); `olmpool data check --config {config}` lists them)" if len(problems) > 1 else ""
-        names = sorted({p.name for p in problems})
-        all_cmd = prepare_command(config, root, names)
-        raise OlmPoolError(f"prepared data: {problems[0].message(config, root)}{more}" + (f". All of them: {all_cmd}" if len(names) > 1 else ""))
+        lines = [f"  {root / p.path}: {p.what}" for p in problems[:show]]
+        if len(problems) > show:
+            lines.append(f"  ... and {len(problems) - show} more")
+        names = sorted({p.name for p in problems}, key=[i.name for i in INPUTS].index)
+        raise OlmPoolError(f"prepared data in {root}: {len(problems)} file(s) missing or changed:\n" + "\n".join(lines)
+                           + f"\nFix: {prepare_command(config, root, names)}")
 
 
 def input_table(inputs: list[Input] | None = None) -> str:
