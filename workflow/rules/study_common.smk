@@ -9,18 +9,27 @@
 
 from olmpool.analysis.study import read_roles
 
-from olmpool.config import job_resources, validate_study_sections
+from olmpool.config import job_resources, validate_study_sections, write_resolved_config
 from olmpool.data.commands import check_prepared_doc
 from olmpool.train.te_support import check_study_extensions
 
 S = config["study"]
 W = S["workdir"]
-CONFIGFILE = S["configfile"]  # the file the stage commands read (this config itself)
-validate_study_sections(CONFIGFILE)  # every stage's typed record, before any job starts
+validate_study_sections(config)  # every stage's typed record, before any job starts
+# The config as resolved here (every --configfile overlay and --config override merged) is
+# the one file every stage command reads; written when a run starts (not by a dry run).
+CONFIGFILE = f"{W}/config.yaml"
+
+
+onstart:
+    write_resolved_config(config, CONFIGFILE)
+
+
 # The prepared evaluation inputs (data.eval_root) against their manifest, before any job: a
 # missing or resized file stops the DAG naming the `olmpool data prepare --only` command; the
 # `data` job, which every job follows, compares the sha256 too (`olmpool data check`).
-check_prepared_doc(config, CONFIGFILE)
+# The fix it names uses the config file given last on the command line.
+check_prepared_doc(config, str(([*workflow.config_settings.configfiles] or ["config/config.yaml"])[-1]))
 DATA_ROOT = config["data"]["root"]
 # How training commands start: plain `olmpool` on one CPU process (tiny), or
 # `srun olmpool launch --` = torchrun on every node of the SLURM allocation (paper scale).

@@ -12,7 +12,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from olmpool import OlmPoolError
 from olmpool.data import attention, bpb, helmet, longppl, perplexity, ruler
@@ -84,11 +83,10 @@ def settings_from(doc: dict, config_path: str) -> Settings:
 
 
 def load_doc(config_path: str | Path) -> dict:
-    path = Path(config_path)
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise OlmPoolError(f"{path}: cannot read the config ({exc}). Fix: pass --config config/paper.yaml") from exc
+    """The parsed study config (olmpool.config.read_config_file)."""
+    from olmpool.config import read_config_file
+
+    return read_config_file(config_path)
 
 
 def select(names: list[str] | None) -> list[Input]:

@@ -93,12 +93,13 @@ def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | 
 def _evaluate(args) -> int:
     import pandas as pd
 
-    from olmpool.eval.config import load_eval_config
+    from olmpool.config import load_study_config
     from olmpool.eval.lm import Engine
     from olmpool.eval.runner import BENCHMARKS, preflight, run_all
     from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
 
-    cfg, doc = load_eval_config(args.config)
+    study = load_study_config(args.config)
+    cfg, doc = study.eval, study.evaluation_doc
     if args.samples is not None:  # fewer (or more) samples per RULER / HELMET task than the config; recorded
         if args.samples < 1:
             raise OlmPoolError(f"--samples {args.samples}: must be a positive integer. Fix: e.g. --samples 5")
@@ -189,7 +190,7 @@ def _evaluate(args) -> int:
                               "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
                              for p in res.prov])
         prov["context"] = prov["context"].astype("Int64")
-        record = {"command": "olmpool evaluate", "argv": sys.argv[1:], "config_file": str(args.config), "eval": cfg.to_dict(),
+        record = {"command": "olmpool evaluate", "argv": sys.argv[1:], **study.provenance(), "eval": cfg.to_dict(),
                   "scale": doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
                   "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
                   "arch": names.arch, "model": names.model, "model_in_registry": names.in_registry, **load_record, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,

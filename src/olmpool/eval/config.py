@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from olmpool import OlmPoolError
 
@@ -293,22 +292,22 @@ def from_dict(section: dict | None, scale: str | None = None) -> EvalConfig:
     return cfg
 
 
-def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
-    """(validated eval config, the whole YAML document) of a project config file."""
-    path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise OlmPoolError(f"{path}: cannot read the config ({exc}). Fix: pass --config config/tiny.yaml or config/paper.yaml") from exc
-    from olmpool.data.registry import apply_eval_root
-
-    doc = apply_eval_root(doc, str(path))
+def eval_config_from(doc: dict, where: str = "config") -> EvalConfig:
+    """The validated ``eval`` section of a parsed study config (``where`` names it in errors)."""
     if "eval" not in doc:
-        raise OlmPoolError(f"{path}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
+        raise OlmPoolError(f"{where}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
     cfg = from_dict(doc["eval"], scale=doc.get("scale"))
     if cfg.corpus_seed is None:
         cfg.corpus_seed = ((doc.get("data") or {}).get("tiny_corpus") or {}).get("seed")
     uses = TINY_CORPUS in (cfg.perplexity.splits, cfg.longppl.documents, cfg.words, cfg.ruler.essay)
     if uses and cfg.corpus_seed is None:
-        raise OlmPoolError(f"{path}: eval uses 'tiny_corpus' sources but no corpus seed is known. Fix: set eval.corpus_seed or data.tiny_corpus.seed")
-    return cfg, doc
+        raise OlmPoolError(f"{where}: eval uses 'tiny_corpus' sources but no corpus seed is known. Fix: set eval.corpus_seed or data.tiny_corpus.seed")
+    return cfg
+
+
+def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
+    """(validated eval config, the whole document, ``data.eval_root`` applied) of the study config file ``path``."""
+    from olmpool.config import load_study_config
+
+    study = load_study_config(path)
+    return study.eval, study.evaluation_doc

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from olmpool import OlmPoolError
 
 
@@ -400,26 +398,27 @@ class TrainConfig:
         return d
 
 
-def load_train_config(path: str | Path, overrides: dict[str, dict] | None = None) -> TrainConfig:
-    """Read and validate the training sections of ``path`` (config/tiny.yaml, paper.yaml)."""
-    path = Path(path)
-    if not path.is_file():
-        raise OlmPoolError(f"config file {path} not found; pass --config config/tiny.yaml or paper.yaml")
-    raw = yaml.safe_load(path.read_text()) or {}
-    for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
+def train_config_from(raw: dict, where: str = "config") -> TrainConfig:
+    """The validated training sections of a parsed study config (``where`` names it in errors)."""
     for section in ("scale", "data", "pretrain", "extend"):
         if section not in raw:
-            raise OlmPoolError(f"config {path}: section '{section}' is missing; see config/tiny.yaml")
+            raise OlmPoolError(f"config {where}: section '{section}' is missing; see config/tiny.yaml")
     cfg = TrainConfig(
         scale=str(raw["scale"]),
         data=_build(DataConfig, "data", raw["data"]),
         pretrain=_build(PretrainConfig, "pretrain", raw["pretrain"]),
         extend=_build(ExtendConfig, "extend", raw["extend"]),
         parallel=_build(ParallelConfig, "parallel", raw.get("parallel")),
-        path=str(path), raw=raw)
+        path=where, raw=raw)
     cfg.validate()
     return cfg
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """The training sections of the study config file ``path`` (config/tiny.yaml, the resolved config)."""
+    from olmpool.config import load_study_config
+
+    return load_study_config(path).train
 
 
 def steps_for(tokens: int, batch_tokens: int) -> int:

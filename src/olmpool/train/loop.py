@@ -62,6 +62,7 @@ from olmpool import OlmPoolError
 from olmpool.train import checkpoint as ckpt_mod
 from olmpool.train.config import (BlendEntry, SkipStepConfig, StageParallel, TrainConfig,
                                   load_train_config, lr_extend, lr_pretrain, steps_for)
+from olmpool.config import StudyConfig
 from olmpool.train.provenance import code_version, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -349,6 +350,7 @@ def _run_record(spec: StageSpec) -> dict:
     return {
         "stage": spec.stage, "arch": dataclasses.asdict(spec.arch), "shape": spec.shape.to_dict(),
         "resume_key": spec.resume_key(), "config_path": spec.cfg.path, "config": spec.cfg.raw,
+        "config_sha256": StudyConfig(raw=spec.cfg.raw).sha256(),
         "resolved": spec.cfg.to_dict(), "seed": spec.seed, "total_steps": spec.total_steps,
         "global_batch_sequences": spec.global_batch, "seq_len": spec.seq_len,
         "named_steps": {str(k): v for k, v in spec.named_steps.items()},

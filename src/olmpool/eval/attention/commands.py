@@ -34,9 +34,10 @@ def _run(args, logger) -> int:
     import torch
 
     from olmpool.eval.attention.analyse import analyse, load_model
-    from olmpool.eval.attention.config import load_attention_config
+    from olmpool.config import load_study_config
 
-    cfg, whole = load_attention_config(args.config)  # bad config fails before any work
+    study = load_study_config(args.config)
+    cfg, whole = study.attention, study.evaluation_doc  # bad config fails before any work
     out = Path(args.out)
     if out.suffix != ".tsv":
         raise OlmPoolError(f"--out {out}: must end in .tsv. Fix: e.g. --out results/attention.tsv")
@@ -72,7 +73,7 @@ def _run(args, logger) -> int:
     write_tsv_atomic(df, out, na_rep="")
     run = {
         "command": "olmpool attention",
-        "config_file": str(args.config),
+        **study.provenance(),
         "scale": whole.get("scale"),
         "attention": cfg.to_dict(),
         "seed": cfg.seed,

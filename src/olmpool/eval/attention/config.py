@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
 
 from olmpool import OlmPoolError
 
@@ -148,23 +147,20 @@ class AttentionConfig:
         return cfg
 
 
-def load_attention_config(path: str | Path) -> tuple[AttentionConfig, dict]:
-    """The validated ``attention`` section of a study config, and the whole config dict."""
-    path = Path(path)
-    if not path.exists():
-        raise OlmPoolError(f"{path}: config file not found. Fix: pass --config config/tiny.yaml or config/paper.yaml.")
-    try:
-        whole = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise OlmPoolError(f"{path}: not valid YAML ({exc}). Fix: correct the syntax.") from exc
-    from olmpool.data.registry import apply_eval_root
-
-    whole = apply_eval_root(whole, str(path))
+def attention_config_from(whole: dict, where: str = "config") -> AttentionConfig:
+    """The validated ``attention`` section of a parsed study config (``where`` names it in errors)."""
     section = whole.get("attention")
     if not isinstance(section, dict):
-        raise OlmPoolError(f"{path}: no 'attention' section. Fix: add one (see config/tiny.yaml for an example).")
+        raise OlmPoolError(f"{where}: no 'attention' section. Fix: add one (see config/tiny.yaml for an example).")
     try:
-        cfg = AttentionConfig.from_dict(section)
+        return AttentionConfig.from_dict(section)
     except TypeError as exc:
-        raise OlmPoolError(f"{path}: attention section malformed ({exc}). Fix: see config/tiny.yaml for the fields.") from exc
-    return cfg, whole
+        raise OlmPoolError(f"{where}: attention section malformed ({exc}). Fix: see config/tiny.yaml for the fields.") from exc
+
+
+def load_attention_config(path: str | Path) -> tuple[AttentionConfig, dict]:
+    """The validated ``attention`` section of the study config file ``path``, and the whole document."""
+    from olmpool.config import load_study_config
+
+    study = load_study_config(path)
+    return study.attention, study.evaluation_doc
