@@ -68,16 +68,17 @@ def duplicated_rows(rs: ResultsSet, same_model_rows: int = 5) -> list[Finding]:
         if w.shape[1] < 2:
             continue  # a single number per model coincides too easily to flag
         seen: dict[tuple, str] = {}
-        for model, row in w.iterrows():
-            if row.isna().any() or row[row != 0].nunique() < 3:
+        contexts = list(w.columns)
+        for model, values in zip(w.index, w.to_numpy(dtype=float)):
+            if np.isnan(values).any() or len(np.unique(values[values != 0])) < 3:
                 continue  # too few distinct values (all 0, or a share of 8 heads) to coincide meaningfully
-            key = tuple(np.round(row.to_numpy(dtype=float), 6))
+            key = tuple(np.round(values, 6))
             if key in seen:
                 pair = (seen[key], model)
                 pairs.setdefault(pair, []).append(f"{bench} {task} {metric} ({stage})")
                 rows.setdefault(pair, []).append(
                     f"{bench} ({task}, {metric}, stage {stage}): models `{seen[key]}` and `{model}` have identical "
-                    f"values at every context ({', '.join(f'{c}: {v:g}' for c, v in row.items())}). The two models "
+                    f"values at every context ({', '.join(f'{c}: {v:g}' for c, v in zip(contexts, values))}). The two models "
                     "differ in architecture, so identical rows are almost certainly a copy error in the source table; "
                     "treat this row as unreliable.")
             else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import stats as sps
 
 from olmpool.analysis.regression import NeedsData
 from olmpool.analysis.study import Study
@@ -33,6 +32,7 @@ def _value(x) -> float | None:
 
 def _agreement(st: Study, ref: Study, measure: str, get_a, get_b) -> dict:
     """One record: the two sets' series (from ``get_a(st)``, ``get_b(ref)``) ranked against each other."""
+    from scipy import stats as sps
     rec = {"measure": measure, "results": st.rs.name, "reference": ref.rs.name, "n": 0,
            "spearman": None, "spearman_p": None, "kendall": None, "reason": ""}
     try:

@@ -20,7 +20,6 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 
 from olmpool import OlmPoolError
 from olmpool.analysis.features import HARMFUL, HARMFUL_LABELS, harmful_features
@@ -74,12 +73,16 @@ def fit_ols(name: str, X: pd.DataFrame, y: pd.Series) -> Fit:
     data = pd.concat([X, y.rename("__y__")], axis=1).dropna()
     if len(data) < X.shape[1] + 2:
         raise NeedsData(f"at least {X.shape[1] + 2} models with both '{name}' predictors and the response (have {len(data)})")
-    Xc = sm.add_constant(data[X.columns].astype(float), has_constant="add")
+    # statsmodels (and through it scipy.stats) is imported only by the processes that fit
+    from statsmodels.regression.linear_model import OLS
+    from statsmodels.tools.tools import add_constant
+
+    Xc = add_constant(data[X.columns].astype(float), has_constant="add")
     yv = data["__y__"].astype(float)
     if float(yv.var()) == 0.0:
         what = y.name if isinstance(y.name, str) and y.name else "the response"
         raise NeedsData(f"{what} varying across models (it is {yv.iloc[0]:g} for all {len(yv)}), to fit '{name}'")
-    res = sm.OLS(yv, Xc).fit()
+    res = OLS(yv, Xc).fit()
     return Fit(
         name=name,
         predictors=list(X.columns),
