@@ -24,7 +24,6 @@ def test_dry_run_lists_the_dag_with_prepared_data_and_stops_naming_the_command(t
     doc = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     cfg = tmp_path / "paper.yaml"
     doc["data"]["eval_root"] = str(eval_root)
-    doc["study"]["configfile"] = str(cfg)
     doc["study"]["workdir"] = str(tmp_path / "runs")
     cfg.write_text(yaml.safe_dump(doc))
 

@@ -12,7 +12,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-
 from olmpool import OlmPoolError
 from olmpool.data import attention, bpb, helmet, longppl, perplexity, ruler
 from olmpool.data.core import Input, Settings
