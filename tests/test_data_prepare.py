@@ -299,7 +299,8 @@ def test_readme_table_names_every_input():
 def test_network_path_reads_rows_at_the_resolved_commit(prepared, tmp_path, monkeypatch):
     seen = []
 
-    def rows(dataset, config, split, revision, streaming):
+    def rows(dataset, config, split, revision, streaming, trust_remote_code):
+        assert trust_remote_code  # PolyAI/banking77 is loaded as HELMET's load_icl does
         seen.append((dataset, split, revision))
         return iter([{"text": f"{split} {i}", "label": i} for i in range(3)])
 

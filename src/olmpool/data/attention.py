@@ -22,6 +22,7 @@ from olmpool.data.core import Input, Out, Settings
 from olmpool.data.fetch import Fetcher
 
 FILE = "attention/long_documents.jsonl"
+SCRIPT_DATASETS = {"deepmind/pg19", "pile-of-law/pile-of-law"}  # published with a loading script
 CANDIDATES_PER_SOURCE = 100
 # name -> (dataset, config, split, text field, id field)
 SOURCES = {
@@ -68,7 +69,7 @@ def _build(settings: Settings, fetcher: Fetcher, out: Out) -> dict:
     tok = settings.tokenizer()
     pools, revisions = {}, {}
     for name, (dataset, config, split, text_field, id_field) in SOURCES.items():
-        rows = fetcher.hf_rows(dataset, config, split, streaming=True)
+        rows = fetcher.hf_rows(dataset, config, split, streaming=True, trust_remote_code=dataset in SCRIPT_DATASETS)
         pools[name] = candidates(rows, name, text_field, id_field, lambda t: len(tok.encode(t)),
                                  settings.attention_min_tokens, CANDIDATES_PER_SOURCE)
         revisions[name] = fetcher.hf_revision(dataset)

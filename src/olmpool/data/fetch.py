@@ -65,12 +65,13 @@ def _download(url: str, dest: Path, progress: bool) -> None:
 
 
 def _hf_rows_online(dataset: str, config: str | None, split: str, revision: str,
-                    streaming: bool) -> Iterator[dict]:
+                    streaming: bool, trust_remote_code: bool = False) -> Iterator[dict]:
     try:
         import datasets
     except ImportError as exc:
         raise OlmPoolError(f"reading the Hugging Face dataset {dataset} needs the datasets library. {HF_EXTRA_FIX}") from exc
-    ds = datasets.load_dataset(dataset, config, split=split, revision=revision, streaming=streaming)
+    kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+    ds = datasets.load_dataset(dataset, config, split=split, revision=revision, streaming=streaming, **kwargs)
     yield from ds
 
 
@@ -150,11 +151,11 @@ class Fetcher:
         return path
 
     def hf_rows(self, dataset: str, config: str | None, split: str, revision: str = "main",
-                streaming: bool = False) -> Iterator[dict]:
+                streaming: bool = False, trust_remote_code: bool = False) -> Iterator[dict]:
         """Rows of one split of a Hugging Face dataset, in the dataset's order, read at the
         commit ``hf_revision`` records (a branch name is resolved once per dataset)."""
         if self.mirror is None:
-            return _hf_rows_online(dataset, config, split, self.hf_revision(dataset, revision), streaming)
+            return _hf_rows_online(dataset, config, split, self.hf_revision(dataset, revision), streaming, trust_remote_code)
         base = self.mirror / "hf" / dataset / (config or "default")
         for path in (base / f"{split}.jsonl", base / f"{split}.jsonl.gz"):
             if path.is_file():

@@ -109,7 +109,9 @@ def icl_rows(rows: Iterable[dict], text_field: str, label_field: str, num_labels
     return out
 
 
-# name -> (dataset, config, train split, test split, text field, label field, labels)
+# name -> (dataset, config, train split, test split, text field, label field, labels);
+# TRUST_REMOTE_CODE: the datasets load_icl loads with trust_remote_code=True (loading scripts)
+TRUST_REMOTE_CODE = {"CogComp/trec", "PolyAI/banking77", "xingkunliuxtracta/nlu_evaluation_data"}
 ICL_SOURCES = {
     "trec_coarse": ("CogComp/trec", None, "train", "test", "text", "coarse_label", 6),
     "trec_fine": ("CogComp/trec", None, "train", "test", "text", "fine_label", 50),
@@ -124,14 +126,15 @@ def _build_icl(name: str):
 
     def build(settings: Settings, fetcher: Fetcher, out: Out) -> dict:
         where = f"{dataset} ({config or 'default'})"
-        train = icl_rows(fetcher.hf_rows(dataset, config, train_split), text_field, label_field, num_labels, f"{where} {train_split}")
+        remote = dataset in TRUST_REMOTE_CODE
+        train = icl_rows(fetcher.hf_rows(dataset, config, train_split, trust_remote_code=remote), text_field, label_field, num_labels, f"{where} {train_split}")
         record = {"dataset_revision": fetcher.hf_revision(dataset)}
         if test_split is None:  # load_icl: data.train_test_split(test_size=0.1, seed=seed)
             tr, te = hf_train_test_split(len(train), 0.1, settings.seed)
             train, test = [train[i] for i in tr], [train[i] for i in te]
             record["split"] = f"train_test_split(test_size=0.1, seed={settings.seed}) of {train_split}"
         else:
-            test = icl_rows(fetcher.hf_rows(dataset, config, test_split), text_field, label_field, num_labels, f"{where} {test_split}")
+            test = icl_rows(fetcher.hf_rows(dataset, config, test_split, trust_remote_code=remote), text_field, label_field, num_labels, f"{where} {test_split}")
         out.jsonl(f"helmet/icl/{name}/train.jsonl", train)
         out.jsonl(f"helmet/icl/{name}/test.jsonl", test)
         return record

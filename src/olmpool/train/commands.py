@@ -70,6 +70,12 @@ def _data_check(args) -> int:
                      for b in getattr(cfg.data, name)] for name in ("pretrain_blend", "extend_blend")}
     manifest = {"config": str(args.config), "tokenizer_dir": str(cfg.data.tokenizer_dir),
                 "transformer_engine": te_version, **blends}
+    eval_root = args.eval_root or cfg.data.eval_root
+    if eval_root:  # the prepared evaluation inputs every later job reads, by their manifest's hash
+        from olmpool.data.core import sha256_file
+
+        manifest["eval_root"] = str(eval_root)
+        manifest["eval_manifest_sha256"] = sha256_file(Path(eval_root) / "manifest.json")
     write_text_atomic(json.dumps(manifest, indent=2) + "\n", Path(args.out))
     print(f"data ok: {sum(len(v) for v in blends.values())} indexed datasets -> {args.out}")
     return 0
