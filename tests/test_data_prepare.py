@@ -336,3 +336,31 @@ def test_check_of_an_unprepared_eval_root_names_the_whole_command(tmp_path):
     with pytest.raises(OlmPoolError, match=f"no manifest.json.*olmpool data prepare --config c.yaml --out {tmp_path}$"):
         check_prepared_doc({"data": {"eval_root": str(tmp_path)}}, "c.yaml")
     assert check_prepared_doc({"data": {}}, "c.yaml") == 0  # tiny scale: nothing to check
+
+
+def test_data_check_job_records_the_eval_manifest(prepared, tmp_path):
+    """The study's first job (`olmpool data check --out`): training data, then the prepared
+    inputs by sha256; its manifest names the eval manifest's hash."""
+    from olmpool.cli import main
+    from olmpool.train.testing import build_small_corpus, small_config
+
+    build_small_corpus(tmp_path / "corpus")
+    cfg = small_config(tmp_path / "c.yaml", tmp_path / "corpus")
+    doc = yaml.safe_load(cfg.read_text())
+    for keys in eval_paths(prepared["out"]):  # derived from eval_root instead
+        node = doc
+        for k in keys[:-1]:
+            node = node.get(k, {})
+        node.pop(keys[-1], None)
+    doc["data"]["eval_root"] = str(prepared["out"])
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    doc["eval"]["helmet"].update(contexts=paper["eval"]["helmet"]["contexts"], counts=paper["eval"]["helmet"]["counts"])
+    cfg.write_text(yaml.safe_dump(doc))
+    assert main(["data", "check", "--config", str(cfg), "--out", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["eval_manifest_sha256"] == sha256_file(prepared["out"] / "manifest.json")
+    doc["data"]["eval_root"] = str(tmp_path / "nowhere")
+    cfg.write_text(yaml.safe_dump(doc))
+    (tmp_path / "m.json").unlink()
+    assert main(["data", "check", "--config", str(cfg), "--out", str(tmp_path / "m.json")]) == 2
+    assert not (tmp_path / "m.json").exists()
