@@ -75,6 +75,46 @@ def test_mask_rows_of_this_rank(cp, monkeypatch):
     assert micro_batch_on_this_rank(mb, None, "cpu")["attention_mask"] is None
 
 
+@pytest.mark.gpu
+def test_sdpa_core_attention_on_cuda_runs_the_memory_efficient_kernel():
+    """On CUDA the SDPA core attention (repeated K/V heads, boolean document + window mask)
+    must run in SDPA's memory-efficient kernel - the math kernel would hold [b, np, s, s]
+    scores, impossible at 64K - and equal the attention written out here.  Needs CUDA only
+    (no Transformer Engine)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from olmpool.arch import megatron as M
+    from olmpool.arch.registry import load_registry, load_scale, resolve
+    from olmpool.train.data import intra_document_mask
+
+    sh = resolve(load_registry()[ARCH], load_scale("tiny"))
+    window = next(w for w in sh.windows if w is not None)
+    M.ensure_parallel_state(1, cp=1)
+    config = M.transformer_config(sh, backend="local", fp8="off")
+    layer = 1 + next(i for i, w in enumerate(sh.windows) if w is not None)
+    core = M.SDPACoreAttention(config, layer_number=layer)
+    assert core.repeat_kv_heads and sh.n_kv_heads < sh.n_heads
+    g = torch.Generator().manual_seed(2)
+    b, s, eod = 2, 640, 0
+    ids = torch.randint(1, 50, (b, s), generator=g)
+    ids[0, [100, 400]] = eod
+    doc = torch.cumsum((ids == eod).long(), 1) - (ids == eod).long()
+    q, k, v = (torch.randn(s, b, n, sh.head_dim, generator=g) for n in (sh.n_heads, sh.n_kv_heads, sh.n_kv_heads))
+    weight = torch.randn(s, b, sh.n_heads * sh.head_dim, generator=g)
+    ref_in = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref = reference_attention(*ref_in, doc, window, core.softmax_scale)
+    (ref * weight).sum().backward()
+    cuda_in = [t.cuda().requires_grad_() for t in (q, k, v)]
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):  # raises if that kernel cannot take it
+        out = core(*cuda_in, intra_document_mask(ids, eod).cuda())
+        (out * weight.cuda()).sum().backward()
+    assert (out.cpu() - ref).abs().max().item() < 1e-3
+    for a, r in zip(cuda_in, ref_in):
+        assert (a.grad.cpu() - r.grad).abs().max().item() < 1e-3
+
+
 # ---- torchrun worker ------------------------------------------------------------------
 
 
