@@ -335,7 +335,9 @@ class StageParallel:
                 raise _err(section, name, "must be >= 1", "use 1 to disable")
         if self.sequence_parallel and self.tp == 1:
             raise _err(section, "sequence_parallel", "needs tp > 1", "set it false or raise tp")
-        if self.core_attention not in ("te", "sdpa"):
+        from olmpool.train.te_support import CORE_ATTENTION
+
+        if self.core_attention not in CORE_ATTENTION:
             raise _err(section, "core_attention", f"{self.core_attention!r} unknown",
                        "use te (Transformer Engine attention) or sdpa (all-gather SDPA attention "
                        "with the document + window mask, Transformer Engine linears)")

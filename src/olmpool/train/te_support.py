@@ -20,7 +20,8 @@ Two ways to run the recipe, chosen by ``parallel.<stage>.core_attention``:
 - ``sdpa``: olmpool's all-gather context-parallel core attention
   (`olmpool.arch.megatron.ContextParallelSDPACoreAttention`: K/V all-gathered over the CP
   group, PyTorch SDPA with the dense document + window mask from global positions) inside
-  TE's linears and norms, so fp8 is unchanged; runs with any TE that runs CP at all.
+  TE's linears and norms, so fp8 is unchanged; TE's attention is not used, so any TE version
+  runs it.
 
 Everything here is plain Python on version strings and config records (no torch import), so
 Snakemake can call it while it parses the DAG.
