@@ -46,7 +46,7 @@ def selection_tokenizer(settings: Settings):
         spec = settings.longppl_evaluator
     if spec == "model":
         return settings.tokenizer(), f"data.tokenizer_dir {settings.tokenizer_dir}"
-    from olmpool.eval.runner import _hf_tokenizer
+    from olmpool.eval.benchmarks.longppl import _hf_tokenizer
 
     return _hf_tokenizer(spec[len("hf:"):]), spec
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from olmpool import OlmPoolError
 from olmpool.eval.upstream import upstream_record
@@ -90,13 +92,49 @@ def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | 
     return wrap_reference_decoder(decoder, ck.shape.vocab_size), tokenizer, dict(ck.meta), ck.shape
 
 
-def _evaluate(args) -> int:
-    import pandas as pd
+@dataclass
+class EvaluationPlan:
+    """What ``olmpool evaluate`` will run, checked before any model is loaded."""
 
+    study: Any
+    """The study config (olmpool.config.StudyConfig)."""
+    cfg: Any
+    """Its eval section (olmpool.eval.config.EvalConfig), with --samples applied."""
+    doc: dict
+    """The config document with data.eval_root applied."""
+    benchmarks: list[str]
+    """Benchmarks to run, in registry order of the request."""
+    contexts: dict[str, list[int]]
+    """Selected lengths of each per-length benchmark (RULER, HELMET)."""
+    wanted: list[int]
+    """Every length the run evaluates at (checked against the model's trained context)."""
+    out: Path
+    """Scores TSV."""
+
+
+@dataclass
+class LoadedModel:
+    """The evaluated model and what the run record says about it."""
+
+    model: Any
+    tokenizer: Any
+    meta: dict
+    """Training checkpoint metadata ({} for a Hugging Face directory)."""
+    names: Any
+    """Row and registry names (olmpool.eval.hf_checkpoint.resolve_names)."""
+    max_trained: int
+    """Longest context the checkpoint was trained at (or declares)."""
+    what: str
+    """Where ``max_trained`` comes from, for the error message."""
+    record: dict
+    """How it was loaded (format, device, audit), for the run record."""
+
+
+def plan_evaluation(args) -> EvaluationPlan:
+    """Check the request against the config: benchmarks, lengths, output, data files."""
     from olmpool.config import load_study_config
-    from olmpool.eval.lm import Engine
-    from olmpool.eval.runner import BENCHMARKS, preflight, run_all
-    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
+    from olmpool.eval.benchmarks import BENCHMARKS
+    from olmpool.eval.runner import preflight
 
     study = load_study_config(args.config)
     cfg, doc = study.eval, study.evaluation_doc
@@ -107,24 +145,28 @@ def _evaluate(args) -> int:
     benchmarks = args.benchmarks or list(BENCHMARKS)
     bad = [b for b in benchmarks if b not in BENCHMARKS]
     if bad:
-        raise OlmPoolError(f"--benchmarks {bad} unknown. Fix: choose from {BENCHMARKS}")
+        raise OlmPoolError(f"--benchmarks {bad} unknown. Fix: choose from {list(BENCHMARKS)}")
     out = Path(args.out)
     if out.suffix != ".tsv":
         raise OlmPoolError(f"--out {out} must end in .tsv. Fix: e.g. --out results/tiny/{args.model or args.arch}/scores.tsv")
 
+    per_length = {name: b.lengths(cfg) for name, b in BENCHMARKS.items() if b.per_length}
     if args.contexts:
-        known = set(cfg.ruler.contexts) | set(cfg.helmet.contexts)
+        known = {c for lengths in per_length.values() for c in lengths}
         unknown = [c for c in args.contexts if c not in known]
         if unknown:
-            raise OlmPoolError(f"--contexts {unknown} are not lengths of this config (ruler {cfg.ruler.contexts}, helmet {cfg.helmet.contexts}). Fix: pick from those")
-
-    def pick(lengths: list[int]) -> list[int]:
-        return [c for c in lengths if not args.contexts or c in args.contexts]
-
-    ruler_ctx = pick(cfg.ruler.contexts) if "ruler" in benchmarks else []
-    helmet_ctx = pick(cfg.helmet.contexts) if "helmet" in benchmarks else []
+            have = ", ".join(f"{name} {lengths}" for name, lengths in per_length.items())
+            raise OlmPoolError(f"--contexts {unknown} are not lengths of this config ({have}). Fix: pick from those")
+    contexts = {name: [c for c in lengths if not args.contexts or c in args.contexts] if name in benchmarks else []
+                for name, lengths in per_length.items()}
+    fixed = [c for name in benchmarks if not BENCHMARKS[name].per_length for c in BENCHMARKS[name].lengths(cfg)]
+    wanted = sorted({c for lengths in contexts.values() for c in lengths} | set(fixed))
     preflight(cfg, benchmarks)  # malformed data files fail here, before the model is loaded
+    return EvaluationPlan(study=study, cfg=cfg, doc=doc, benchmarks=benchmarks, contexts=contexts, wanted=wanted, out=out)
 
+
+def load_evaluated_model(args, plan: EvaluationPlan) -> LoadedModel:
+    """The model under evaluation, from a training checkpoint or a Hugging Face directory."""
     from olmpool.arch.registry import load_registry
     from olmpool.eval.hf_checkpoint import checkpoint_format, load_hf, resolve_names
 
@@ -133,45 +175,79 @@ def _evaluate(args) -> int:
     if fmt == "hf" and not args.stage:
         raise OlmPoolError(f"--checkpoint {args.checkpoint} is a Hugging Face directory, which records no stage. "
                            "Fix: pass --stage (e.g. pretrained, extended, released)")
-    lp_ctx = [cfg.longppl.context] if "longppl" in benchmarks else []
-    wanted = sorted(set(ruler_ctx + helmet_ctx + lp_ctx))
-    load_record: dict = {"checkpoint_format": "training"}
-    if fmt == "hf":
-        from olmpool.eval.hf_checkpoint import load_hf_config, max_positions
-
-        hf_cfg = load_hf_config(args.checkpoint, args.trust_remote_code)
-        declared = max_positions(hf_cfg)
-        if names.arch is None and declared is not None:  # checked before the weights are read
-            check_contexts(wanted, declared, args.allow_beyond_trained_context, what="max_position_embeddings of its config.json")
-        theta_stage = args.theta_stage or ("pretrain" if args.stage.startswith("pretrain") else "extend")
-        loaded = load_hf(args.checkpoint, names, hf_direct=args.hf_direct, trust_remote_code=args.trust_remote_code,
-                         accept=tuple(args.accept or ()), registry=args.registry, scale=str(doc.get("scale") or "paper"),
-                         theta_stage=theta_stage, device=args.device)
-        model, tokenizer, meta = loaded.model, loaded.tokenizer, {}
-        max_trained = int(loaded.max_context or declared or max(wanted or [1]))
-        load_record = loaded.record
-        what = "max_position_embeddings of its config.json" if args.hf_direct else f"the registry's {theta_stage} length"
-    else:
+    if fmt != "hf":
         model, tokenizer, meta, shape = load_checkpoint_model(args.checkpoint, args.registry, names.arch)
-        max_trained = int(meta.get("max_context_trained") or shape.seq_len)
-        load_record["device"] = str(getattr(model, "device", "cpu"))
-        what = "trained at"
-    beyond = check_contexts(wanted, max_trained, args.allow_beyond_trained_context, what=what)
-    stage = args.stage or STAGE_NAMES.get(str(meta.get("stage")), str(meta.get("stage") or "unknown"))
+        return LoadedModel(model, tokenizer, meta, names, int(meta.get("max_context_trained") or shape.seq_len),
+                           "trained at", {"checkpoint_format": "training", "device": str(getattr(model, "device", "cpu"))})
+    from olmpool.eval.hf_checkpoint import load_hf_config, max_positions
 
-    evaluator = None
-    engine = Engine(model, tokenizer, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
-    if "longppl" in benchmarks:
-        if cfg.longppl.evaluator == "self":
-            evaluator = engine
-        elif cfg.longppl.evaluator.startswith("hf:"):
-            from olmpool.eval.lm import load_hf_model
+    hf_cfg = load_hf_config(args.checkpoint, args.trust_remote_code)
+    declared = max_positions(hf_cfg)
+    if names.arch is None and declared is not None:  # checked before the weights are read
+        check_contexts(plan.wanted, declared, args.allow_beyond_trained_context, what="max_position_embeddings of its config.json")
+    theta_stage = args.theta_stage or ("pretrain" if args.stage.startswith("pretrain") else "extend")
+    loaded = load_hf(args.checkpoint, names, hf_direct=args.hf_direct, trust_remote_code=args.trust_remote_code,
+                     accept=tuple(args.accept or ()), registry=args.registry, scale=str(plan.doc.get("scale") or "paper"),
+                     theta_stage=theta_stage, device=args.device)
+    what = "max_position_embeddings of its config.json" if args.hf_direct else f"the registry's {theta_stage} length"
+    return LoadedModel(loaded.model, loaded.tokenizer, {}, names, int(loaded.max_context or declared or max(plan.wanted or [1])),
+                       what, loaded.record)
 
-            ev_model, ev_tok = load_hf_model(cfg.longppl.evaluator[3:])
-            evaluator = Engine(ev_model, ev_tok, batch_size=1, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
-        else:
-            ev_model, ev_tok, _, _ = load_checkpoint_model(cfg.longppl.evaluator, args.registry, None)
-            evaluator = Engine(ev_model, ev_tok, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
+
+def longppl_evaluator(args, cfg, engine):
+    """LongPPL's evaluator: the evaluated model ('self'), a Hugging Face model ('hf:<dir>') or a training checkpoint."""
+    from olmpool.eval.lm import Engine
+
+    if cfg.longppl.evaluator == "self":
+        return engine
+    if cfg.longppl.evaluator.startswith("hf:"):
+        from olmpool.eval.lm import load_hf_model
+
+        ev_model, ev_tok = load_hf_model(cfg.longppl.evaluator[3:])
+        return Engine(ev_model, ev_tok, batch_size=1, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
+    ev_model, ev_tok, _, _ = load_checkpoint_model(cfg.longppl.evaluator, args.registry, None)
+    return Engine(ev_model, ev_tok, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
+
+
+def write_evaluation(args, plan: EvaluationPlan, lm: LoadedModel, res, *, stage: str, beyond: list[int], wall: float) -> int:
+    """Scores, per-row provenance and the run record, each through a temporary file."""
+    import pandas as pd
+
+    from olmpool.results import SCORE_COLUMNS, write_text_atomic, write_tsv_atomic
+
+    cfg, names, meta, out = plan.cfg, lm.names, lm.meta, plan.out
+    rows = pd.DataFrame([{"model": names.model, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
+    rows["context"] = rows["context"].astype("Int64")
+    prov = pd.DataFrame([{"model": names.model, "stage": stage, **p,
+                          "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
+                         for p in res.prov])
+    prov["context"] = prov["context"].astype("Int64")
+    record = {"command": "olmpool evaluate", "argv": sys.argv[1:], **plan.study.provenance(), "eval": cfg.to_dict(),
+              "scale": plan.doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
+              "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
+              "arch": names.arch, "model": names.model, "model_in_registry": names.in_registry, **lm.record, "stage": stage, "benchmarks": plan.benchmarks,
+              "ruler_contexts": plan.contexts.get("ruler", []), "helmet_contexts": plan.contexts.get("helmet", []),
+              "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
+              "max_context_trained": lm.max_trained, "wall_seconds": round(wall, 1)}
+    record["word_source"] = res.word_source
+    record["upstream"] = upstream_record(plan.benchmarks)  # the pinned upstream commits this run follows
+    write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
+    write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
+    write_tsv_atomic(rows, out, na_rep="")
+    return len(rows)
+
+
+def _evaluate(args) -> int:
+    from olmpool.eval.lm import Engine
+    from olmpool.eval.runner import run_all
+
+    plan = plan_evaluation(args)
+    lm = load_evaluated_model(args, plan)
+    beyond = check_contexts(plan.wanted, lm.max_trained, args.allow_beyond_trained_context, what=lm.what)
+    stage = args.stage or STAGE_NAMES.get(str(lm.meta.get("stage")), str(lm.meta.get("stage") or "unknown"))
+    cfg = plan.cfg
+    engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
+    evaluator = longppl_evaluator(args, cfg, engine) if "longppl" in plan.benchmarks else None
 
     log_file = open(args.log, "a", encoding="utf-8") if args.log else None
 
@@ -183,25 +259,9 @@ def _evaluate(args) -> int:
 
     t0 = time.time()
     try:  # the log stays open until the last line is written
-        res = run_all(engine, cfg, benchmarks, ruler_contexts=ruler_ctx, helmet_contexts=helmet_ctx, evaluator=evaluator, log=log, check=False)
-        rows = pd.DataFrame([{"model": names.model, "stage": stage, **r} for r in res.rows], columns=SCORE_COLUMNS)
-        rows["context"] = rows["context"].astype("Int64")
-        prov = pd.DataFrame([{"model": names.model, "stage": stage, **p,
-                              "note": (p["note"] + ("; " if p["note"] else "") + "beyond trained context") if p["context"] in beyond and p["context"] is not None else p["note"]}
-                             for p in res.prov])
-        prov["context"] = prov["context"].astype("Int64")
-        record = {"command": "olmpool evaluate", "argv": sys.argv[1:], **study.provenance(), "eval": cfg.to_dict(),
-                  "scale": doc.get("scale"), "seed": cfg.seed, "code_version": code_version(),
-                  "checkpoint": str(args.checkpoint), "checkpoint_meta": {k: meta.get(k) for k in ("stage", "step", "tokens_seen", "seed", "max_context_trained", "code_version")},
-                  "arch": names.arch, "model": names.model, "model_in_registry": names.in_registry, **load_record, "stage": stage, "benchmarks": benchmarks, "ruler_contexts": ruler_ctx, "helmet_contexts": helmet_ctx,
-                  "allow_beyond_trained_context": bool(args.allow_beyond_trained_context), "contexts_beyond_trained": beyond,
-                  "max_context_trained": max_trained, "wall_seconds": round(time.time() - t0, 1)}
-        record["word_source"] = res.word_source
-        record["upstream"] = upstream_record(benchmarks)  # the pinned upstream commits this run follows
-        write_tsv_atomic(prov, out.with_name(out.stem + ".provenance.tsv"), na_rep="")
-        write_text_atomic(json.dumps(record, indent=1, default=str) + "\n", out.with_name(out.stem + ".run.json"))
-        write_tsv_atomic(rows, out, na_rep="")
-        log(f"wrote {len(rows)} rows to {out}")
+        res = run_all(engine, cfg, plan.benchmarks, contexts=plan.contexts, evaluator=evaluator, log=log, check=False)
+        n = write_evaluation(args, plan, lm, res, stage=stage, beyond=beyond, wall=time.time() - t0)
+        log(f"wrote {n} rows to {plan.out}")
         return 0
     finally:
         if log_file:
@@ -209,7 +269,10 @@ def _evaluate(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a checkpoint on RULER, HELMET, LongPPL, perplexity and BPB (tidy rows)")
+    from olmpool.eval.benchmarks import BENCHMARKS
+
+    BENCHMARK_NAMES = list(BENCHMARKS)
+    p = sub.add_parser("evaluate", help=f"score a checkpoint on {', '.join(BENCHMARK_NAMES)} (tidy rows)")
     p.add_argument("--config", required=True, help="config/tiny.yaml or config/paper.yaml (uses its eval section)")
     p.add_argument("--checkpoint", required=True, help="training checkpoint (or run) directory, or a Hugging Face model directory")
     p.add_argument("--arch", default=None, help="registry id the checkpoint must be (config/architectures.tsv); "
@@ -227,7 +290,7 @@ def register(sub) -> None:
                    help="audited import: RoPE theta of which stage (default: pretrain if --stage starts with 'pretrain', else extend)")
     p.add_argument("--device", default="auto", help="Hugging Face directories: auto (CUDA in bf16 when present, else CPU fp32), cpu or cuda[:N]")
     p.add_argument("--out", required=True, help="scores TSV (provenance and run record are written next to it)")
-    p.add_argument("--benchmarks", nargs="+", default=None, help="subset of ruler helmet longppl perplexity bpb (default: all)")
+    p.add_argument("--benchmarks", nargs="+", default=None, help=f"subset of {' '.join(BENCHMARK_NAMES)} (default: all)")
     p.add_argument("--contexts", nargs="+", type=int, default=None, help="only these RULER/HELMET lengths")
     p.add_argument("--samples", type=int, default=None, help="samples per RULER / HELMET task, overriding the config (recorded in the run record's eval section)")
     p.add_argument("--stage", default=None, help="stage label of the rows (default from the checkpoint: pretrained/extended)")

@@ -249,8 +249,8 @@ class EvalConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or (k != "seed" and v < 1):
                 raise _err(k, f"{v!r} is not a valid integer", "set a positive integer")
-        for sub in (self.ruler, self.helmet, self.longppl, self.perplexity, self.bpb):
-            sub.validate()
+        for name in benchmark_sections():
+            getattr(self, name).validate()
 
     def resolve(self, scale: str | None = None) -> None:
         """Replace 'auto' (words, ruler.sentence_splitter) by what it means for this config;
@@ -265,7 +265,11 @@ class EvalConfig:
         return asdict(self)
 
 
-_SUB = {"ruler": RulerConfig, "helmet": HelmetConfig, "longppl": LongPPLConfig, "perplexity": PerplexityConfig, "bpb": BPBConfig}
+def benchmark_sections() -> dict[str, type]:
+    """``eval.<benchmark>`` section name -> its typed record, from the benchmark registry."""
+    from olmpool.eval.benchmarks import BENCHMARKS
+
+    return {name: b.config for name, b in BENCHMARKS.items()}
 
 
 def _build(cls, data: dict, where: str):
@@ -275,10 +279,11 @@ def _build(cls, data: dict, where: str):
     unknown = [k for k in data if k not in names]
     if unknown:
         raise _err(f"{where}.{unknown[0]}" if where else unknown[0], "unknown field", f"use one of {sorted(names)}")
+    sections = benchmark_sections() if cls is EvalConfig else {}
     kwargs = {}
     for k, v in data.items():
-        if k in _SUB and cls is EvalConfig:
-            kwargs[k] = _build(_SUB[k], v or {}, k)
+        if k in sections:
+            kwargs[k] = _build(sections[k], v or {}, k)
         else:
             kwargs[k] = v
     return cls(**kwargs)

@@ -46,7 +46,7 @@ def gold_loglik_crosscheck(directory: str | Path, *, n: int = 5, length: int = 1
     from olmpool.eval.config import from_dict
     from olmpool.eval.hf_checkpoint import load_hf_tokenizer
     from olmpool.eval.lm import Engine, HFCausalLM, wrap_reference_decoder
-    from olmpool.eval.runner import ruler_inputs
+    from olmpool.eval.benchmarks.ruler import ruler_inputs
     from olmpool.eval.words import using_source
 
     cfg = from_dict({"seed": seed, "words": "upstream", "ruler": {"sentence_splitter": "regex"}}, scale="paper")
