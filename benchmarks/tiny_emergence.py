@@ -1,0 +1,469 @@
+"""When does in-context retrieval emerge in a toy OlmPool model, and does the toy context extension
+then separate the architectures? Measured side by side in one run, per setting and seed.
+
+Why: the tiny study's models never learn to retrieve from their context (benchmarks/
+tiny_context_use.py: copy ratio ~1), so its long-context scores are flat. This benchmark looks
+for a toy recipe on which retrieval exists, on the project's own model code: the Megatron-Core
+GPT model built by `olmpool.arch.megatron.build_model` for a registry row resolved at a toy
+scale (`olmpool.arch.registry.resolve`), exactly as the study builds it; only the scale's numbers
+(width, heads, vocabulary, RoPE theta, context divisor) are set here.
+
+Data: multi-query associative recall (MQAR; Arora et al. 2023, "Zoology", HazyResearch/zoology
+`zoology/data/multiquery_ar.py`) in the form "k v" (a definition) ... "k v" (a query: the same
+key again; the value is the retrieval target), keys and values from small alphabets of their
+own, filler tokens of controllable entropy between the events. The loss weights retrieval
+targets by `--answer-weight` and every other token by `--other-weight` (0 = answer-only loss as
+in Zoology). An optional short-sequence warm-up trains at `--warmup-seq` tokens first (the
+plateau grows with the context length: Musat et al. 2025, arXiv 2511.01033).
+
+Recall = the fraction of retrieval targets that are the model's argmax over the whole vocabulary,
+on a fixed evaluation set (seeded apart from training). Printed per setting: the step, the
+tokens and the core-seconds (`time.process_time`, robust to other processes on the machine) at
+which recall at the pretraining length first passes 0.5 and 0.8, and recall by gap quartile.
+
+Context extension (the paper's recipe at toy scale): RoPE theta x16 (`Scale.extend_rope_theta`),
+training at `--ext-factor` x the pretraining length, then recall at 1x, 4x ("32K" when the
+context divisor is 32) and 8x ("64K").
+
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/tiny_emergence.py \\
+        [--archs G_pre_8kv_8k_14k A_post_HQK_8kv_8k_13k_SWA_fp8] [--seeds 0 1] \\
+        [--keys 64 --values 64 --filler 16 --density 0.5 ...] [--tsv results/tiny_emergence/runs.tsv]
+
+Prints one line per evaluation and one summary per (architecture, seed), and appends one row
+per (architecture, seed) to the TSV (setting, thresholds, core-seconds, recall after extension).
+Exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BOS = 0
+
+TSV_COLUMNS = (
+    "run", "arch", "seed", "keys", "values", "filler", "filler_zipf", "filler_mode", "density", "repeats", "layout",
+    "answer_weight", "other_weight", "d_model", "n_heads", "head_dim", "n_layers", "rope_theta",
+    "context_divisor", "seq", "warmup_seq", "warmup_steps", "prev_warmup_steps", "alt_mix", "batch", "steps", "lr", "lr_warmup",
+    "final_lr_frac", "step_r50", "tokens_r50", "cores_r50", "step_r80", "tokens_r80", "cores_r80",
+    "recall_final", "recall_best", "recall_q1", "recall_q4", "pretrain_core_s", "pretrain_tokens",
+    "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
+    "ext_r1x", "ext_r4x", "ext_r8x", "code_version", "command",
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: MQAR with filler
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Vocabulary layout and sequence statistics of the retrieval data."""
+
+    keys: int
+    """Key alphabet size."""
+    values: int
+    """Value alphabet size (chance recall = 1/values)."""
+    filler: int
+    """Filler alphabet size; 1 = a single repeated token (zero entropy)."""
+    filler_zipf: float
+    """Zipf exponent of the filler distribution (0 = uniform: entropy ln(filler))."""
+    filler_mode: str
+    """``iid``: filler tokens drawn independently; ``alt``: each filler run between two events
+    alternates two symbols drawn from the filler distribution ("a b a b ..."), so that after its
+    first two tokens a run is predicted by copying the token before the previous one - a
+    previous-token head, the first half of the induction circuit (Olsson et al. 2022)."""
+    density: float
+    """Fraction of a sequence's tokens that are definitions and queries (4 tokens per pair);
+    the number of pairs is capped by the key alphabet."""
+    repeats: int
+    """Occurrences of each key (with its value) in a training sequence: the first defines, every
+    later one is a retrieval target (repetition in context; Zucchet et al. 2025, arXiv
+    2505.17863).  Evaluation sequences always use 2 (one definition, one query)."""
+    layout: str
+    """``interleaved``: definitions and queries in random order (each query after its
+    definition); ``defs_first``: all definitions, then all queries (Zoology's MQAR)."""
+
+    @property
+    def vocab(self) -> int:
+        return 1 + self.filler + self.keys + self.values
+
+    @property
+    def key0(self) -> int:
+        return 1 + self.filler
+
+    @property
+    def value0(self) -> int:
+        return 1 + self.filler + self.keys
+
+    def pairs(self, seq: int) -> int:
+        n = min(self.keys, int(self.density * seq / (2 * self.repeats)))
+        if n < 1 or 2 * self.repeats * n > seq - 1:
+            raise SystemExit(f"--density {self.density}: a sequence of {seq} tokens holds {n} pairs; "
+                             "fix: use a density in (0, 1] and sequences of at least 8 tokens")
+        return n
+
+    def filler_probs(self) -> np.ndarray:
+        r = np.arange(1, self.filler + 1, dtype=np.float64) ** (-self.filler_zipf)
+        return r / r.sum()
+
+    def filler_entropy(self) -> float:
+        p = self.filler_probs()
+        return float(-(p * np.log(p)).sum())
+
+
+def eval_task(task: Task) -> Task:
+    """The evaluation distribution: one definition and one query per key, same density."""
+    return dataclasses.replace(task, repeats=2)
+
+
+def make_batch(task: Task, rng: np.random.Generator, batch: int, seq: int):
+    """``batch`` sequences of ``seq`` + 1 tokens (inputs are [:, :-1], labels [:, 1:]).
+
+    Returns tokens [b, seq+1] int64, target [b, seq] bool (label is a retrieval target) and
+    gap [b, seq] int (tokens from the definition's value to the target; 0 where not a target).
+    """
+    n = task.pairs(seq)
+    r = task.repeats
+    n_fill = seq + 1 - 1 - 2 * r * n
+    probs = task.filler_probs()
+    tokens = np.empty((batch, seq + 1), dtype=np.int64)
+    target = np.zeros((batch, seq), dtype=bool)
+    gap = np.zeros((batch, seq), dtype=np.int64)
+    for b in range(batch):
+        keys = rng.choice(task.keys, size=n, replace=False) + task.key0
+        vals = rng.integers(0, task.values, size=n) + task.value0
+        if task.layout == "interleaved":
+            order = rng.permutation(np.repeat(np.arange(n), r))  # first occurrence = definition
+        else:
+            order = np.concatenate([np.arange(n)] + [rng.permutation(n) for _ in range(r - 1)])
+        # filler between the r*n events: a random composition of n_fill into r*n + 1 parts
+        cuts = np.sort(rng.integers(0, n_fill + 1, size=r * n))
+        parts = np.diff(np.concatenate([[0], cuts, [n_fill]]))
+        if task.filler_mode == "alt":
+            pairs_ = rng.choice(task.filler, size=(r * n + 1, 2), p=probs) + 1
+            fill = np.concatenate([np.resize(pairs_[e], parts[e]) for e in range(r * n + 1)])
+        else:
+            fill = rng.choice(task.filler, size=n_fill, p=probs) + 1
+        row = [BOS]
+        fi = 0
+        seen = np.zeros(n, dtype=bool)
+        vpos = np.zeros(n, dtype=np.int64)
+        for e in range(r * n):
+            row.extend(fill[fi:fi + parts[e]].tolist())
+            fi += parts[e]
+            i = order[e]
+            row.append(int(keys[i]))
+            row.append(int(vals[i]))
+            if seen[i]:  # a query: label position of the value = index of the key
+                target[b, len(row) - 2] = True
+                gap[b, len(row) - 2] = len(row) - 1 - vpos[i]
+            else:
+                seen[i] = True
+                vpos[i] = len(row) - 1
+        row.extend(fill[fi:].tolist())
+        tokens[b] = row
+    return torch.from_numpy(tokens), torch.from_numpy(target), torch.from_numpy(gap)
+
+
+def make_alternation_batch(task: Task, rng: np.random.Generator, batch: int, seq: int):
+    """Previous-token warm-up data: runs of 4-16 tokens alternating two symbols drawn from the
+    whole alphabet ("a b a b ..."); from a run's third token on, the next token is the one
+    before the previous - predicted by a head that attends one position back and copies, the
+    first half of the induction circuit.  Same return layout as `make_batch` (target = those
+    predictable tokens; gap = 0)."""
+    tokens = np.empty((batch, seq + 1), dtype=np.int64)
+    target = np.zeros((batch, seq), dtype=bool)
+    for b in range(batch):
+        row, tg = [BOS], [False]
+        while len(row) < seq + 1:
+            m = int(rng.integers(4, 17))
+            a, c = rng.choice(task.vocab - 1, size=2, replace=False) + 1
+            row.extend([a, c] * (m // 2) + [a] * (m % 2))
+            tg.extend([False, False] + [True] * (m - 2))
+        tokens[b] = row[:seq + 1]
+        target[b] = tg[1:seq + 1]  # label j = token j+1
+    return torch.from_numpy(tokens), torch.from_numpy(target), torch.zeros((batch, seq), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model: the study's adapter at a toy scale
+# ----------------------------------------------------------------------------------------------
+
+
+def toy_shape(arch: str, args, vocab: int):
+    """ModelShape of registry row ``arch`` at the tiny scale with this run's numbers."""
+    from olmpool.arch.registry import get_architecture, load_scale, resolve
+
+    base = load_scale("tiny")
+    scale = dataclasses.replace(
+        base, name="tiny-emergence", d_model=args.d_model, n_heads=args.n_heads, head_dim=args.head_dim,
+        n_layers=args.n_layers, vocab_size=vocab, rope_theta=float(args.rope_theta),
+        extend_rope_theta=float(args.rope_theta) * args.theta_factor, context_divisor=args.context_divisor,
+        extend_seq_len=8192 // args.context_divisor * args.ext_factor)
+    scale.validate(where="tiny_emergence scale")
+    return resolve(get_architecture(arch), scale)
+
+
+def per_token_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The model's own training loss (cross-entropy + z-loss) per token: [b, s]."""
+    b, s = x.shape
+    pos = torch.arange(s).unsqueeze(0).expand(b, s)
+    return model(x, pos, None, labels=y)
+
+
+@torch.no_grad()
+def recall(model, shape, evalset, chunk: int = 8) -> tuple[float, list[float]]:
+    """Recall on (tokens, target, gap): overall and per gap quartile (shortest first)."""
+    from olmpool.arch.megatron import logits
+
+    model.eval()
+    tokens, target, gap = evalset
+    hits, gaps = [], []
+    for i in range(0, tokens.shape[0], chunk):
+        x, y = tokens[i:i + chunk, :-1], tokens[i:i + chunk, 1:]
+        t = target[i:i + chunk]
+        pred = logits(model, x)[..., :shape.vocab_size].argmax(-1)
+        hits.append((pred == y)[t].float())
+        gaps.append(gap[i:i + chunk][t])
+    model.train()
+    h, g = torch.cat(hits), torch.cat(gaps)
+    order = torch.argsort(g.float() + torch.rand(len(g), generator=torch.Generator().manual_seed(0)) * 0.5)
+    quart = [float(q.mean()) for q in torch.tensor_split(h[order], 4)]
+    return float(h.mean()), quart
+
+
+def lr_at(step: int, total: int, peak: float, warm: int, final_frac: float) -> float:
+    if step <= warm:
+        return peak * step / max(warm, 1)
+    frac = (step - warm) / max(total - warm, 1)
+    return peak * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def train_one(arch: str, seed: int, args, task: Task) -> dict:
+    from olmpool.arch.megatron import build_model
+    from olmpool.arch.registry import get_architecture
+    from olmpool.train.loop import init_seed
+
+    shape = toy_shape(arch, args, task.vocab)
+    seq = shape.pretrain_seq_len
+    torch.manual_seed(init_seed(seed, get_architecture(arch).init))
+    model = build_model(shape, backend="local")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
+                            weight_decay=args.weight_decay)
+    rng = np.random.default_rng([seed, 1])
+    ev = make_batch(eval_task(task), np.random.default_rng([10_000 + seed, 2]), args.eval_seqs, seq)
+    tok_per_step = args.batch * seq
+    res = {"step_r50": None, "tokens_r50": None, "cores_r50": None, "step_r80": None,
+           "tokens_r80": None, "cores_r80": None, "recall_best": 0.0}
+    t0 = time.process_time()
+    tokens_seen = 0
+    rec, quart = 0.0, [0.0] * 4
+    for step in range(1, args.steps + 1):
+        cur = args.warmup_seq if step <= args.warmup_steps else seq
+        b = tok_per_step // cur
+        if step <= args.prev_warmup_steps:
+            x, tgt, _ = make_alternation_batch(task, rng, b, cur)
+        elif args.alt_mix > 0:
+            n_alt = int(round(args.alt_mix * b))
+            xa, ta, _ = make_alternation_batch(task, rng, n_alt, cur)
+            xm, tm, _ = make_batch(task, rng, b - n_alt, cur)
+            x, tgt = torch.cat([xm, xa]), torch.cat([tm, ta])
+        else:
+            x, tgt, _ = make_batch(task, rng, b, cur)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, args.lr_warmup, args.final_lr_frac)
+        loss = per_token_loss(model, x[:, :-1], x[:, 1:])
+        w = torch.where(tgt, args.answer_weight, args.other_weight)
+        (loss * w).sum().div(w.sum()).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens_seen += b * cur
+        if step % args.eval_every == 0 or step == args.steps:
+            ans = float(loss.detach()[:b - int(round(args.alt_mix * b))][tgt[:b - int(round(args.alt_mix * b))]].mean())
+            rec, quart = recall(model, shape, ev)
+            cs = time.process_time() - t0  # includes evaluation: an upper bound on training cost
+            res["recall_best"] = max(res["recall_best"], rec)
+            for th in (50, 80):
+                if res[f"step_r{th}"] is None and rec >= th / 100:
+                    res[f"step_r{th}"], res[f"tokens_r{th}"], res[f"cores_r{th}"] = step, tokens_seen, round(cs)
+            print(f"  {arch} seed {seed} step {step:5d} seq {cur:4d} tokens {tokens_seen:9,d} "
+                  f"answer loss {ans:.3f} recall@{seq} {rec:.3f} quartiles "
+                  f"{' '.join(f'{q:.2f}' for q in quart)} core-s {cs:.0f}", flush=True)
+            if args.max_core_s and cs > args.max_core_s:
+                print(f"  stopping: {cs:.0f} core-s > --max-core-s {args.max_core_s}", flush=True)
+                break
+            if args.stop_recall and rec >= args.stop_recall:
+                print(f"  stopping: recall {rec:.3f} >= --stop-recall {args.stop_recall}", flush=True)
+                break
+    res.update(recall_final=rec, recall_q1=quart[0], recall_q4=quart[3],
+               pretrain_core_s=round(time.process_time() - t0), pretrain_tokens=tokens_seen, steps_done=step)
+    if args.ext_steps > 0:
+        res.update(extend(model, shape, seed, args, task))
+    return res
+
+
+def extend(model, shape, seed: int, args, task: Task) -> dict:
+    """Theta x factor, train at ext_factor x the pretraining length, recall at 1x/4x/8x."""
+    from olmpool.arch.megatron import build_model
+
+    seq = shape.pretrain_seq_len
+    lengths = {"1x": seq, "4x": 4 * seq, "8x": 8 * seq}
+    sets = {k: make_batch(eval_task(task), np.random.default_rng([20_000 + seed, i]), max(2, args.eval_seqs * seq // L), L)
+            for i, (k, L) in enumerate(lengths.items())}
+    out = {}
+    for k in lengths:
+        out[f"pre_r{k}"] = recall(model, shape, sets[k], chunk=2)[0]
+    ext_shape = shape.with_extension()
+    state = model.state_dict()
+    torch.manual_seed(0)
+    ext = build_model(ext_shape, backend="local")
+    ext.load_state_dict(state)
+    opt = torch.optim.AdamW(ext.parameters(), lr=args.ext_lr, betas=(0.9, 0.95), eps=1e-8,
+                            weight_decay=args.weight_decay)
+    rng = np.random.default_rng([seed, 3])
+    L = ext_shape.extend_seq_len
+    t0 = time.process_time()
+    for step in range(1, args.ext_steps + 1):
+        x, tgt, _ = make_batch(task, rng, args.ext_batch, L)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.ext_steps, args.ext_lr, max(1, args.ext_steps // 10), 0.0)
+        loss = per_token_loss(ext, x[:, :-1], x[:, 1:])
+        w = torch.where(tgt, args.answer_weight, args.other_weight)
+        (loss * w).sum().div(w.sum()).backward()
+        torch.nn.utils.clip_grad_norm_(ext.parameters(), args.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    out["ext_core_s"] = round(time.process_time() - t0)
+    for k in lengths:
+        out[f"ext_r{k}"] = recall(ext, ext_shape, sets[k], chunk=2)[0]
+    print(f"  extension ({args.ext_steps} steps x {args.ext_batch} x {L}, theta x{args.theta_factor:g}, "
+          f"{out['ext_core_s']} core-s): recall 1x/4x/8x before "
+          f"{out['pre_r1x']:.3f}/{out['pre_r4x']:.3f}/{out['pre_r8x']:.3f} after "
+          f"{out['ext_r1x']:.3f}/{out['ext_r4x']:.3f}/{out['ext_r8x']:.3f}", flush=True)
+    return out
+
+
+def code_version() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/tiny_emergence.py"],
+                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def append_tsv(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a") as fh:
+        if new:
+            fh.write("\t".join(TSV_COLUMNS) + "\n")
+        fh.write("\t".join("" if row.get(c) is None else (f"{row[c]:.3f}" if isinstance(row[c], float)
+                                                          else str(row[c])) for c in TSV_COLUMNS) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--archs", nargs="+", default=["G_pre_8kv_8k_14k", "A_post_HQK_8kv_8k_13k_SWA_fp8"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--run", default="", help="name of this setting in the TSV")
+    g = ap.add_argument_group("data")
+    g.add_argument("--keys", type=int, default=64)
+    g.add_argument("--values", type=int, default=64)
+    g.add_argument("--filler", type=int, default=16, help="filler alphabet (1 = one repeated token)")
+    g.add_argument("--filler-zipf", type=float, default=0.0)
+    g.add_argument("--filler-mode", choices=["iid", "alt"], default="iid")
+    g.add_argument("--density", type=float, default=0.5)
+    g.add_argument("--repeats", type=int, default=2, help="occurrences per key in training sequences")
+    g.add_argument("--layout", choices=["interleaved", "defs_first"], default="interleaved")
+    g.add_argument("--answer-weight", type=float, default=1.0)
+    g.add_argument("--other-weight", type=float, default=0.0)
+    g = ap.add_argument_group("model (the tiny scale's other numbers are kept)")
+    g.add_argument("--d-model", type=int, default=64)
+    g.add_argument("--n-heads", type=int, default=4, help="query heads; KV heads = kv_heads * n_heads / 32")
+    g.add_argument("--head-dim", type=int, default=16)
+    g.add_argument("--n-layers", type=int, default=4)
+    g.add_argument("--rope-theta", type=float, default=10000.0)
+    g.add_argument("--context-divisor", type=int, default=32, help="paper contexts / this (8K -> 256 at 32)")
+    g = ap.add_argument_group("pretraining")
+    g.add_argument("--batch", type=int, default=16, help="sequences of the pretraining length per step")
+    g.add_argument("--steps", type=int, default=1000)
+    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--lr-warmup", type=int, default=20)
+    g.add_argument("--final-lr-frac", type=float, default=0.1)
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--clip", type=float, default=1.0)
+    g.add_argument("--warmup-seq", type=int, default=0, help="short-sequence warm-up length (0 = none)")
+    g.add_argument("--warmup-steps", type=int, default=0)
+    g.add_argument("--prev-warmup-steps", type=int, default=0,
+                   help="first steps on alternation data (previous-token warm-up), then retrieval")
+    g.add_argument("--alt-mix", type=float, default=0.0,
+                   help="fraction of each batch's sequences that are alternation data after the warm-up")
+    g.add_argument("--eval-every", type=int, default=50)
+    g.add_argument("--eval-seqs", type=int, default=32)
+    g.add_argument("--max-core-s", type=float, default=0.0, help="stop pretraining after this many core-s")
+    g.add_argument("--stop-recall", type=float, default=0.0, help="stop pretraining at this recall (0 = never)")
+    g = ap.add_argument_group("extension")
+    g.add_argument("--theta-factor", type=float, default=16.0)
+    g.add_argument("--ext-factor", type=int, default=4, help="extension length / pretraining length")
+    g.add_argument("--ext-steps", type=int, default=30)
+    g.add_argument("--ext-batch", type=int, default=2)
+    g.add_argument("--ext-lr", type=float, default=1e-3)
+    g.add_argument("--tsv", default="results/tiny_emergence/runs.tsv")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if not args.warmup_seq:
+        args.warmup_steps = 0
+    task = Task(args.keys, args.values, args.filler, args.filler_zipf, args.filler_mode, args.density, args.repeats, args.layout)
+    seq = 8192 // args.context_divisor
+    if args.warmup_steps:
+        task.pairs(args.warmup_seq)
+    print(f"task: {task.pairs(seq)} pairs per {seq}-token sequence, vocab {task.vocab}, chance recall "
+          f"{1 / task.values:.3f}, filler entropy {task.filler_entropy():.2f} nats", flush=True)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    version = code_version()
+    summary = []
+    for arch in args.archs:
+        for seed in args.seeds:
+            res = train_one(arch, seed, args, task)
+            row = {**{k.replace("-", "_"): v for k, v in vars(args).items()}, **res,
+                   "arch": arch, "seed": seed, "seq": seq, "code_version": version, "command": command,
+                   "steps": res["steps_done"]}
+            append_tsv(Path(args.tsv), row)
+            summary.append(row)
+            print(f"{arch} seed {seed}: recall 0.5 at "
+                  + (f"step {res['step_r50']} ({res['tokens_r50']:,} tokens, {res['cores_r50']} core-s)"
+                     if res["step_r50"] else "never")
+                  + "; 0.8 at "
+                  + (f"step {res['step_r80']} ({res['tokens_r80']:,} tokens, {res['cores_r80']} core-s)"
+                     if res["step_r80"] else "never")
+                  + f"; final {res['recall_final']:.3f} after {res['pretrain_core_s']} core-s", flush=True)
+    if args.ext_steps > 0 and len(args.archs) >= 2 and len(args.seeds) >= 2:
+        by = {a: [r["ext_r4x"] for r in summary if r["arch"] == a] for a in args.archs}
+        ref, other = args.archs[0], args.archs[1]
+        seed_diff = max(max(v) - min(v) for v in by.values())
+        diff = abs(np.mean(by[ref]) - np.mean(by[other]))
+        print(f"after extension at 4x: {ref} {np.mean(by[ref]):.3f} {other} {np.mean(by[other]):.3f}; "
+              f"difference {diff:.3f} vs 2 x largest seed difference {2 * seed_diff:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
