@@ -56,11 +56,11 @@ BOS = 0
 TSV_COLUMNS = (
     "run", "arch", "seed", "keys", "values", "filler", "filler_zipf", "filler_mode", "density", "repeats", "layout",
     "answer_weight", "other_weight", "d_model", "n_heads", "head_dim", "n_layers", "rope_theta",
-    "context_divisor", "seq", "warmup_seq", "warmup_steps", "prev_warmup_steps", "alt_mix", "batch", "steps", "lr", "lr_warmup",
+    "context_divisor", "seq", "warmup_seq", "warmup_steps", "warmup_until_loss", "switch_step", "prev_warmup_steps", "alt_mix", "batch", "steps", "lr", "lr_warmup",
     "final_lr_frac", "step_r50", "tokens_r50", "cores_r50", "step_r80", "tokens_r80", "cores_r80",
     "recall_final", "recall_best", "recall_q1", "recall_q4", "pretrain_core_s", "pretrain_tokens",
     "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
-    "ext_r1x", "ext_r4x", "ext_r8x", "code_version", "command",
+    "ext_r1x", "ext_r4x", "ext_r8x", "ext_curve_4x", "code_version", "command",
 )
 
 
@@ -272,8 +272,16 @@ def train_one(arch: str, seed: int, args, task: Task) -> dict:
     t0 = time.process_time()
     tokens_seen = 0
     rec, quart = 0.0, [0.0] * 4
+    short = args.warmup_steps > 0  # in the short-sequence warm-up
+    ema = None  # running answer loss of the short phase
+    res["switch_step"] = None
     for step in range(1, args.steps + 1):
-        cur = args.warmup_seq if step <= args.warmup_steps else seq
+        if short and (step > args.warmup_steps
+                      or (args.warmup_until_loss and ema is not None and ema < args.warmup_until_loss)):
+            short = False
+            res["switch_step"] = step - 1
+            print(f"  step {step - 1}: short-sequence warm-up ends (answer loss {ema:.3f})", flush=True)
+        cur = args.warmup_seq if short else seq
         b = tok_per_step // cur
         if step <= args.prev_warmup_steps:
             x, tgt, _ = make_alternation_batch(task, rng, b, cur)
@@ -293,6 +301,10 @@ def train_one(arch: str, seed: int, args, task: Task) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
         tokens_seen += b * cur
+        if short and step > args.prev_warmup_steps:
+            n_mq = b - int(round(args.alt_mix * b))
+            cur_ans = float(loss.detach()[:n_mq][tgt[:n_mq]].mean())
+            ema = cur_ans if ema is None else 0.9 * ema + 0.1 * cur_ans
         if step % args.eval_every == 0 or step == args.steps:
             ans = float(loss.detach()[:b - int(round(args.alt_mix * b))][tgt[:b - int(round(args.alt_mix * b))]].mean())
             rec, quart = recall(model, shape, ev)
@@ -338,6 +350,7 @@ def extend(model, shape, seed: int, args, task: Task) -> dict:
     rng = np.random.default_rng([seed, 3])
     L = ext_shape.extend_seq_len
     t0 = time.process_time()
+    curve = [f"0:{out['pre_r4x']:.3f}"]
     for step in range(1, args.ext_steps + 1):
         x, tgt, _ = make_batch(task, rng, args.ext_batch, L)
         for g in opt.param_groups:
@@ -348,9 +361,14 @@ def extend(model, shape, seed: int, args, task: Task) -> dict:
         torch.nn.utils.clip_grad_norm_(ext.parameters(), args.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    out["ext_core_s"] = round(time.process_time() - t0)
+        if step in args.ext_curve and step < args.ext_steps:
+            curve.append(f"{step}:{recall(ext, ext_shape, sets['4x'], chunk=2)[0]:.3f}")
+    out["ext_core_s"] = round(time.process_time() - t0)  # includes the intermediate evaluations
     for k in lengths:
         out[f"ext_r{k}"] = recall(ext, ext_shape, sets[k], chunk=2)[0]
+    curve.append(f"{args.ext_steps}:{out['ext_r4x']:.3f}")
+    out["ext_curve_4x"] = " ".join(curve)
+    print(f"  recall at 4x by extension step: {out['ext_curve_4x']}", flush=True)
     print(f"  extension ({args.ext_steps} steps x {args.ext_batch} x {L}, theta x{args.theta_factor:g}, "
           f"{out['ext_core_s']} core-s): recall 1x/4x/8x before "
           f"{out['pre_r1x']:.3f}/{out['pre_r4x']:.3f}/{out['pre_r8x']:.3f} after "
@@ -370,16 +388,26 @@ def code_version() -> str:
 
 
 def append_tsv(path: Path, row: dict) -> None:
+    """Append one row; a file written with other columns is rewritten under the current ones
+    (columns it lacks left empty), through a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
+    if path.exists():
+        lines = path.read_text().splitlines()
+        header = lines[0].split("\t") if lines else []
+        if header != list(TSV_COLUMNS):
+            old = [dict(zip(header, ln.split("\t"))) for ln in lines[1:] if ln]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("\t".join(TSV_COLUMNS) + "\n"
+                           + "".join("\t".join(r.get(c, "") for c in TSV_COLUMNS) + "\n" for r in old))
+            tmp.replace(path)
+    else:
+        path.write_text("\t".join(TSV_COLUMNS) + "\n")
     with path.open("a") as fh:
-        if new:
-            fh.write("\t".join(TSV_COLUMNS) + "\n")
         fh.write("\t".join("" if row.get(c) is None else (f"{row[c]:.3f}" if isinstance(row[c], float)
                                                           else str(row[c])) for c in TSV_COLUMNS) + "\n")
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--archs", nargs="+", default=["G_pre_8kv_8k_14k", "A_post_HQK_8kv_8k_13k_SWA_fp8"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -411,7 +439,9 @@ def main() -> int:
     g.add_argument("--weight-decay", type=float, default=0.1)
     g.add_argument("--clip", type=float, default=1.0)
     g.add_argument("--warmup-seq", type=int, default=0, help="short-sequence warm-up length (0 = none)")
-    g.add_argument("--warmup-steps", type=int, default=0)
+    g.add_argument("--warmup-steps", type=int, default=0, help="most steps of the short-sequence warm-up")
+    g.add_argument("--warmup-until-loss", type=float, default=0.0,
+                   help="end the short-sequence warm-up early once its running answer loss is below this")
     g.add_argument("--prev-warmup-steps", type=int, default=0,
                    help="first steps on alternation data (previous-token warm-up), then retrieval")
     g.add_argument("--alt-mix", type=float, default=0.0,
@@ -426,8 +456,14 @@ def main() -> int:
     g.add_argument("--ext-steps", type=int, default=30)
     g.add_argument("--ext-batch", type=int, default=2)
     g.add_argument("--ext-lr", type=float, default=1e-3)
+    g.add_argument("--ext-curve", type=int, nargs="*", default=[5, 10, 20],
+                   help="also measure recall at 4x after these extension steps (smaller budgets)")
     g.add_argument("--tsv", default="results/tiny_emergence/runs.tsv")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     torch.set_num_threads(1)
     if not args.warmup_seq:
         args.warmup_steps = 0
