@@ -30,6 +30,12 @@ if "study" in config:
     include: "workflow/rules/study.smk"
 
 
+if "released" in config:
+
+    include: "workflow/rules/released_common.smk"
+    include: "workflow/rules/released.smk"
+
+
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"

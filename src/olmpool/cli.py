@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "olmpool.eval.attention.commands",
     "olmpool.eval.commands",
     "olmpool.fixture",
+    "olmpool.released",
 ]
 
 

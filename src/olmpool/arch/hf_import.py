@@ -206,6 +206,12 @@ def export_hf(megatron_state_dict: dict, shape: ModelShape, out_dir: str | Path,
 # ---- audit + import -------------------------------------------------------------------
 
 
+AUDIT_KINDS = ("norm order", "QK norm", "n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff",
+               "vocab_size", "RoPE theta", "RoPE scaling", "window layout", "embeddings")
+"""The kinds of difference `audit_hf_config` reports: each message starts with one, and
+``accept`` names kinds by these prefixes."""
+
+
 def _rope_theta(cfg) -> float | None:
     rp = getattr(cfg, "rope_parameters", None)
     if isinstance(rp, dict):
@@ -355,6 +361,6 @@ def _load_hf_weights(ckpt: Path) -> dict[str, Tensor]:
 __all__ = [
     "hf_config_for", "build_hf_model", "hf_to_reference", "reference_to_hf", "hf_to_megatron",
     "megatron_to_hf", "export_hf", "describe_hf_config", "audit_hf_config", "import_hf_checkpoint",
-    "expected_shape", "family_for",
+    "expected_shape", "family_for", "AUDIT_KINDS",
 ]
 
