@@ -15,8 +15,9 @@ Run as a script under torchrun this file is the worker (``worker_main``):
    group by the all-gather's reduce-scatter backward) equal a softmax attention over the
    whole sequence written out below from document ids and the window (no olmpool mask
    code), and the data makes both the window and the document boundaries matter;
-2. the whole model built with ``core_attention='sdpa'`` at CP=2: per-token losses (CE +
-   z-loss) and CP-summed gradients of a randomly weighted loss equal CP=1;
+2. the whole model built with ``core_attention='sdpa'`` at CP=2, its core attention
+   recomputed in backward (``recompute_core_attention``): per-token losses (CE + z-loss) and
+   CP-summed gradients of a randomly weighted loss equal CP=1 (no recompute);
 3. at CP=2 the losses of documents 2 and 3 do not change when the tokens of document 1 do.
 """
 
@@ -234,9 +235,10 @@ def worker_main() -> int:
     parallel_state.destroy_model_parallel()
 
     M.ensure_parallel_state(1, cp=cp)
-    m2 = M.build_model(sh, fp8="off", core_attention="sdpa")
+    m2 = M.build_model(sh, fp8="off", core_attention="sdpa", recompute_core_attention=True)
     kinds = {type(layer.self_attention.core_attention).__name__ for layer in m2.decoder.layers}
     assert kinds == {"ContextParallelSDPACoreAttention"}, kinds
+    assert all(layer.self_attention.checkpoint_core_attention for layer in m2.decoder.layers)
     with torch.no_grad():
         for n, p in m2.named_parameters():
             p.copy_(weights1[n])

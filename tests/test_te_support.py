@@ -85,6 +85,15 @@ def test_core_attention_field():
         StageParallel(core_attention="flash").validate("parallel.extend")
 
 
+def test_recompute_core_attention_reaches_megatron():
+    M = pytest.importorskip("olmpool.arch.megatron")
+    sh = resolve(get_architecture(SWA), load_scale("tiny"))
+    c = M.transformer_config(sh, backend="local", recompute_core_attention=True)
+    assert (c.recompute_granularity, c.recompute_modules) == ("selective", ["core_attn"])
+    assert M.transformer_config(sh, backend="local").recompute_granularity is None
+    assert StageParallel().recompute_core_attention is False
+
+
 def test_loop_feeds_thd_only_to_te_attention():
     from olmpool.train.loop import packed_input
 

@@ -556,7 +556,8 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
                        params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                        fp8: Literal["auto", "off"] = "auto", perform_initialization: bool = True,
                        packed_sequences: bool = False,
-                       core_attention: CoreAttention = "te") -> TransformerConfig:
+                       core_attention: CoreAttention = "te",
+                       recompute_core_attention: bool = False) -> TransformerConfig:
     """The TransformerConfig for ``shape`` (see module docstring for the mapping).
 
     ``pp`` stages split the layers evenly (``n_layers % pp == 0``); the activations sent
@@ -579,7 +580,8 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
 
     ``core_attention``: ``te`` (TEDotProductAttention) or ``sdpa`` (`SDPACoreAttention` /
     `ContextParallelSDPACoreAttention` inside TE's linears and norms, see `layer_spec`); it
-    matters only on the TE backend."""
+    matters only on the TE backend.  ``recompute_core_attention``: megatron's selective
+    recompute of the core attention in the backward pass (same numbers, less memory)."""
     shape.validate(tp=tp)
     if pp < 1 or shape.n_layers % pp:
         raise OlmPoolError(f"{shape.arch_id}: {shape.n_layers} layers cannot be split evenly into "
@@ -650,6 +652,8 @@ def transformer_config(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int =
         gradient_accumulation_fusion=False,
         fp8="hybrid" if mode == "te" else None,
         fp8_recipe="delayed",
+        recompute_granularity="selective" if recompute_core_attention else None,
+        recompute_modules=["core_attn"] if recompute_core_attention else None,
     )
 
 
@@ -820,7 +824,8 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
                 fp8: Literal["auto", "off"] = "auto", device: str | torch.device | None = None,
                 parallel_output: bool = True, packed_sequences: bool = False,
-                core_attention: CoreAttention = "te") -> OlmPoolGPTModel:
+                core_attention: CoreAttention = "te",
+                recompute_core_attention: bool = False) -> OlmPoolGPTModel:
     """Build the Megatron-Core GPT model for ``shape`` - with ``pp > 1`` this rank's
     pipeline stage of it.
 
@@ -835,7 +840,8 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     returns per-token outputs for those tokens.  ``packed_sequences``: the model will get
     packed (THD) micro-batches (``forward(..., packed_seq_params=...)``, see
     `transformer_config`).  ``core_attention``: on the TE backend, TE's attention or the SDPA
-    core attention inside TE's linears (`layer_spec`).
+    core attention inside TE's linears (`layer_spec`); ``recompute_core_attention``: recompute
+    it in the backward pass (`transformer_config`).
 
     A stage (megatron ``pre_process`` / ``post_process``): the first has the embedding, the
     last the final norm, the output layer and the loss (``forward(..., labels=...)`` returns
@@ -848,7 +854,8 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
     config = transformer_config(shape, tp=tp, pp=pp, cp=cp, sequence_parallel=sequence_parallel,
                                 params_dtype=params_dtype, backend=backend, fp8=fp8,
                                 perform_initialization=not meta, packed_sequences=packed_sequences,
-                                core_attention=core_attention)
+                                core_attention=core_attention,
+                                recompute_core_attention=recompute_core_attention)
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     n_local = get_num_layers_to_build(config)  # n_layers / pp contiguous layers

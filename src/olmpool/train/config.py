@@ -324,6 +324,12 @@ class StageParallel:
     TE's linears and norms, fp8 unchanged: the recipe on an older TE, at the cost of the
     whole sequence's K/V and a [b, 1, s/cp, s] mask on every rank.  The local backend (CPU)
     always uses the SDPA core attention."""
+    recompute_core_attention: bool = False
+    """Megatron's selective recompute of core attention (``recompute_granularity:
+    selective``, ``recompute_modules: [core_attn]``): the backward pass recomputes attention
+    instead of keeping its inputs' products.  Same numbers, more compute, less memory; with
+    ``core_attention: sdpa`` at 64K that is the gathered and head-repeated K/V and the mask
+    bias of every layer (an estimated ~2 GiB per layer at cp 8; not measured)."""
     sequence_parallel: bool = False
     """Megatron sequence parallelism (requires tp > 1)."""
     distributed_optimizer: bool = False

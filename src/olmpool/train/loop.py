@@ -549,7 +549,8 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     model = build_model(spec.shape, tp=info.tp, pp=info.pp,  # this rank's pipeline stage
                         sequence_parallel=spec.parallel.sequence_parallel,
                         params_dtype=torch.bfloat16 if bf16 else torch.float32,
-                        packed_sequences=packed, core_attention=spec.parallel.core_attention)
+                        packed_sequences=packed, core_attention=spec.parallel.core_attention,
+                        recompute_core_attention=spec.parallel.recompute_core_attention)
     model.z_loss = spec.z_loss  # the stage's coefficient (config), not the scale preset's
     # The loss is normalised here by the global token count (`_loss_func`), so DDP must sum
     # gradients over data-parallel ranks instead of averaging them, and megatron's schedule
