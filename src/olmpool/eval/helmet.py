@@ -510,269 +510,330 @@ def task_name(task: str, synthetic: bool) -> str:
     return f"{task}:synthetic" if synthetic else task
 
 
-def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, settings: HelmetSettings,
-             ruler_data: RulerData, ruler_settings: RulerSettings) -> tuple[list[Sample], dict]:
-    """Samples of one HELMET task at one length, and provenance info {source, count}; archive
-    files add {truncation, truncated (samples cut), max_truncated_tokens} (see the module doc)."""
-    gen = (settings.generation_max_length or {}).get(task, GEN_LENGTH[task])
-    budget = length - gen
-    seed = stable_seed(settings.seed, "helmet", task, length)
-    synthetic = settings.data == "synthetic"
-    data_dir = Path(settings.data)
+def shrink_to_fit(build: Callable[[int], tuple], tokenizer: Tokenizer, budget: int, start: int, floor: int,
+                  step: Callable[[int], int] = lambda k: 1) -> tuple[int, tuple]:
+    """``(k, build(k))`` for the first ``k`` from ``start`` down (by ``step(k)``) whose prompt
+    (``build(k)[0]``) fits ``budget`` tokens, or for ``k`` at ``floor`` when none does.
 
-    def mk(i: int, prompt: str, answers: list[str], meta: dict | None = None, n_tokens: int | None = None) -> Sample:
-        return Sample(task=task, index=i, prompt=prompt, answers=answers, max_new_tokens=gen,
-                      n_tokens=len(tokenizer.encode(prompt)) if n_tokens is None else n_tokens, meta=meta or {})
+    One sample's content count: ``_fit_count`` sizes the count on the first sample, a longer
+    sample then drops content items until it fits too."""
+    k = start
+    while True:
+        built = build(k)
+        if len(tokenizer.encode(built[0])) <= budget or k <= floor:
+            return k, built
+        k -= step(k)
 
-    def mk_truncated(i: int, render: Callable[[str], str], context: str, answers: list[str], meta: dict) -> Sample:
+
+@dataclass
+class _TaskGen:
+    """One HELMET task at one length: what every builder needs, and how it makes samples."""
+
+    task: str
+    length: int
+    n_samples: int
+    tokenizer: Tokenizer
+    settings: HelmetSettings
+    ruler_data: RulerData
+    ruler_settings: RulerSettings
+    gen: int
+    """Tokens generated (GEN_LENGTH or eval.helmet.generation_max_length)."""
+
+    @property
+    def budget(self) -> int:
+        """Prompt tokens: the length minus the generation."""
+        return self.length - self.gen
+
+    @property
+    def seed(self) -> int:
+        return stable_seed(self.settings.seed, "helmet", self.task, self.length)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.settings.data == "synthetic"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data)
+
+    def count(self, key: str) -> int | None:
+        return _count_for(self.settings, key, self.length)
+
+    def mk(self, i: int, prompt: str, answers: list[str], meta: dict | None = None, n_tokens: int | None = None) -> Sample:
+        return Sample(task=self.task, index=i, prompt=prompt, answers=answers, max_new_tokens=self.gen,
+                      n_tokens=len(self.tokenizer.encode(prompt)) if n_tokens is None else n_tokens, meta=meta or {})
+
+    def mk_truncated(self, i: int, render: Callable[[str], str], context: str, answers: list[str], meta: dict) -> Sample:
         """The paper-scale path: HELMET's input truncation (truncate_context), recorded in meta."""
-        t = truncate_context(render, context, tokenizer, budget, f"{task} sample {i}")
+        t = truncate_context(render, context, self.tokenizer, self.budget, f"{self.task} sample {i}")
         meta = dict(meta, truncated_tokens=t.dropped, truncation=TRUNCATION_RULE)
         if t.extra:
             meta["extra_truncated_tokens"] = t.extra
-        return mk(i, t.prompt, answers, meta, n_tokens=t.n_tokens)
+        return self.mk(i, t.prompt, answers, meta, n_tokens=t.n_tokens)
 
+    @staticmethod
     def file_info(path: Path, count: int | None, samples: list[Sample]) -> dict:
         cut = [s.meta.get("truncated_tokens", 0) for s in samples]
         return {"source": str(path), "count": count, "truncation": TRUNCATION_RULE,
                 "truncated": sum(1 for c in cut if c), "max_truncated_tokens": max(cut, default=0)}
 
-    if task in RULER_FOR and not synthetic:  # data.py load_ruler over the archive file
-        path = ruler_file(data_dir, task, length)
-        if not path.exists():
-            raise MissingData(f"HELMET file {path} not found (unpack the HELMET data archive into eval.helmet.data)")
-        rows = _read_jsonl(path)
-        missing_gold = [n for n, r in enumerate(rows, start=1) if "answer" not in r and "outputs" not in r]
-        if missing_gold:
-            raise OlmPoolError(f"{path}, record {missing_gold[0]}: missing field 'outputs' (or 'answer'). "
-                               "Fix: use the HELMET data archive format (fields context, query, type_needle_v, outputs)")
-        _require(rows, ["context", "query", "type_needle_v"], path)
-        gold = [_ruler_file_answers(r, path, n) for n, r in enumerate(rows, start=1)]  # process_example, every record
-        out = []  # load_ruler: data.shuffle(seed).select(range(min(len(data), max_test_samples)))
-        for i, j in enumerate(hf_shuffle_select(list(range(len(rows))), settings.seed, n_samples)):
-            out.append(mk_truncated(i, _niah_file_render(task, rows[j]), rows[j]["context"], gold[j], {"record": j}))
-        return out, file_info(path, None, out)
+    def require_files(self, *paths: Path) -> None:
+        for p in paths:
+            if not p.exists():
+                raise MissingData(f"HELMET file {p} not found (unpack the HELMET data archive into eval.helmet.data)")
 
-    if task in RULER_FOR:  # synthetic stand-in: our RULER generator with HELMET's recall templates
-        samples = generate_task(RULER_FOR[task], length, n_samples, tokenizer, ruler_data, ruler_settings,
-                                renderer=_niah_render(task), tokens_to_generate=gen)
-        for s in samples:
-            s.task = task
-        return samples, {"source": "generated", "count": samples[0].meta.get("haystack")}
 
-    if task == "json_kv" and not synthetic:
-        k = _count_for(settings, "json_kv", length)
-        if k is None:
-            raise OlmPoolError("eval.helmet.counts.json_kv must list keys per length when reading the HELMET archive "
-                               "(it names the file json_kv/test_k{keys}_dep6.jsonl). Fix: give {length: keys}, e.g. {8192: 105}")
-        path = data_dir / "json_kv" / JSON_KV_FILE.format(k=k)
-        if not path.exists():
-            raise MissingData(f"HELMET file {path} not found (unpack the HELMET data archive into eval.helmet.data)")
-        rows = _read_jsonl(path, ["context", "question", "answer", "demos", "num_kvs"])
-        out = []
-        for i, r in enumerate(hf_shuffle_select(rows, settings.seed, n_samples)):  # load_json_kv
-            answers = [r["answer"]] if isinstance(r["answer"], str) else [str(a) for a in r["answer"]]
-            render = _json_kv_render(r["question"], _json_kv_file_demos(r["demos"], settings.shots))
-            out.append(mk_truncated(i, render, r["context"], answers, {"keys": r["num_kvs"]}))
-        return out, file_info(path, k, out)
+def _ruler_from_file(g: _TaskGen) -> tuple[list[Sample], dict]:
+    """data.py load_ruler over the archive file."""
+    path = ruler_file(g.data_dir, g.task, g.length)
+    g.require_files(path)
+    rows = _read_jsonl(path)
+    missing_gold = [n for n, r in enumerate(rows, start=1) if "answer" not in r and "outputs" not in r]
+    if missing_gold:
+        raise OlmPoolError(f"{path}, record {missing_gold[0]}: missing field 'outputs' (or 'answer'). "
+                           "Fix: use the HELMET data archive format (fields context, query, type_needle_v, outputs)")
+    _require(rows, ["context", "query", "type_needle_v"], path)
+    gold = [_ruler_file_answers(r, path, n) for n, r in enumerate(rows, start=1)]  # process_example, every record
+    out = []  # load_ruler: data.shuffle(seed).select(range(min(len(data), max_test_samples)))
+    for i, j in enumerate(hf_shuffle_select(list(range(len(rows))), g.settings.seed, g.n_samples)):
+        out.append(g.mk_truncated(i, _niah_file_render(g.task, rows[j]), rows[j]["context"], gold[j], {"record": j}))
+    return out, g.file_info(path, None, out)
 
-    if task == "json_kv":  # synthetic stand-in: UUID pairs generated to fit (upstream's generator is not public data)
-        want = _count_for(settings, "json_kv", length)
-        def kv_build(k: int):
-            prompt, value, _ = _json_kv_parts(random.Random(seed), k, settings.shots)
+
+def _ruler_synthetic(g: _TaskGen) -> tuple[list[Sample], dict]:
+    """Synthetic stand-in: our RULER generator with HELMET's recall templates."""
+    samples = generate_task(RULER_FOR[g.task], g.length, g.n_samples, g.tokenizer, g.ruler_data, g.ruler_settings,
+                            renderer=_niah_render(g.task), tokens_to_generate=g.gen)
+    for s in samples:
+        s.task = g.task
+    return samples, {"source": "generated", "count": samples[0].meta.get("haystack")}
+
+
+def _json_kv_from_file(g: _TaskGen) -> tuple[list[Sample], dict]:
+    k = g.count("json_kv")
+    if k is None:
+        raise OlmPoolError("eval.helmet.counts.json_kv must list keys per length when reading the HELMET archive "
+                           "(it names the file json_kv/test_k{keys}_dep6.jsonl). Fix: give {length: keys}, e.g. {8192: 105}")
+    path = g.data_dir / "json_kv" / JSON_KV_FILE.format(k=k)
+    g.require_files(path)
+    rows = _read_jsonl(path, ["context", "question", "answer", "demos", "num_kvs"])
+    out = []
+    for i, r in enumerate(hf_shuffle_select(rows, g.settings.seed, g.n_samples)):  # load_json_kv
+        answers = [r["answer"]] if isinstance(r["answer"], str) else [str(a) for a in r["answer"]]
+        render = _json_kv_render(r["question"], _json_kv_file_demos(r["demos"], g.settings.shots))
+        out.append(g.mk_truncated(i, render, r["context"], answers, {"keys": r["num_kvs"]}))
+    return out, g.file_info(path, k, out)
+
+
+def _json_kv_synthetic(g: _TaskGen) -> tuple[list[Sample], dict]:
+    """Synthetic stand-in: UUID pairs generated to fit (upstream's generator is not public data)."""
+    seed, shots = g.seed, g.settings.shots
+
+    def build_i(i: int) -> Callable[[int], tuple]:
+        def build(k: int):
+            prompt, value, _ = _json_kv_parts(random.Random(seed + i), k, shots)
             return prompt, [value]
+        return build
 
-        n = _fit_count(kv_build, tokenizer, budget, 1, max(2, budget // 8), want)
-        out = []
-        for i in range(n_samples):
-            k = n
-            while True:
-                prompt, value, _ = _json_kv_parts(random.Random(seed + 1 + i), k, settings.shots)
-                if len(tokenizer.encode(prompt)) <= budget or k == 1:
-                    break
-                k -= 1
-            out.append(mk(i, prompt, [value]))
-        return out, {"source": "generated", "count": n}
+    n = _fit_count(build_i(0), g.tokenizer, g.budget, 1, max(2, g.budget // 8), g.count("json_kv"))
+    out = []
+    for i in range(g.n_samples):
+        _, (prompt, answers) = shrink_to_fit(build_i(1 + i), g.tokenizer, g.budget, n, 1)
+        out.append(g.mk(i, prompt, answers))
+    return out, {"source": "generated", "count": n}
 
-    cat = TASK_CATEGORY[task]
-    if cat == "rag":
-        if synthetic:
-            from olmpool.eval.synthetic import fact_corpus
 
-            offset = {"kilt_nq": 11, "kilt_triviaqa": 12, "kilt_popqa_3": 13, "kilt_hotpotqa": 14}[task]
-            fc = fact_corpus(settings.seed + offset)
-            items = fc.two_hop if task == "kilt_hotpotqa" else fc.single_hop
+def _rag_synthetic(g: _TaskGen) -> tuple[list[Sample], dict]:
+    from olmpool.eval.synthetic import fact_corpus
 
-            def to_rec(q, rng, k):
-                gold = [{"title": fc.titles[j], "text": fc.docs[j]} for j in q.context]
-                pool = rng.sample(range(len(fc.docs)), min(len(fc.docs), k + len(q.context)))
-                others = [{"title": fc.titles[j], "text": fc.docs[j]} for j in pool if j not in q.context][:max(0, k - len(gold))]
-                ctxs = gold + others
-                rng.shuffle(ctxs)
-                return {"question": q.query, "answers": q.outputs, "ctxs": ctxs}
+    seed, shots = g.seed, g.settings.shots
+    offset = {"kilt_nq": 11, "kilt_triviaqa": 12, "kilt_popqa_3": 13, "kilt_hotpotqa": 14}[g.task]
+    fc = fact_corpus(g.settings.seed + offset)
+    items = fc.two_hop if g.task == "kilt_hotpotqa" else fc.single_hop
 
-            demo_recs = [to_rec(items[-1 - j], random.Random(seed + 7 + j), 3) for j in range(settings.shots)]
-            demos = _qa_demos(demo_recs)
+    def to_rec(q, rng, k):
+        gold = [{"title": fc.titles[j], "text": fc.docs[j]} for j in q.context]
+        pool = rng.sample(range(len(fc.docs)), min(len(fc.docs), k + len(q.context)))
+        others = [{"title": fc.titles[j], "text": fc.docs[j]} for j in pool if j not in q.context][:max(0, k - len(gold))]
+        ctxs = gold + others
+        rng.shuffle(ctxs)
+        return {"question": q.query, "answers": q.outputs, "ctxs": ctxs}
 
-            def build_i(i):
-                def build(k):
-                    rec = to_rec(items[i % (len(items) - settings.shots)], random.Random(seed + i), k)
-                    return _qa_prompt(rec["question"], rec["ctxs"], demos), rec["answers"]
-                return build
+    demos = _qa_demos([to_rec(items[-1 - j], random.Random(seed + 7 + j), 3) for j in range(shots)])
 
-            want = _count_for(settings, "rag", length)
-            n = _fit_count(build_i(0), tokenizer, budget, 2, 2000, want)
-            out = []
-            for i in range(n_samples):
-                k = n
-                while True:
-                    prompt, ans = build_i(i)(k)
-                    if len(tokenizer.encode(prompt)) <= budget or k <= 2:
-                        break
-                    k -= 1
-                out.append(mk(i, prompt, ans))
-            return out, {"source": "synthetic", "count": n}
-        k = _count_for(settings, "rag", length)
-        if k is None:
-            raise OlmPoolError("eval.helmet.counts.rag must list passages per length when reading the HELMET archive. Fix: give {length: passages}")
-        test_path = data_dir / "kilt" / KILT_FILES[task][0].format(k=k)
-        demo_path = data_dir / "kilt" / KILT_FILES[task][1]
-        for p in (test_path, demo_path):
-            if not p.exists():
-                raise MissingData(f"HELMET file {p} not found (unpack the HELMET data archive into eval.helmet.data)")
-        fields = ["question", "answers", "ctxs"] + (["s_pop"] if task == "kilt_popqa_3" else [])
-        rows, demo_rows = _read_jsonl(test_path, fields), _read_jsonl(demo_path, fields)
-        if task == "kilt_popqa_3":  # popularity_threshold 3 (HELMET kilt_popqa_3)
-            rows = [r for r in rows if math.log10(r["s_pop"]) < 3]
-            demo_rows = [r for r in demo_rows if math.log10(r["s_pop"]) < 3]
-        key = "id" if any("id" in r for r in rows) else "question"  # load_qa: "id" in data.column_names
-        rows = _select(rows, key, n_samples, settings.seed, test_path)
-        out = []
-        for i, r in enumerate(rows):
-            demo_text = ""
-            if settings.shots > 0:
-                pool = [d for d in demo_rows if d.get(key) != r.get(key)] if task == "kilt_popqa_3" else demo_rows
-                demos = _hf_demos(pool, _sample_seed(r[key]), lambda d: d.get(key), settings.shots, str(demo_path))
-                demo_text = _qa_demos(demos)
-            render = _qa_render(r["question"], demo_text)
-            out.append(mk_truncated(i, render, _qa_context(r["ctxs"]), list(r["answers"]), {"passages": len(r["ctxs"])}))
-        return out, file_info(test_path, k, out)
+    def build_i(i):
+        def build(k):
+            rec = to_rec(items[i % (len(items) - shots)], random.Random(seed + i), k)
+            return _qa_prompt(rec["question"], rec["ctxs"], demos), rec["answers"]
+        return build
 
-    if cat == "rerank":
-        if synthetic:
-            from olmpool.eval.synthetic import rerank_item
+    n = _fit_count(build_i(0), g.tokenizer, g.budget, 2, 2000, g.count("rag"))
+    out = []
+    for i in range(g.n_samples):
+        _, (prompt, ans) = shrink_to_fit(build_i(i), g.tokenizer, g.budget, n, 2)
+        out.append(g.mk(i, prompt, ans))
+    return out, {"source": "synthetic", "count": n}
 
-            demos = _rerank_demos([rerank_item(random.Random(seed + 100 + j), 10).__dict__ for j in range(settings.shots)])
 
-            def build_i(i):
-                def build(k):
-                    item = rerank_item(random.Random(seed + i), k)
-                    return _rerank_prompt(item.query, item.ctxs, demos), item
-                return build
+def _rag_from_file(g: _TaskGen) -> tuple[list[Sample], dict]:
+    task, settings = g.task, g.settings
+    k = g.count("rag")
+    if k is None:
+        raise OlmPoolError("eval.helmet.counts.rag must list passages per length when reading the HELMET archive. Fix: give {length: passages}")
+    test_path = g.data_dir / "kilt" / KILT_FILES[task][0].format(k=k)
+    demo_path = g.data_dir / "kilt" / KILT_FILES[task][1]
+    g.require_files(test_path, demo_path)
+    fields = ["question", "answers", "ctxs"] + (["s_pop"] if task == "kilt_popqa_3" else [])
+    rows, demo_rows = _read_jsonl(test_path, fields), _read_jsonl(demo_path, fields)
+    if task == "kilt_popqa_3":  # popularity_threshold 3 (HELMET kilt_popqa_3)
+        rows = [r for r in rows if math.log10(r["s_pop"]) < 3]
+        demo_rows = [r for r in demo_rows if math.log10(r["s_pop"]) < 3]
+    key = "id" if any("id" in r for r in rows) else "question"  # load_qa: "id" in data.column_names
+    rows = _select(rows, key, g.n_samples, settings.seed, test_path)
+    out = []
+    for i, r in enumerate(rows):
+        demo_text = ""
+        if settings.shots > 0:
+            pool = [d for d in demo_rows if d.get(key) != r.get(key)] if task == "kilt_popqa_3" else demo_rows
+            demos = _hf_demos(pool, _sample_seed(r[key]), lambda d: d.get(key), settings.shots, str(demo_path))
+            demo_text = _qa_demos(demos)
+        render = _qa_render(r["question"], demo_text)
+        out.append(g.mk_truncated(i, render, _qa_context(r["ctxs"]), list(r["answers"]), {"passages": len(r["ctxs"])}))
+    return out, g.file_info(test_path, k, out)
 
-            def fit_build(k):
-                p, item = build_i(0)(k)
-                gold = " > ".join(c["id"] for c in sorted(item.ctxs, key=lambda c: c["label"], reverse=True))
-                return p, [gold]
 
-            want = _count_for(settings, "rerank", length)
-            n = _fit_count(fit_build, tokenizer, budget, 3, 2000, want)
-            out = []
-            for i in range(n_samples):
-                k = n
-                while True:
-                    prompt, item = build_i(i)(k)
-                    if len(tokenizer.encode(prompt)) <= budget or k <= 3:
-                        break
-                    k -= 1
-                qrels = {c["id"]: int(c["label"]) for c in item.ctxs}
-                gold = " > ".join(c["id"] for c in sorted(item.ctxs, key=lambda c: c["label"], reverse=True))
-                out.append(mk(i, prompt, [gold], {"qrels": qrels, "k_values": [kv for kv in (1, 5, 10) if kv <= k]}))
-            return out, {"source": "synthetic", "count": n}
-        k = _count_for(settings, "rerank", length)
-        if k is None:
-            raise OlmPoolError("eval.helmet.counts.rerank must list passages per length when reading the HELMET archive. Fix: give {length: passages}")
-        test_path = data_dir / "msmarco" / MSMARCO_FILES[0].format(k=k)
-        demo_path = data_dir / "msmarco" / MSMARCO_FILES[1]
-        for p in (test_path, demo_path):
-            if not p.exists():
-                raise MissingData(f"HELMET file {p} not found (unpack the HELMET data archive into eval.helmet.data)")
-        fields = ["qid", "query", "ctxs"]
-        rows, demo_rows = _read_jsonl(test_path, fields), _read_jsonl(demo_path, fields)
-        for c in (c for r in rows + demo_rows for c in r["ctxs"]):
-            c["id"] = str(c["id"])
-        key = "qid" if any("qid" in r for r in rows) else "query"  # load_msmarco_rerank
-        rows = _select(rows, key, n_samples, settings.seed, test_path)
-        # the demo pool loses the chosen questions once when it is large, else per question
-        filtered = len(demo_rows) > 2 * len(rows)
-        if filtered:
-            qids = {r["qid"] for r in rows}
-            demo_rows = [d for d in demo_rows if d["qid"] not in qids]
-        out = []
-        for i, r in enumerate(rows):
-            fmt = _rerank_passage_fmt("title" in r["ctxs"][0]) if r["ctxs"] else _rerank_passage_fmt(False)
-            demo_text = ""
-            if settings.shots > 0:
-                pool = demo_rows if filtered else [d for d in demo_rows if d["qid"] != r["qid"]]
-                demos = _hf_demos(pool, abs(_sample_seed(r["qid"])), lambda d: d["qid"], settings.shots, str(demo_path))
-                demo_text = _rerank_demos(demos, fmt)
-            render = _rerank_render(r["query"], demo_text)
-            qrels = {c["id"]: int(c["label"]) for c in r["ctxs"]}
-            gold = " > ".join(c["id"] for c in sorted(r["ctxs"], key=lambda c: c["label"], reverse=True))
-            out.append(mk_truncated(i, render, "\n\n".join(fmt(c) for c in r["ctxs"]), [gold],
-                                    {"qrels": qrels, "passages": len(r["ctxs"])}))
-        return out, file_info(test_path, k, out)
+def _rerank_gold(ctxs: list[dict]) -> str:
+    return " > ".join(c["id"] for c in sorted(ctxs, key=lambda c: c["label"], reverse=True))
 
-    if cat == "icl":
-        name = ICL_NAME[task]
-        if synthetic:
-            from olmpool.eval.synthetic import icl_dataset
 
-            ds = icl_dataset(name, settings.seed)
-            train, test, num_labels, source = ds.train, ds.test, ds.num_labels, "synthetic"
-        else:
-            d = data_dir / "icl" / name
-            for p in (d / "train.jsonl", d / "test.jsonl"):
-                if not p.exists():
-                    raise MissingData(f"ICL file {p} not found (export the {name} dataset as JSON lines with fields text,label)")
-            train, test = _read_jsonl(d / "train.jsonl", ["text", "label"]), _read_jsonl(d / "test.jsonl", ["text", "label"])
-            num_labels = ICL_NUM_LABELS[name]
-            top = max(int(x["label"]) for x in train + test)
-            if top >= num_labels:
-                raise OlmPoolError(f"{d}: label {top} >= {num_labels} labels of {name} (HELMET data.py load_icl). "
-                                   "Fix: export the Hugging Face label ids")
-            source = str(d)
-        # load_icl: test_data.shuffle(seed).select(range(n)) only when the test set is larger
-        test_sel = hf_shuffle_select(test, settings.seed, n_samples) if len(test) > n_samples else list(test)
+def _rerank_synthetic(g: _TaskGen) -> tuple[list[Sample], dict]:
+    from olmpool.eval.synthetic import rerank_item
 
-        def build_for(x):
-            def build(shots):
-                demos = balance_labels(train, shots, settings.seed)
-                mapping = _icl_mapping(x["text"], settings.seed, num_labels)
-                return _icl_prompt(demos, mapping, x["text"]), [str(mapping[int(x["label"])])]
-            return build
+    seed = g.seed
+    demos = _rerank_demos([rerank_item(random.Random(seed + 100 + j), 10).__dict__ for j in range(g.settings.shots)])
 
-        want = _count_for(settings, task, length)
-        if not synthetic and want is not None:  # paper scale: upstream's shots, context truncated to fit
-            demos = balance_labels(train, want, settings.seed)  # same for every sample (seeded by the run seed)
-            out = []
-            for i, x in enumerate(test_sel):
-                mapping = _icl_mapping(x["text"], settings.seed, num_labels)
-                out.append(mk_truncated(i, _icl_render(x["text"]), _icl_context(demos, mapping),
-                                        [str(mapping[int(x["label"])])], {"shots": want}))
-            return out, file_info(Path(source), want, out)
-        n = _fit_count(build_for(test_sel[0]), tokenizer, budget, 1, len(train), want)
+    def build_i(i):
+        def build(k):
+            item = rerank_item(random.Random(seed + i), k)
+            return _rerank_prompt(item.query, item.ctxs, demos), item
+        return build
+
+    def fit_build(k):
+        p, item = build_i(0)(k)
+        return p, [_rerank_gold(item.ctxs)]
+
+    n = _fit_count(fit_build, g.tokenizer, g.budget, 3, 2000, g.count("rerank"))
+    out = []
+    for i in range(g.n_samples):
+        k, (prompt, item) = shrink_to_fit(build_i(i), g.tokenizer, g.budget, n, 3)
+        qrels = {c["id"]: int(c["label"]) for c in item.ctxs}
+        out.append(g.mk(i, prompt, [_rerank_gold(item.ctxs)], {"qrels": qrels, "k_values": [kv for kv in (1, 5, 10) if kv <= k]}))
+    return out, {"source": "synthetic", "count": n}
+
+
+def _rerank_from_file(g: _TaskGen) -> tuple[list[Sample], dict]:
+    settings = g.settings
+    k = g.count("rerank")
+    if k is None:
+        raise OlmPoolError("eval.helmet.counts.rerank must list passages per length when reading the HELMET archive. Fix: give {length: passages}")
+    test_path = g.data_dir / "msmarco" / MSMARCO_FILES[0].format(k=k)
+    demo_path = g.data_dir / "msmarco" / MSMARCO_FILES[1]
+    g.require_files(test_path, demo_path)
+    fields = ["qid", "query", "ctxs"]
+    rows, demo_rows = _read_jsonl(test_path, fields), _read_jsonl(demo_path, fields)
+    for c in (c for r in rows + demo_rows for c in r["ctxs"]):
+        c["id"] = str(c["id"])
+    key = "qid" if any("qid" in r for r in rows) else "query"  # load_msmarco_rerank
+    rows = _select(rows, key, g.n_samples, settings.seed, test_path)
+    # the demo pool loses the chosen questions once when it is large, else per question
+    filtered = len(demo_rows) > 2 * len(rows)
+    if filtered:
+        qids = {r["qid"] for r in rows}
+        demo_rows = [d for d in demo_rows if d["qid"] not in qids]
+    out = []
+    for i, r in enumerate(rows):
+        fmt = _rerank_passage_fmt("title" in r["ctxs"][0]) if r["ctxs"] else _rerank_passage_fmt(False)
+        demo_text = ""
+        if settings.shots > 0:
+            pool = demo_rows if filtered else [d for d in demo_rows if d["qid"] != r["qid"]]
+            demos = _hf_demos(pool, abs(_sample_seed(r["qid"])), lambda d: d["qid"], settings.shots, str(demo_path))
+            demo_text = _rerank_demos(demos, fmt)
+        render = _rerank_render(r["query"], demo_text)
+        qrels = {c["id"]: int(c["label"]) for c in r["ctxs"]}
+        out.append(g.mk_truncated(i, render, "\n\n".join(fmt(c) for c in r["ctxs"]), [_rerank_gold(r["ctxs"])],
+                                  {"qrels": qrels, "passages": len(r["ctxs"])}))
+    return out, g.file_info(test_path, k, out)
+
+
+def _icl_data(g: _TaskGen) -> tuple[list[dict], list[dict], int, str]:
+    """(train, test, number of labels, source) of an ICL task: generated, or the exported dataset."""
+    name = ICL_NAME[g.task]
+    if g.synthetic:
+        from olmpool.eval.synthetic import icl_dataset
+
+        ds = icl_dataset(name, g.settings.seed)
+        return ds.train, ds.test, ds.num_labels, "synthetic"
+    d = g.data_dir / "icl" / name
+    for p in (d / "train.jsonl", d / "test.jsonl"):
+        if not p.exists():
+            raise MissingData(f"ICL file {p} not found (export the {name} dataset as JSON lines with fields text,label)")
+    train, test = _read_jsonl(d / "train.jsonl", ["text", "label"]), _read_jsonl(d / "test.jsonl", ["text", "label"])
+    num_labels = ICL_NUM_LABELS[name]
+    top = max(int(x["label"]) for x in train + test)
+    if top >= num_labels:
+        raise OlmPoolError(f"{d}: label {top} >= {num_labels} labels of {name} (HELMET data.py load_icl). "
+                           "Fix: export the Hugging Face label ids")
+    return train, test, num_labels, str(d)
+
+
+def _icl(g: _TaskGen) -> tuple[list[Sample], dict]:
+    settings = g.settings
+    train, test, num_labels, source = _icl_data(g)
+    # load_icl: test_data.shuffle(seed).select(range(n)) only when the test set is larger
+    test_sel = hf_shuffle_select(test, settings.seed, g.n_samples) if len(test) > g.n_samples else list(test)
+
+    def build_for(x):
+        def build(shots):
+            demos = balance_labels(train, shots, settings.seed)
+            mapping = _icl_mapping(x["text"], settings.seed, num_labels)
+            return _icl_prompt(demos, mapping, x["text"]), [str(mapping[int(x["label"])])]
+        return build
+
+    want = g.count(g.task)
+    if not g.synthetic and want is not None:  # paper scale: upstream's shots, context truncated to fit
+        demos = balance_labels(train, want, settings.seed)  # same for every sample (seeded by the run seed)
         out = []
         for i, x in enumerate(test_sel):
-            shots = n
-            while True:
-                prompt, ans = build_for(x)(shots)
-                if len(tokenizer.encode(prompt)) <= budget or shots <= 1:
-                    break
-                shots -= max(1, shots // 50)
-            out.append(mk(i, prompt, ans, {"shots": shots}))
-        return out, {"source": source, "count": n}
-    raise ValueError(task)  # pragma: no cover
+            mapping = _icl_mapping(x["text"], settings.seed, num_labels)
+            out.append(g.mk_truncated(i, _icl_render(x["text"]), _icl_context(demos, mapping),
+                                      [str(mapping[int(x["label"])])], {"shots": want}))
+        return out, g.file_info(Path(source), want, out)
+    n = _fit_count(build_for(test_sel[0]), g.tokenizer, g.budget, 1, len(train), want)
+    out = []
+    for i, x in enumerate(test_sel):
+        shots, (prompt, ans) = shrink_to_fit(build_for(x), g.tokenizer, g.budget, n, 1, step=lambda k: max(1, k // 50))
+        out.append(g.mk(i, prompt, ans, {"shots": shots}))
+    return out, {"source": source, "count": n}
+
+
+_BUILDERS: dict[tuple[str, bool], Callable[[_TaskGen], tuple[list[Sample], dict]]] = {
+    ("ruler", False): _ruler_from_file, ("ruler", True): _ruler_synthetic,
+    ("json_kv", False): _json_kv_from_file, ("json_kv", True): _json_kv_synthetic,
+    ("rag", False): _rag_from_file, ("rag", True): _rag_synthetic,
+    ("rerank", False): _rerank_from_file, ("rerank", True): _rerank_synthetic,
+    ("icl", False): _icl, ("icl", True): _icl,
+}
+"""(kind, synthetic) -> builder; kind is 'ruler' for the RULER recall tasks, 'json_kv', or the category."""
+
+
+def generate(task: str, length: int, n_samples: int, tokenizer: Tokenizer, settings: HelmetSettings,
+             ruler_data: RulerData, ruler_settings: RulerSettings) -> tuple[list[Sample], dict]:
+    """Samples of one HELMET task at one length, and provenance info {source, count}; archive
+    files add {truncation, truncated (samples cut), max_truncated_tokens} (see the module doc)."""
+    gen = (settings.generation_max_length or {}).get(task, GEN_LENGTH[task])
+    g = _TaskGen(task, length, n_samples, tokenizer, settings, ruler_data, ruler_settings, gen)
+    kind = "ruler" if task in RULER_FOR else "json_kv" if task == "json_kv" else TASK_CATEGORY[task]
+    return _BUILDERS[kind, g.synthetic](g)
 
 
 def score_sample(task: str, pred: str, sample: Sample) -> float:
