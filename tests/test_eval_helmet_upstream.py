@@ -328,19 +328,34 @@ def test_ruler_recall_truncates_the_haystack_end(tmp_path, tok):
     assert info["truncated"] == 1 and info["max_truncated_tokens"] == t
 
 
-def test_icl_paper_path_keeps_the_shots_and_truncates(tmp_path, tok):
+def test_icl_paper_path_balances_test_labels_and_draws_demos_per_sample(tmp_path, tok):
+    """HELMET 4526dfb data.py load_icl: the test set (12 > 5) is shuffled with the run seed and then
+    label-balanced (balance_labels(test, 5, seed), lines 414-418); each sample's demonstrations are
+    balance_labels(train, shots, local_seed) with local_seed = (sha256(text) + seed) % 2**31
+    (lines 427-430), and its labels are re-mapped with the same seed; the context is truncated."""
     d = tmp_path / "icl" / "trec_coarse"
     train = [{"text": f"what is the meaning of item number {i} in the list", "label": i % 6} for i in range(120)]
-    test = [{"text": f"which city is number {i}", "label": i % 6} for i in range(12)]
+    test = [{"text": f"which city is number {i}", "label": (i // 2) % 6} for i in range(12)]
     _write(d / "train.jsonl", train)
     _write(d / "test.jsonl", test)
     samples, info = _gen("icl_trec_coarse", tmp_path, tok, {"icl_trec_coarse": {768: 100}}, length=768, n=5, seed=2)
-    # load_icl: test_data.shuffle(seed=2).select(range(5)) as the test set (12) exceeds 5
-    want = [test[i]["text"] for i in np.random.default_rng(2).permutation(12)[:5]]
-    assert [s.prompt.split("\n")[-2] for s in samples] == want
-    for s in samples:
+    shuffled = [test[i] for i in np.random.default_rng(2).permutation(12)]
+    want = H.balance_labels(shuffled, 5, 2)
+    assert [s.prompt.split("\n")[-2] for s in samples] == [x["text"] for x in want]
+    assert len({x["label"] for x in want}) == 5  # one round: five different labels
+    assert [x["text"] for x in want] != [x["text"] for x in shuffled[:5]]  # not the first five after the shuffle
+    firsts = set()
+    for s, x in zip(samples, want):
+        local = (int(hashlib.sha256(x["text"].encode("utf-8")).hexdigest(), 16) + 2) % 2**31
+        demos = H.balance_labels(train, 100, local)
+        mapping = list(range(6))
+        random.Random(local).shuffle(mapping)
+        head = "\n\n".join(f"{r['text']}\nlabel: {mapping[r['label']]}" for r in demos[:3])
+        assert head in s.prompt and s.answers == [str(mapping[x["label"]])]
+        firsts.add(demos[0]["text"])
         assert s.meta["shots"] == 100 and s.meta["truncated_tokens"] > 0
         assert s.n_tokens + s.max_new_tokens <= 768
+    assert len(firsts) > 1  # each sample has its own demonstrations
     assert info["truncated"] == 5
     # labels beyond upstream's label count are refused (the re-mapping would differ)
     _write(d / "train.jsonl", train + [{"text": "x", "label": 6}])

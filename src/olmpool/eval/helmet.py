@@ -1,6 +1,7 @@
 """HELMET (base-model categories without an LM judge): Recall, RAG, Re-rank, ICL.
 
-Re-implemented from princeton-nlp/HELMET: ``data.py`` (``load_json_kv``, ``load_ruler``,
+Re-implemented from princeton-nlp/HELMET at commit 4526dfbdc512bd9ff721da336bff4e3e75ecfd27
+(``olmpool.eval.upstream``): ``data.py`` (``load_json_kv``, ``load_ruler``,
 ``load_qa``, ``load_msmarco_rerank``, ``load_icl`` with ``balance_labels``), ``utils.py``
 (metrics, ``parse_output``, ``parse_rankings``, ``calculate_retrieval_metrics``), and
 ``configs/{recall,rag,rerank,icl}.yaml`` (generation lengths 50/100/50/100 for
@@ -50,16 +51,19 @@ Paper scale (archive files) follows upstream exactly where it chooses and builds
 * Test samples. RAG and re-rank (``data.py`` ``load_qa``, ``load_msmarco_rerank``): after
   ``eval.py`` ``run_test`` seeds Python's ``random`` with the run seed, ``random.sample`` over the
   sorted distinct ids (``id``/``question``; ``qid``/``query``), then every row with a chosen id
-  in file order (``_select``). json_kv and ICL (``load_json_kv``, ``load_icl``): Hugging Face
-  ``Dataset.shuffle(seed).select(range(n))`` (ICL only when the test set is larger than n),
-  reproduced without ``datasets`` by ``hf_shuffle_order`` (``datasets`` ``arrow_dataset.py``
-  ``Dataset.shuffle``: ``np.random.default_rng(seed).permutation(len(self))``).
+  in file order (``_select``). json_kv (``load_json_kv``): Hugging Face
+  ``Dataset.shuffle(seed).select(range(n))``, reproduced without ``datasets`` by
+  ``hf_shuffle_order`` (``datasets`` ``arrow_dataset.py`` ``Dataset.shuffle``:
+  ``np.random.default_rng(seed).permutation(len(self))``). ICL (``load_icl`` lines 414-418),
+  only when the test set is larger than n: ``Dataset.shuffle(seed)``, then
+  ``balance_labels(test_data, n, seed)``, rounds of one sample per label (``icl_test_samples``).
 * Demonstrations. RAG / re-rank: per test sample, the demo pool (popqa: without the sample's
   id; re-rank: without the chosen qids when the pool is more than twice the test set, else
   without the sample's qid) shuffled as ``Dataset.shuffle(seed=sha256(id) % 2**31)``, duplicate
   ids dropped, the first ``shots`` kept (``_hf_demos``). json_kv: the record's own ``demos``.
-  ICL: ``balance_labels`` with the run seed; labels re-mapped per sample as upstream, over
-  upstream's label counts (``ICL_NUM_LABELS``).
+  ICL: per test sample, ``balance_labels(train, shots, local_seed)`` with the sample's own seed
+  ``(sha256(text) + seed) % 2**31`` (``icl_demos``); labels re-mapped per sample with the same
+  seed, over upstream's label counts (``ICL_NUM_LABELS``).
 * Truncation. A prompt longer than ``length - generation_max_length`` tokens has its
   *context* (RULER haystack, passages, JSON object, ICL demos; never instructions, demos of
   RAG/re-rank or the question) cut at the end by exactly the excess number of tokens, counted
@@ -496,11 +500,31 @@ def _icl_prompt(demos: list[dict], mapping: list[int], text: str) -> str:
     return _icl_render(text)(_icl_context(demos, mapping))
 
 
+def icl_local_seed(text: str, seed: int) -> int:
+    """HELMET ``data.py`` ``load_icl`` ``preprocess`` (line 427 at 4526dfb): each test sample's own
+    seed, ``(int(sha256(text).hexdigest(), 16) + seed) % 2**31``."""
+    return (int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) + seed) % 2**31
+
+
 def _icl_mapping(text: str, seed: int, num_labels: int) -> list[int]:
-    local = (int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) + seed) % 2**31
+    """Labels re-mapped per sample: ``random.seed(local_seed); random.shuffle(range(num_labels))`` (lines 439-442)."""
     mapping = list(range(num_labels))
-    random.Random(local).shuffle(mapping)
+    random.Random(icl_local_seed(text, seed)).shuffle(mapping)
     return mapping
+
+
+def icl_test_samples(test: list[dict], n: int, seed: int) -> list[dict]:
+    """``load_icl`` lines 414-418: when the test set has more than ``n`` rows, ``test_data.shuffle(seed)``
+    then ``balance_labels(test_data, n, seed)`` (label-balanced rounds); else the whole set."""
+    if len(test) <= n:
+        return list(test)
+    return balance_labels(hf_shuffle_select(test, seed, len(test)), n, seed)
+
+
+def icl_demos(train: list[dict], shots: int, text: str, seed: int) -> list[dict]:
+    """One test sample's demonstrations: ``balance_labels(train_data, shot, local_seed)`` with the
+    sample's own seed (``load_icl`` line 430; every upstream ICL config names ``..._balance``)."""
+    return balance_labels(train, shots, icl_local_seed(text, seed))
 
 
 # ------------------------------------------------------------------------------ per task
@@ -789,21 +813,20 @@ def _icl_data(g: _TaskGen) -> tuple[list[dict], list[dict], int, str]:
 def _icl(g: _TaskGen) -> tuple[list[Sample], dict]:
     settings = g.settings
     train, test, num_labels, source = _icl_data(g)
-    # load_icl: test_data.shuffle(seed).select(range(n)) only when the test set is larger
-    test_sel = hf_shuffle_select(test, settings.seed, g.n_samples) if len(test) > g.n_samples else list(test)
+    test_sel = icl_test_samples(test, g.n_samples, settings.seed)
 
     def build_for(x):
         def build(shots):
-            demos = balance_labels(train, shots, settings.seed)
+            demos = icl_demos(train, shots, x["text"], settings.seed)
             mapping = _icl_mapping(x["text"], settings.seed, num_labels)
             return _icl_prompt(demos, mapping, x["text"]), [str(mapping[int(x["label"])])]
         return build
 
     want = g.count(g.task)
     if not g.synthetic and want is not None:  # paper scale: upstream's shots, context truncated to fit
-        demos = balance_labels(train, want, settings.seed)  # same for every sample (seeded by the run seed)
         out = []
         for i, x in enumerate(test_sel):
+            demos = icl_demos(train, want, x["text"], settings.seed)
             mapping = _icl_mapping(x["text"], settings.seed, num_labels)
             out.append(g.mk_truncated(i, _icl_render(x["text"]), _icl_context(demos, mapping),
                                       [str(mapping[int(x["label"])])], {"shots": want}))
