@@ -280,3 +280,23 @@ def test_hf_evaluator_directory(tmp_path, tok):
     res = L.evaluate(Engine(CopyLM(tok.vocab_size), tok, progress=False), ev, [ids], trunc_len=8, sliding_window=4,
                      same_tokenizer=False)
     assert res.n_documents == 1 and res.n_tokens == len(ids) - 1
+
+
+def test_hf_evaluator_tokenizer_reports_its_default_bos(tok):
+    """A Llama-style tokenizer (BOS added by its post-processor) gives the evaluator its BOS prefix;
+    one that adds nothing gives none."""
+    import copy
+
+    import transformers
+    from tokenizers.processors import TemplateProcessing
+
+    from olmpool.eval.lm import HFTokenizerAdapter
+
+    plain = transformers.PreTrainedTokenizerFast(tokenizer_object=copy.deepcopy(tok.tok), eos_token="<|endoftext|>")
+    assert HFTokenizerAdapter(plain).bos_prefix == []
+    inner = copy.deepcopy(tok.tok)
+    bos_id = inner.token_to_id("<|endoftext|>")
+    inner.post_processor = TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos_id)])
+    llama_like = transformers.PreTrainedTokenizerFast(tokenizer_object=inner, eos_token="<|endoftext|>")
+    adapter = HFTokenizerAdapter(llama_like)
+    assert adapter.bos_prefix == [bos_id] and adapter.encode("a b") == tok.encode("a b")
