@@ -11,6 +11,7 @@ from olmpool.analysis.study import read_roles
 
 from olmpool.config import job_resources, validate_study_sections, write_resolved_config
 from olmpool.data.commands import check_prepared_doc
+from olmpool.stages import EXTENDED, PRETRAINED, extension_label
 from olmpool.train.te_support import check_study_extensions
 
 S = config["study"]
@@ -77,33 +78,29 @@ EARLY_ARCHS = with_roles(EARLY.get("roles", []))
 EARLY_POINTS = EARLY.get("checkpoints", [])
 
 
-def stage_label(budget):
-    return "extended" if budget == BUDGET else f"extended_{budget}"
-
-
 def study_score_files():
     """(path, stage) of every evaluation/attention output the aggregate reads."""
     files = []
     for a in ARCHS:
-        files.append((f"{W}/scores/{a}/extend_{BUDGET}.tsv", "extended"))
+        files.append((f"{W}/scores/{a}/extend_{BUDGET}.tsv", EXTENDED))
         if S.get("evaluate_pretrained"):
-            files.append((f"{W}/scores/{a}/pretrain.tsv", "pretrained"))
+            files.append((f"{W}/scores/{a}/pretrain.tsv", PRETRAINED))
         if S.get("attention", True):
-            files.append((f"{W}/scores/{a}/attention.tsv", "extended"))
+            files.append((f"{W}/scores/{a}/attention.tsv", EXTENDED))
     for a in BUDGET_ARCHS:
         for b in BUDGET_STUDY.get("budgets", []):
-            files.append((f"{W}/scores/{a}/extend_{b}.tsv", f"extended_{b}"))
+            files.append((f"{W}/scores/{a}/extend_{b}.tsv", extension_label(budget=b)))
     for a in EARLY_ARCHS:
         for p in EARLY_POINTS:
-            files.append((f"{W}/scores/{a}/extend_from_{p}.tsv", f"extended_from_{p}"))
+            files.append((f"{W}/scores/{a}/extend_from_{p}.tsv", extension_label(point=p)))
     return files
 
 
 def study_runs():
     runs = []
     for a in ARCHS:
-        runs.append((f"{W}/runs/{a}/pretrain", "pretrained"))
-        runs.append((f"{W}/runs/{a}/extend_{BUDGET}", "extended"))
+        runs.append((f"{W}/runs/{a}/pretrain", PRETRAINED))
+        runs.append((f"{W}/runs/{a}/extend_{BUDGET}", EXTENDED))
     return runs
 
 

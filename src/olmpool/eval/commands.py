@@ -35,9 +35,9 @@ from typing import Any
 from olmpool import OlmPoolError
 from olmpool.eval.upstream import upstream_record
 from olmpool.provenance import code_version
+from olmpool.stages import row_stage
 
 ARCH_FIELDS = ("swa", "qk_norm", "norm_order", "fp8", "kv_heads", "pretrain_context", "d_ff")
-STAGE_NAMES = {"pretrain": "pretrained", "extend": "extended"}
 
 
 def check_checkpoint(requested: str, registry: dict, ckpt_arch, shape, tokenizer_vocab: int) -> None:
@@ -74,22 +74,22 @@ def load_checkpoint_model(checkpoint: str, registry_path: str, requested: str | 
     """(model, tokenizer, meta, shape) of a training checkpoint, as a ReferenceDecoder (CPU fp32, or bf16 on a GPU)."""
     import torch
 
-    from olmpool.arch.reference import load_megatron_into_reference
     from olmpool.arch.registry import load_registry
+    from olmpool.eval.checkpoints import load_training_model
     from olmpool.eval.lm import wrap_reference_decoder
-    from olmpool.train.checkpoint import load_for_eval
-    from olmpool.train.tokenizer import load_tokenizer
 
-    ck = load_for_eval(checkpoint)
-    tokenizer = load_tokenizer(ck.tokenizer_dir)
-    if requested is not None:
-        check_checkpoint(requested, load_registry(registry_path), ck.arch, ck.shape, tokenizer.vocab_size)
-    elif tokenizer.vocab_size != ck.shape.vocab_size:
-        raise OlmPoolError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model {ck.shape.vocab_size}. Fix: use the run's tokenizer")
-    decoder = load_megatron_into_reference(ck.megatron_state_dict, ck.shape)
-    if torch.cuda.is_available():  # paper scale: bf16 on the GPU (untested here: no GPU on this machine)
-        decoder = decoder.to(device="cuda", dtype=torch.bfloat16)
-    return wrap_reference_decoder(decoder, ck.shape.vocab_size), tokenizer, dict(ck.meta), ck.shape
+    def check(ck, tokenizer) -> None:
+        if tokenizer is None:
+            raise OlmPoolError(f"{checkpoint}: the checkpoint names no tokenizer. Fix: evaluate a checkpoint written by olmpool pretrain/extend")
+        if requested is not None:
+            check_checkpoint(requested, load_registry(registry_path), ck.arch, ck.shape, tokenizer.vocab_size)
+        elif tokenizer.vocab_size != ck.shape.vocab_size:
+            raise OlmPoolError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, model {ck.shape.vocab_size}. Fix: use the run's tokenizer")
+
+    # paper scale: bf16 on the GPU (untested here: no GPU on this machine)
+    cuda = torch.cuda.is_available()
+    tm = load_training_model(checkpoint, check=check, device="cuda" if cuda else None, dtype=torch.bfloat16 if cuda else None)
+    return wrap_reference_decoder(tm.decoder, tm.shape.vocab_size), tm.tokenizer, tm.meta, tm.shape
 
 
 @dataclass
@@ -244,7 +244,7 @@ def _evaluate(args) -> int:
     plan = plan_evaluation(args)
     lm = load_evaluated_model(args, plan)
     beyond = check_contexts(plan.wanted, lm.max_trained, args.allow_beyond_trained_context, what=lm.what)
-    stage = args.stage or STAGE_NAMES.get(str(lm.meta.get("stage")), str(lm.meta.get("stage") or "unknown"))
+    stage = args.stage or row_stage(lm.meta.get("stage"))
     cfg = plan.cfg
     engine = Engine(lm.model, lm.tokenizer, batch_size=cfg.batch_size, prefill_chunk=cfg.prefill_chunk, progress=not args.no_progress)
     evaluator = longppl_evaluator(args, cfg, engine) if "longppl" in plan.benchmarks else None

@@ -37,7 +37,6 @@ from olmpool.eval.attention.tidy import head_records_to_rows, model_rows, to_fra
 
 log = logging.getLogger("olmpool.attention")
 
-STAGE_NAMES = {"pretrain": "pretrained", "extend": "extended"}
 """Training-stage names in checkpoint meta -> stage labels of result rows (as `olmpool evaluate`)."""
 
 
@@ -134,27 +133,18 @@ def load_model(checkpoint: str | Path, arch_id: str | None, *, device: str = "cp
         return LoadedModel(model=model, tokenizer=_hf_tokenizer(checkpoint), vocab_size=int(shape.vocab_size),
                            stage=None, source="huggingface")
 
-    try:
-        from olmpool.arch.reference import load_megatron_into_reference
-        from olmpool.train.checkpoint import load_for_eval
-    except ImportError as exc:
-        raise OlmPoolError(
-            f"--checkpoint {checkpoint}: a Megatron checkpoint needs olmpool.train.checkpoint.load_for_eval and "
-            f"olmpool.arch.reference.load_megatron_into_reference, which are not available here ({exc}). "
-            "Fix: update the checkout, or export the checkpoint to Hugging Face format and pass that directory."
-        ) from exc
-    ck = load_for_eval(checkpoint)
-    if ck.arch.id != arch_id:
-        raise OlmPoolError(f"--arch {arch_id!r} but checkpoint {checkpoint} holds {ck.arch.id!r}. Fix: pass --arch {ck.arch.id}.")
-    model = load_megatron_into_reference(ck.megatron_state_dict, ck.shape).to(device).eval()
-    tokenizer = None
-    if getattr(ck, "tokenizer_dir", None):
-        from olmpool.train.tokenizer import load_tokenizer
+    from olmpool.eval.checkpoints import load_training_model
 
-        tokenizer = load_tokenizer(ck.tokenizer_dir)
-    stage = (ck.meta or {}).get("stage")
-    return LoadedModel(model=model, tokenizer=tokenizer, vocab_size=int(ck.shape.vocab_size),
-                       stage=STAGE_NAMES.get(str(stage), stage) if stage else None, source="megatron")
+    def check(ck, tokenizer) -> None:
+        if ck.arch.id != arch_id:
+            raise OlmPoolError(f"--arch {arch_id!r} but checkpoint {checkpoint} holds {ck.arch.id!r}. Fix: pass --arch {ck.arch.id}.")
+
+    tm = load_training_model(checkpoint, check=check, device=device)
+    from olmpool.stages import row_stage
+
+    stage = tm.meta.get("stage")
+    return LoadedModel(model=tm.decoder.eval(), tokenizer=tm.tokenizer, vocab_size=int(tm.shape.vocab_size),
+                       stage=row_stage(stage, unknown=None), source="megatron")
 
 
 @dataclass
