@@ -333,3 +333,23 @@ def test_whole_script_on_the_cpu(tmp_path):
     for check in ("env", "init", "compare", "probe"):
         assert f"  {check:<8} passed" in summary, summary
     assert "  pytest   skipped: all 1 skipped: 1 x needs CUDA and Transformer Engine" in summary
+
+
+def test_probe_retries_at_micro_batch_1_when_the_configured_one_runs_out_of_memory(monkeypatch, capsys, tmp_path):
+    import torch
+
+    from olmpool.smoke import probe
+    from olmpool.smoke.__main__ import main
+
+    def fake_time(shape, k, **kw):
+        if kw["micro_batch"] > 1 and k > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return probe.Point(k, 1.0 + 0.25 * k, None)
+
+    monkeypatch.setattr(probe, "time_layers", fake_time)
+    status = tmp_path / "status"
+    rc = main(["probe", "--device", "cpu", "--scale", "tiny", "--layers", "1", "2", "--micro-batch", "2",
+               "--status", str(status)])
+    assert rc == 0, capsys.readouterr().out
+    line = status.read_text()
+    assert "at micro-batch 1" in line and "micro-batch 2 out of memory at 2 layer(s)" in line

@@ -291,7 +291,7 @@ def main(args) -> int:
     print(f"throughput probe on {dev_name}: scale {args.scale}, layers {layers} -> {scale.n_layers}, "
           f"micro-batch {micro}, backend auto = {resolve_backend('auto')}, Transformer Engine "
           f"{'present' if te else 'absent'}; forward + backward only (no optimizer, no communication)")
-    failures, lines = [], []
+    failures, lines, notes = [], [], []
     first_rate = None
     unit = "GPU" if args.device == "cuda" else "device"
     for arch_id in args.arch:
@@ -303,23 +303,31 @@ def main(args) -> int:
         for conf in probe_configs(args.device, te, args.fp8):
             shape = shape_fp8 if conf["fp8"] == "auto" else full
             label = f"{arch_id} {conf['name']} seq {shape.seq_len}"
-            points = []
-            try:
-                for k in layers:
-                    p = time_layers(shape, k, device=args.device, micro_batch=micro, warmup=args.warmup,
-                                    steps=args.steps, backend=conf["backend"], fp8=conf["fp8"])
-                    points.append(p)
-                    print(f"  {label}: {k} layer(s): {p.step_s * 1e3:9.1f} ms per micro-batch, peak "
-                          f"{_fmt_bytes(p.peak_bytes)}", flush=True)
-                ex = extrapolate(points, scale.n_layers, micro * shape.seq_len)
-            except torch.cuda.OutOfMemoryError as exc:
-                failures.append(f"{label}: CUDA out of memory at {len(points) and points[-1].layers} "
-                                f"layer(s) timed ({str(exc).splitlines()[0][:120]})")
-                print(f"  {label}: FAILED, out of memory: {str(exc).splitlines()[0]}")
-                continue
-            except OlmPoolError as exc:
-                failures.append(f"{label}: {exc}")
-                print(f"  {label}: FAILED: {exc}")
+            ex, mb_used = None, micro
+            for mb in dict.fromkeys([micro, 1]):  # the config's micro-batch; 1 if that runs out of memory
+                points = []
+                try:
+                    for k in layers:
+                        p = time_layers(shape, k, device=args.device, micro_batch=mb, warmup=args.warmup,
+                                        steps=args.steps, backend=conf["backend"], fp8=conf["fp8"])
+                        points.append(p)
+                        print(f"  {label}: micro-batch {mb}, {k} layer(s): {p.step_s * 1e3:9.1f} ms, peak "
+                              f"{_fmt_bytes(p.peak_bytes)}", flush=True)
+                    ex, mb_used = extrapolate(points, scale.n_layers, mb * shape.seq_len), mb
+                    break
+                except torch.cuda.OutOfMemoryError as exc:
+                    k_failed = layers[len(points)]
+                    notes.append(f"{conf['name']}: micro-batch {mb} out of memory at {k_failed} layer(s)")
+                    print(f"  {label}: micro-batch {mb}: CUDA out of memory at {k_failed} layer(s): "
+                          f"{str(exc).splitlines()[0][:160]}")
+                    torch.cuda.empty_cache()
+                except OlmPoolError as exc:
+                    failures.append(f"{label}: {exc}")
+                    print(f"  {label}: FAILED: {exc}")
+                    break
+            if ex is None:
+                if not failures or not failures[-1].startswith(label):
+                    failures.append(f"{label}: out of memory even at micro-batch 1")
                 continue
             flops = model_flops_per_token(shape)
             print(f"  {label}: per layer {ex.layer_s * 1e3:.1f} ms ({ex.layer_tokens_per_s:,.0f} tokens/s "
@@ -332,9 +340,17 @@ def main(args) -> int:
             if ex.full_bytes is not None:
                 dp = max(1, int(paper["cluster"]["gpus"]["pretrain"]) // _model_parallel(paper))
                 extra = n_params * (2 + 12 / dp)  # fp32 grad buffer (vs bf16 grads timed) + Adam shard
-                print(f"  {label}: training estimate {_fmt_bytes(ex.full_bytes + extra)} per GPU "
-                      f"(+ fp32 gradient buffer and 1/{dp} of fp32 master weights + Adam moments)")
-            lines.append(f"{conf['name']}: {ex.tokens_per_s:,.0f} tok/s/{unit}")
+                total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+                need = ex.full_bytes + extra
+                print(f"  {label}: training estimate {_fmt_bytes(need)} per GPU at micro-batch {mb_used} "
+                      f"(+ fp32 gradient buffer and 1/{dp} of fp32 master weights + Adam moments; no "
+                      f"activation recompute): {'fits' if need < total else 'does NOT fit'} in "
+                      f"{_fmt_bytes(total)}")
+                if need >= total:
+                    notes.append(f"{conf['name']}: {scale.n_layers} layers at micro-batch {mb_used} need "
+                                 f"~{need / GiB:.0f} GiB > {total / GiB:.0f} GiB")
+            lines.append(f"{conf['name']}: {ex.tokens_per_s:,.0f} tok/s/{unit}"
+                         + (f" at micro-batch {mb_used}" if mb_used != micro else ""))
             first_rate = first_rate or ex.tokens_per_s
     if first_rate is not None:
         c = compare_with_cluster(first_rate, args.config)
@@ -348,6 +364,7 @@ def main(args) -> int:
         print(write_status(args.status, FAILED, failures[0]))
         return 1
     extra = f"; assumption {c.assumed:,.0f} ({c.ratio:.2f}x)" if first_rate else ""
+    extra += f"; {'; '.join(notes)}" if notes else ""
     print(write_status(args.status, PASSED, f"{dev_name}: " + ", ".join(lines) + extra))
     return 0
 
