@@ -30,7 +30,9 @@ def summarize(junit: str | Path, returncode: int) -> tuple[str, str]:
     if failed:
         names = ", ".join(f"{c.get('classname')}.{c.get('name')}" for c in failed[:3])
         return FAILED, f"{len(failed)} failed ({names}), {passed} passed, {len(skipped)} skipped"
-    if returncode not in (0,) or not cases:
+    # exit code 5 = "no tests collected": also what pytest says when every selected module
+    # skipped itself at import (test_arch_gpu.py without Transformer Engine)
+    if not cases or returncode not in (0, 5) or (returncode == 5 and len(skipped) != len(cases)):
         return FAILED, f"pytest exited {returncode} with {len(cases)} test(s) in its report"
     if passed == 0:
         return SKIPPED, f"all {len(skipped)} skipped: {why_skipped}"
