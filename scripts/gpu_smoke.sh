@@ -111,6 +111,8 @@ add compare 420 "\"$PY\" -m olmpool.smoke compare --device $DEVICE --work \"$OUT
 add probe 300 "\"$PY\" -m olmpool.smoke probe ${PROBE_ARGS[*]} --status \"$OUT/status/probe\""
 
 selected() { [[ ",$CHECKS," == *",$1,"* ]]; }
+# The limits are sized for a GPU node; the CPU stand-in runs the GPU side on the CPU too.
+if [ "$DEVICE" = cpu ]; then for i in "${!LIMITS[@]}"; do LIMITS[$i]=$((LIMITS[$i] * 4)); done; fi
 
 echo "gpu_smoke: repository $REPO ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'no git')), device $DEVICE, output $OUT"
 echo "gpu_smoke: python $PY; PYTHONPATH=$PYTHONPATH"

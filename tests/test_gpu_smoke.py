@@ -327,8 +327,8 @@ def test_status_lines(tmp_path):
 @pytest.mark.slow
 def test_whole_script_on_the_cpu(tmp_path):
     """Every check end to end with the CPU standing in for the GPU (compare: CPU fp32 vs CPU
-    fp32 must agree; ~8 min on 2 loaded cores), packages a GPU machine lacks unimportable."""
-    res = _script("--device", "cpu", "--out", str(tmp_path / "out"), timeout=1500)
+    fp32 must agree; ~15 min on 2 loaded cores), packages a GPU machine lacks unimportable."""
+    res = _script("--device", "cpu", "--out", str(tmp_path / "out"), timeout=3600)
     out = res.stdout + res.stderr
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert res.returncode == 0, out[-5000:]
