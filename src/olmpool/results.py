@@ -36,22 +36,14 @@ import numpy as np
 import pandas as pd
 
 from olmpool import OlmPoolError
+from olmpool.arch.registry import SHEET_TYPES
 
 SCORE_COLUMNS = ["model", "stage", "benchmark", "task", "context", "metric", "value"]
 
 # Columns of a results set's model sheet, with their kind.
-MODEL_COLUMNS: dict[str, str] = {
-    "model": "str",  # registry id
-    "swa": "bool",  # 3:1 sliding-window layers
-    "qk_norm": "enum:none,layer,head",
-    "norm_order": "enum:pre,post",
-    "fp8": "bool",
-    "init": "str",  # initialisation letter
-    "kv_heads": "int",
-    "pretrain_context": "int",
-    "d_ff": "int",
-    "params_b": "float",  # parameters in billions (may be empty)
-}
+# model id, the architecture fields (olmpool.arch.registry.Architecture), parameters in
+# billions (may be empty)
+MODEL_COLUMNS: dict[str, str] = {"model": "str", **SHEET_TYPES, "params_b": "float"}
 
 TRUE_WORDS = {"true", "1", "yes", "y", "✓"}
 FALSE_WORDS = {"false", "0", "no", "n", "×"}

@@ -31,9 +31,10 @@ from pathlib import Path
 import pandas as pd
 
 from olmpool import OlmPoolError
+from olmpool.arch.registry import SHEET_FIELDS
 from olmpool.results import SCORE_COLUMNS, read_scores, sha256, write_checksums, write_text_atomic, write_tsv_atomic
 
-REGISTRY_TO_SHEET = ["swa", "qk_norm", "norm_order", "fp8", "init", "kv_heads", "pretrain_context", "d_ff"]
+REGISTRY_TO_SHEET = SHEET_FIELDS  # the registry columns a model sheet carries
 
 
 def _split(spec: str) -> tuple[Path, str | None]:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import pandas as pd
 
 from olmpool import OlmPoolError
+from olmpool.arch.registry import FACTOR_FIELDS, NUISANCE_FIELDS
 
-ARCH_FACTORS = ["swa", "qk_norm", "norm_order", "kv_heads", "pretrain_context"]
-NUISANCE = ["init", "d_ff", "fp8"]
+ARCH_FACTORS = list(FACTOR_FIELDS)
+NUISANCE = list(NUISANCE_FIELDS)
 SHEET = ARCH_FACTORS + NUISANCE
 
 #: Columns allowed to differ together with the factor at the strict level.

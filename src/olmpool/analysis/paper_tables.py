@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from olmpool import OlmPoolError
+from olmpool.arch.registry import SHEET_FIELDS, SHEET_TYPES
 from olmpool.results import write_checksums, write_tsv_atomic
 
 # Column layout of both tables (after the 9 architecture columns).
@@ -32,7 +33,7 @@ RULER_CONTEXTS = [4096, 8192, 16384, 32768, 65536]
 # from PKU-ML/LongPPL); the paper's table gives no length, so the row carries 32768.
 LONGPPL_CONTEXT = 32768
 
-_ARCH_COLS = ["swa", "qk_norm", "norm_order", "fp8", "init", "kv_heads", "pretrain_context", "d_ff", "params_b"]
+_ARCH_COLS = [*SHEET_FIELDS, "params_b"]
 
 
 def _cell(raw: str) -> tuple[float | None, str]:
@@ -87,16 +88,14 @@ def registry_lookup(registry: pd.DataFrame):
 
     keyed = {}
     for _, r in registry.iterrows():
-        key = (
-            norm_bool(r["swa"]), r["qk_norm"], r["norm_order"], norm_bool(r["fp8"]), r["init"],
-            int(r["kv_heads"]), int(r["pretrain_context"]), int(r["d_ff"]),
-        )
+        key = tuple(norm_bool(r[c]) if SHEET_TYPES[c] == "bool" else int(r[c]) if SHEET_TYPES[c] == "int" else r[c]
+                    for c in SHEET_FIELDS)
         if key in keyed:
             raise OlmPoolError(f"config/architectures.tsv: rows {keyed[key]} and {r['id']} have identical architecture columns")
         keyed[key] = r["id"]
 
     def lookup(a: dict) -> str:
-        key = (a["swa"], a["qk_norm"], a["norm_order"], a["fp8"], a["init"], a["kv_heads"], a["pretrain_context"], a["d_ff"])
+        key = tuple(a[c] for c in SHEET_FIELDS)
         if key not in keyed:
             raise OlmPoolError(f"paper row {a} matches no row of config/architectures.tsv. Fix: add the architecture to the registry")
         return keyed[key]
@@ -140,7 +139,7 @@ def extract(paper_md: Path, registry_tsv: Path) -> tuple[pd.DataFrame, pd.DataFr
 def write_bundle(paper_md: Path, registry_tsv: Path, out: Path) -> None:
     models, scores, prov = extract(paper_md, registry_tsv)
     out = Path(out)
-    mcols = ["model", "swa", "qk_norm", "norm_order", "fp8", "init", "kv_heads", "pretrain_context", "d_ff", "params_b", "table_row"]
+    mcols = ["model", *SHEET_FIELDS, "params_b", "table_row"]
     m = models[mcols].copy()
     m["swa"] = m["swa"].map({True: "true", False: "false"})
     m["fp8"] = m["fp8"].map({True: "true", False: "false"})

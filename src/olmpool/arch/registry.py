@@ -30,10 +30,6 @@ QK_NORM_KINDS = ("none", "layer", "head")
 NORM_ORDERS = ("pre", "post")
 # Role tags used by the analysis (which row is which reference model family / extreme).
 KNOWN_ROLES = ("llama3", "olmo3", "qwen3", "worst", "best")
-REGISTRY_COLUMNS = (
-    "id", "swa", "qk_norm", "norm_order", "fp8", "init", "kv_heads",
-    "pretrain_context", "d_ff", "roles", "note",
-)
 DEFAULT_REGISTRY = Path("config/architectures.tsv")
 DEFAULT_SCALES_DIR = Path("config/scales")
 
@@ -54,33 +50,59 @@ def _err(where: str, field_name: str, problem: str, fix: str) -> OlmPoolError:
 # --------------------------------------------------------------------------------------
 
 
+def _field(kind: str, sheet: str | None, schema: dict, *, computes: bool = True, pair_rank: int | None = None, **kw):
+    """An Architecture field with its metadata (see ``FIELD_KINDS``).
+
+    ``sheet`` is the column type in a results model sheet (olmpool.results; None: not a
+    column), ``schema`` its JSON-schema property (config/schemas/architecture.schema.json),
+    ``computes`` whether it changes what the model computes (all but the initialisation
+    family: a checkpoint must agree with its registry row on these), ``pair_rank`` the order
+    of a nuisance field in the paired comparisons' report."""
+    meta = {"kind": kind, "sheet": sheet, "schema": schema, "computes": computes, "pair_rank": pair_rank}
+    return dataclasses.field(metadata=meta, **kw)
+
+
+FIELD_KINDS = {
+    "identity": "names the row",
+    "factor": "an attention choice the paper varies (pairs compare models that differ in it alone)",
+    "nuisance": "differs between rows without being studied on its own (pairs report when it differs)",
+    "derived": "bookkeeping of the registry (role tags, notes), not a model property",
+}
+"""What the ``kind`` metadata of an Architecture field means."""
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """One OlmPool architecture (a row of ``config/architectures.tsv``), paper-scale numbers."""
+    """One OlmPool architecture (a row of ``config/architectures.tsv``), paper-scale numbers.
 
-    id: str
+    The one definition of the architecture fields: registry columns, the results model
+    sheet, aggregation, evaluation's checkpoint check, the paired-comparison factors and the
+    JSON schema all derive from these fields and their metadata (``_field``)."""
+
+    id: str = _field("identity", None, {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$", "description": "released checkpoint name"})
     """Model id as the released checkpoint names it (e.g. ``G_pre_8kv_8k_14k``)."""
-    swa: bool
+    swa: bool = _field("factor", "bool", {"type": "boolean", "description": "Olmo 3 sliding windows: 3 local : 1 full, last layer full"})
     """Sliding-window attention: Olmo 3 pattern, 3 local layers : 1 full layer, last layer full."""
-    qk_norm: str
+    qk_norm: str = _field("factor", "enum:none,layer,head", {"enum": ["none", "layer", "head"], "description": "layer = Olmo 2/3 layerwise, head = Qwen 3 headwise"})
     """QK norm kind: ``none``, ``layer`` (RMSNorm over all heads, Olmo 2/3) or ``head``
     (RMSNorm over head_dim shared by heads, Qwen 3)."""
-    norm_order: str
+    norm_order: str = _field("factor", "enum:pre,post", {"enum": ["pre", "post"], "description": "pre-sublayer or post-sublayer (Olmo reordered) norm"})
     """``pre`` (norm before each sublayer, Llama) or ``post`` (norm of each sublayer's
     output before the residual add, Olmo 2/3 "reordered norm")."""
-    fp8: bool
+    fp8: bool = _field("nuisance", "bool", {"type": "boolean", "description": "linear layers trained in float8"}, pair_rank=2)
     """Linear layers trained in float8 (TE recipe on GPU; emulated at tiny scale on CPU)."""
-    init: str
+    init: str = _field("nuisance", "str", {"type": "string", "pattern": "^[A-Za-z0-9]+$", "description": "initialisation family letter"},
+                       computes=False, pair_rank=0)
     """Initialisation family letter (Table 1 "Init"): rows sharing it share initial weights."""
-    kv_heads: int
+    kv_heads: int = _field("factor", "int", {"enum": [1, 2, 4, 8, 16, 32], "description": "KV heads at paper scale (32 query heads)"})
     """Key/value heads at paper scale (32 query heads; 32 = full multi-head attention)."""
-    pretrain_context: int
+    pretrain_context: int = _field("factor", "int", {"type": "integer", "minimum": 256, "multipleOf": 256, "description": "pretraining length, paper scale"})
     """Pretraining sequence length at paper scale in tokens (4096 or 8192)."""
-    d_ff: int
+    d_ff: int = _field("nuisance", "int", {"type": "integer", "minimum": 128, "multipleOf": 128, "description": "SwiGLU width at d_model 4096"}, pair_rank=1)
     """SwiGLU hidden width at paper scale (d_model 4096)."""
-    roles: tuple[str, ...] = ()
+    roles: tuple[str, ...] = _field("derived", None, {"type": "array", "items": {"enum": list(KNOWN_ROLES)}}, default=())
     """Role tags: reference families (llama3, olmo3, qwen3) and extremes (worst, best)."""
-    note: str = ""
+    note: str = _field("derived", None, {"type": "string"}, default="")
     """Free-text note (e.g. known naming defects of the released checkpoint)."""
 
     def validate(self, *, where: str | None = None, n_heads: int | None = None,
@@ -189,22 +211,56 @@ class Architecture:
             except ValueError:
                 raise _err(where, name, f"{v!r} is not an integer", "write a whole number") from None
 
-        roles = tuple(r.strip() for r in (row.get("roles") or "").split(",") if r.strip())
-        arch = cls(
-            id=(row.get("id") or "").strip(),
-            swa=boolean("swa"),
-            qk_norm=(row.get("qk_norm") or "").strip(),
-            norm_order=(row.get("norm_order") or "").strip(),
-            fp8=boolean("fp8"),
-            init=(row.get("init") or "").strip(),
-            kv_heads=integer("kv_heads"),
-            pretrain_context=integer("pretrain_context"),
-            d_ff=integer("d_ff"),
-            roles=roles,
-            note=(row.get("note") or "").strip(),
-        )
+        parse = {"bool": boolean, "int": integer}
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "roles":
+                values[f.name] = tuple(r.strip() for r in (row.get("roles") or "").split(",") if r.strip())
+            else:
+                values[f.name] = parse[f.type](f.name) if f.type in parse else (row.get(f.name) or "").strip()
+        arch = cls(**values)
         arch.validate(where=where)
         return arch
+
+
+def architecture_fields(kind: str | None = None, **meta: Any) -> list[str]:
+    """Architecture field names, in declaration order, of ``kind`` (any when None) and with
+    the given metadata values (e.g. ``computes=True``)."""
+    return [f.name for f in dataclasses.fields(Architecture)
+            if (kind is None or f.metadata["kind"] == kind) and all(f.metadata[k] == v for k, v in meta.items())]
+
+
+REGISTRY_COLUMNS = tuple(architecture_fields())
+"""Columns of config/architectures.tsv."""
+SHEET_FIELDS = [f.name for f in dataclasses.fields(Architecture) if f.metadata["sheet"]]
+"""Architecture columns of a results model sheet (olmpool.results.MODEL_COLUMNS)."""
+SHEET_TYPES = {f.name: f.metadata["sheet"] for f in dataclasses.fields(Architecture) if f.metadata["sheet"]}
+"""Model-sheet column type of each of SHEET_FIELDS."""
+FACTOR_FIELDS = architecture_fields("factor")
+"""The attention choices the paired comparisons hold fixed or vary."""
+NUISANCE_FIELDS = sorted(architecture_fields("nuisance"),
+                         key=lambda n: Architecture.__dataclass_fields__[n].metadata["pair_rank"])
+"""Fields that differ between rows without being studied on their own, in report order."""
+COMPUTE_FIELDS = [n for n in SHEET_FIELDS if Architecture.__dataclass_fields__[n].metadata["computes"]]
+"""Sheet fields that change what the model computes: a checkpoint must agree with its row on these."""
+
+
+def architecture_json_schema() -> dict:
+    """The JSON schema of one registry row, generated from the Architecture fields
+    (config/schemas/architecture.schema.json is this, tested equal)."""
+    fields = dataclasses.fields(Architecture)
+    required = [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "OlmPool architecture (one row of config/architectures.tsv, typed)",
+        "description": "Paper-scale values (Bertsch et al., 2026, Table 1). Authoritative checks: "
+                       "olmpool.arch.registry.Architecture.validate(); this schema mirrors them for tools "
+                       "that validate data without importing the package.",
+        "type": "object",
+        "required": required,
+        "properties": {f.name: f.metadata["schema"] for f in fields},
+        "additionalProperties": True,
+    }
 
 
 def load_registry(path: str | Path = DEFAULT_REGISTRY) -> dict[str, Architecture]:

@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from olmpool import OlmPoolError
+from olmpool.arch.registry import COMPUTE_FIELDS
 from olmpool.eval.upstream import upstream_record
 from olmpool.provenance import code_version
 from olmpool.stages import row_stage
 
-ARCH_FIELDS = ("swa", "qk_norm", "norm_order", "fp8", "kv_heads", "pretrain_context", "d_ff")
+ARCH_FIELDS = tuple(COMPUTE_FIELDS)  # what a checkpoint must share with its registry row
 
 
 def check_checkpoint(requested: str, registry: dict, ckpt_arch, shape, tokenizer_vocab: int) -> None:

@@ -126,18 +126,17 @@ def model_sheet_fields(cfg, n_params: int | None = None) -> dict:
         sw = getattr(cfg, "sliding_window", None)
         windows = [sw] if sw and getattr(cfg, "use_sliding_window", True) else [None]
     n_heads = getattr(cfg, "num_attention_heads", None)
-    return {
+    from olmpool.arch.registry import SHEET_FIELDS
+
+    known = {
         "swa": bool(any(w is not None for w in windows)),
         "qk_norm": qk_norm or "",
         "norm_order": norm_order or "",
-        "fp8": "",
-        "init": "",
         "kv_heads": int(getattr(cfg, "num_key_value_heads", None) or n_heads or 0) or "",
-        "pretrain_context": "",
         "d_ff": int(getattr(cfg, "intermediate_size", 0) or 0) or "",
-        "params_b": round(n_params / 1e9, 4) if n_params else "",
-        "hf_class": arch,
-    }
+    }  # every other architecture field is unknown (empty)
+    return {**{c: known.get(c, "") for c in SHEET_FIELDS},
+            "params_b": round(n_params / 1e9, 4) if n_params else "", "hf_class": arch}
 
 
 @dataclass
