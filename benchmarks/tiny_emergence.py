@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -49,7 +47,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 BOS = 0
 

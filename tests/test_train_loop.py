@@ -132,7 +132,7 @@ def test_extension_from_pretraining_checkpoint(env):
 def test_load_for_eval_reproduces_logged_loss(env):
     """Weights after step k, evaluated by a plain model on step k+1's batch, give the
     loss the training loop logged for step k+1 (independent forward, no DDP/optimizer)."""
-    from olmpool.arch.megatron import build_model, vocab_parallel_logsumexp
+    from olmpool.arch.megatron import build_model
     from olmpool.train.checkpoint import load_for_eval
     from olmpool.train.data import BatchStream, build_blend
     from olmpool.train.tokenizer import load_tokenizer

@@ -41,7 +41,7 @@ def test_skip_step_matches_reference():
     losses[300] = 30.0                  # loss spike only
     losses[310] = 0.0                   # abnormally low loss: not skipped by the one-sided rule
     rule = SkipStepRule(SkipStepConfig())
-    got = [rule.should_skip(l, g) for l, g in zip(losses, norms)]
+    got = [rule.should_skip(loss, g) for loss, g in zip(losses, norms)]
     want = _reference_skips(losses, norms)
     assert got == want
     assert got[100] and got[250] and got[300] and not got[30] and not got[310]

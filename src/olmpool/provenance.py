@@ -1,10 +1,8 @@
-"""Run records shared by every stage: the code version, and atomic JSON writes."""
+"""Run records shared by every stage: the code version."""
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,15 +23,3 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"olmpool": olmpool.__version__, "git_commit": commit, "git_dirty": dirty}
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temp file + rename (fsynced)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)

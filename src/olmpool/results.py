@@ -37,6 +37,7 @@ import pandas as pd
 
 from olmpool import OlmPoolError
 from olmpool.arch.registry import SHEET_TYPES
+from olmpool.atomic import write_text_atomic, write_tsv_atomic  # noqa: F401 - the writers of results files
 
 SCORE_COLUMNS = ["model", "stage", "benchmark", "task", "context", "metric", "value"]
 
@@ -169,24 +170,6 @@ def read_scores(path: Path, known_models: set[str] | None = None) -> pd.DataFram
         i = int(np.flatnonzero(dups.to_numpy())[0])
         raise _bad(path, i + 2, "model", "duplicate measurement (same model/stage/benchmark/task/context/metric)", "keep one row per measurement")
     return out.reset_index(drop=True)
-
-
-def write_tsv_atomic(df: pd.DataFrame, path: Path, **kwargs) -> None:
-    """Write a table (tab-separated unless `sep` is given) through a temporary file and
-    rename, so no half-written file is left."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False, **{"sep": "\t", **kwargs})
-    tmp.replace(path)
-
-
-def write_text_atomic(text: str, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def sha256(path: Path) -> str:

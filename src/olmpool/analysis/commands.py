@@ -47,7 +47,7 @@ def _stats(args) -> int:
     from olmpool.analysis import pairs as P
     from olmpool.analysis.correlations import correlation_table
     from olmpool.analysis.regression import NeedsData, architecture_fits, describe_predictor
-    from olmpool.provenance import write_json_atomic
+    from olmpool.atomic import write_json_atomic
     from olmpool.results import write_tsv_atomic
 
     st = _study(args)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -186,5 +185,7 @@ def _mirror_rows(path: Path) -> Iterator[dict]:
 
 
 def atomic_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed to ``path``."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """The temporary name a file is written under before it is renamed to ``path`` (olmpool.atomic)."""
+    from olmpool.atomic import temp_path
+
+    return temp_path(path)

@@ -45,12 +45,9 @@ def read_manifest(root: Path) -> dict:
 
 
 def _write_manifest(root: Path, doc: dict) -> None:
-    from olmpool.data.fetch import atomic_path
+    from olmpool.atomic import write_text_atomic
 
-    path = Path(root) / MANIFEST
-    tmp = atomic_path(path)
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n", Path(root) / MANIFEST, encoding="utf-8")
 
 
 def prepare(settings: Settings, out: Path, names: list[str] | None = None, mirror: Path | None = None,

@@ -27,9 +27,7 @@ def write_status(path: str | Path | None, status: str, why: str = "") -> str:
         raise ValueError(f"unknown status {status!r}")
     line = status if not why else f"{status}: {' '.join(why.split())}"
     if path is not None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(line + "\n")
-        tmp.replace(p)
+        from olmpool.atomic import write_text_atomic
+
+        write_text_atomic(line + "\n", path)
     return line

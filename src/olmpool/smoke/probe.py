@@ -250,7 +250,7 @@ def time_layers(shape, k: int, *, device: str, micro_batch: int, warmup: int, st
             times.append(time.perf_counter() - t)
         peak = int(torch.cuda.max_memory_allocated()) if cuda else None
     finally:
-        del model
+        model = None  # drop the reference before emptying the CUDA cache
         if cuda:
             torch.cuda.empty_cache()
     return Point(layers=k, step_s=statistics.median(times), peak_bytes=peak)

@@ -59,10 +59,11 @@ from pathlib import Path
 from typing import Callable
 
 from olmpool import OlmPoolError
+from olmpool.atomic import write_text_atomic
+from olmpool.config import StudyConfig
 from olmpool.train import checkpoint as ckpt_mod
 from olmpool.train.config import (BlendEntry, SkipStepConfig, StageParallel, TrainConfig,
                                   load_train_config, lr_extend, lr_pretrain, steps_for)
-from olmpool.config import StudyConfig
 from olmpool.train.provenance import code_version, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -376,9 +377,7 @@ def _truncate_metrics(path: Path, upto_step: int) -> None:
         return
     lines = path.read_text().splitlines(keepends=True)
     keep = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split("\t", 1)[0]) <= upto_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(keep))
-    tmp.replace(path)
+    write_text_atomic("".join(keep), path)
 
 
 def micro_batch_on_this_rank(mb, eod: int | None, device) -> dict:
@@ -584,7 +583,7 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
                                 distributed=spec.parallel.distributed_optimizer)
     rule = SkipStepRule(spec.skip_step)
 
-    start_step, tokens_seen, skipped_total = 0, 0, 0
+    start_step, tokens_seen = 0, 0
     if resume is not None:
         d, meta = resume
         try:

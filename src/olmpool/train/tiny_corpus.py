@@ -227,13 +227,13 @@ def iter_documents(seed: int, split: str, total_tokens: int, min_tokens: int,
 def write_jsonl(path: Path, records: Iterator[dict]) -> int:
     """Write records as JSONL atomically (temp + rename); returns the number written."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    from olmpool.atomic import replacing
+
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
-    tmp.replace(path)
     return n
 
 

@@ -199,11 +199,11 @@ def run_needle(model, ex: NeedleExample, *, max_new_tokens: int, stop_ids: set[i
         logits = model.forward(inp, cache=cache, attn_capture=cap)  # [1, 1, V]
         nxt = int(logits[0, -1].argmax())
         layers = sorted(cap.argmax)
-        top = np.stack([cap.argmax[l] for l in layers])  # [L, H]
+        top = np.stack([cap.argmax[layer] for layer in layers])  # [L, H]
         if score is None:
             score = np.zeros(top.shape)
-            first_mass = np.stack([cap.needle_mass[l] for l in layers])
-            windows = [cap.windows[l] for l in layers]
+            first_mass = np.stack([cap.needle_mass[layer] for layer in layers])
+            windows = [cap.windows[layer] for layer in layers]
         if s1 > s0:
             in_span = (top >= s0) & (top < s1)
             copied = np.array(ex.prompt)[np.clip(top, 0, len(ex.prompt) - 1)] == nxt
