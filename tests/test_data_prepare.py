@@ -230,6 +230,11 @@ def test_eval_root_derives_every_evaluator_path_in_one_place(tmp_path):
     assert doc["eval"]["ruler"] == {}  # the parsed config itself is not changed
     files = {f for i in INPUTS for f in i.files(settings_from(paper_settings_doc(tmp_path, tmp_path), "c"))}
     for value in eval_paths(tmp_path).values():
+        if isinstance(value, list):  # a training blend: one prepared indexed dataset (.bin/.idx)
+            assert [b["weight"] for b in value] == [1.0]
+            rel = str(Path(value[0]["path"]).relative_to(tmp_path))
+            assert {rel + ".bin", rel + ".idx"} <= files, rel
+            continue
         for v in (value.values() if isinstance(value, dict) else [value]):
             rel = str(Path(v).relative_to(tmp_path))
             assert rel in files or any(f.startswith(rel + "/") for f in files), rel
@@ -364,3 +369,97 @@ def test_data_check_job_records_the_eval_manifest(prepared, tmp_path):
     (tmp_path / "m.json").unlink()
     assert main(["data", "check", "--config", str(cfg), "--out", str(tmp_path / "m.json")]) == 2
     assert not (tmp_path / "m.json").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Training data: the pretraining and Longmino token streams
+# --------------------------------------------------------------------------------------
+
+def _indexed_docs(prefix: Path) -> list[list[int]]:
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    ds = IndexedDataset(str(prefix), mmap=True)
+    return [ds[i].tolist() for i in range(len(ds))]
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "extend"])
+def test_training_stream_is_the_shards_in_recorded_order_tokenized_with_eod_and_cut_at_the_budget(prepared, stage):
+    import random
+
+    from olmpool.data import training
+
+    tok, settings = prepared["tok"], prepared["settings"]
+    shards = prepared["got"]["train"][stage]
+    seed = settings.pretrain_seed if stage == "pretrain" else settings.extend_seed
+    budget = settings.pretrain_tokens if stage == "pretrain" else settings.extend_tokens
+    assert budget == (600 if stage == "pretrain" else 400)  # pretrain.tokens; the largest extend budget
+    order = sorted(shards)                                    # path order, then the stage seed's shuffle
+    random.Random(seed).shuffle(order)
+    texts = [r["text"] for name in order for r in shards[name]]
+    expected, total, empty = [], 0, 0
+    for text in texts:                                        # direct tokenization, document by document
+        if not text:
+            empty += 1
+            continue
+        doc = tok.encode(text) + [tok.eod]
+        expected.append(doc)
+        total += len(doc)
+        if total > budget:
+            break
+    assert len(expected) < len([t for t in texts if t])       # the budget cut happens inside the mirror
+    got = _indexed_docs(prepared["out"] / training.prefix(stage))
+    assert got == expected
+    n = sum(map(len, got))
+    assert n > budget >= n - len(got[-1])                     # cut after the first document past the budget
+
+    entry = prepared["manifest"]["inputs"][f"{stage}_tokens"]
+    r = entry["resolved"]
+    assert r["commit"] == f"rev-{r['dataset'].replace('/', '-')}" and r["dataset"] == training.STAGES[stage]
+    assert r["documents"] == len(got) and r["tokens"] == n and r["eod"] == tok.eod
+    assert r["shards_read"] == order[:len(r["shards_read"])] and "README.md" not in r["shards_read"]
+    assert [f["path"] for f in entry["files"]] == [training.prefix(stage) + ".bin", training.prefix(stage) + ".idx"]
+    assert all(f["rows"] == len(got) for f in entry["files"]) and entry["benchmark"] == "train"
+    assert r["empty_texts_skipped"] == empty                  # an empty text is not a document
+
+
+def test_training_blends_derive_from_the_prepared_root_and_build_a_megatron_blend(prepared):
+    from olmpool.config import StudyConfig
+    from olmpool.data import training
+
+    doc = yaml.safe_load((ROOT / "config/paper.yaml").read_text())  # the paper's budgets and batch sizes
+    doc["data"].update(eval_root=str(prepared["out"]), tokenizer_dir=str(prepared["base"] / "tok"))
+    cfg = StudyConfig(doc, "paper.yaml").train
+    assert [(b.path, b.weight) for b in cfg.data.pretrain_blend] == [(str(prepared["out"] / training.prefix("pretrain")), 1.0)]
+    assert [b.path for b in cfg.data.extend_blend] == [str(prepared["out"] / training.prefix("extend"))]
+    cfg.data.validate(check_files=True)                       # .bin/.idx present where the train stages look
+    with pytest.raises(OlmPoolError, match="data.pretrain_blend is set, but data.eval_root derives it"):
+        apply_eval_root({**doc, "data": {**doc["data"], "pretrain_blend": [{"path": "/x", "weight": 1.0}]}})
+
+
+def test_training_stream_shorter_than_the_budget_is_an_error_and_writes_nothing(prepared, tmp_path):
+    import dataclasses
+
+    settings = dataclasses.replace(prepared["settings"], extend_tokens=10**9)
+    with pytest.raises(OlmPoolError, match="fewer than the budget"):
+        prepare(settings, tmp_path / "out", ["extend_tokens"], mirror=prepared["base"] / "mirror",
+                progress=False, log=lambda *a: None)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != "manifest.json"]
+    assert read_manifest(tmp_path / "out")["inputs"] == {}
+
+
+def test_check_names_an_edited_training_file_with_its_command(prepared, tmp_path):
+    import shutil
+
+    from olmpool.data.prepare import raise_problems
+
+    out = tmp_path / "eval"
+    shutil.copytree(prepared["out"], out)
+    binfile = out / "train/pretrain_tokens.bin"
+    data = bytearray(binfile.read_bytes())
+    data[5] ^= 0x01                                           # same size, one token changed
+    binfile.write_bytes(bytes(data))
+    assert check(prepared["settings"], out, full=False) == []
+    problems = check(prepared["settings"], out, full=True)
+    assert [(p.name, p.path) for p in problems] == [("pretrain_tokens", "train/pretrain_tokens.bin")]
+    with pytest.raises(OlmPoolError, match="--only pretrain_tokens"):
+        raise_problems(problems, "paper.yaml", out)

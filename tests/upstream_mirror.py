@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from olmpool.data import attention, bpb, helmet, longppl, perplexity, ruler
+from olmpool.data import attention, bpb, helmet, longppl, perplexity, ruler, training
 from olmpool.data.fetch import url_relpath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,13 +64,44 @@ def paper_settings_doc(eval_root: Path, tokenizer_dir: Path) -> dict:
     doc["eval"]["longppl"]["sliding_window"] = 8
     doc["attention"].update(positions=[16, 32], n_documents=8)
     doc["attention"]["needle"]["context_lengths"] = [32]
+    # training token budgets the mirror's shards exceed (so the cut is exercised)
+    doc["pretrain"]["tokens"] = 600
+    doc["extend"]["budgets"] = {"1B": 150, "10B": 250, "50B": 400}
     return doc
+
+
+def write_training_shards(root: Path, dataset: str, rng: random.Random, sources: list[str],
+                          docs_per_shard: int = 8) -> dict[str, list[dict]]:
+    """A Hub dataset repository of Dolma documents as the Olmo 3 mixes store them: zstd JSON-lines
+    shards under ``data/<source>/`` (plus a README the selection must skip), one empty text."""
+    import zstandard
+
+    base = root / "hf" / dataset / "files"
+    shards: dict[str, list[dict]] = {}
+    for k, source in enumerate(sources):
+        name = f"data/{source}/{source}-{k:04d}.jsonl.zst"
+        rows = [{"id": f"{source}-{k}-{i}", "text": "" if (k, i) == (0, 3) else prose(rng, rng.randint(15, 40)),
+                 "source": source, "added": "2025-01-01T00:00:00Z", "created": "2024-01-01T00:00:00Z",
+                 "metadata": {"shard": k}} for i in range(docs_per_shard)]
+        path = base / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(zstandard.ZstdCompressor().compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+        shards[name] = rows
+    (base / "README.md").write_text("---\nlicense: odc-by\n---\n")
+    (root / "hf" / dataset / "REVISION").write_text(f"rev-{dataset.replace('/', '-')}\n")
+    return shards
 
 
 def write_mirror(root: Path, tok, settings) -> dict:
     """Every source of ``olmpool.data.registry.INPUTS`` under ``root``; returns the raw rows."""
     rng = random.Random(1)
     got: dict = {}
+
+    # Training: the Dolma 3 Mix sample and the Longmino mix, as repository shards
+    got["train"] = {
+        "pretrain": write_training_shards(root, training.PRETRAIN_DATASET, rng, ["common_crawl", "olmocr_pdfs", "stack_edu"]),
+        "extend": write_training_shards(root, training.EXTEND_DATASET, rng, ["midtraining", "longmino_pdfs"]),
+    }
 
     # RULER: the URL list, two repository essays (and a non-.txt file upstream's glob skips)
     urls = ["https://github.com/gkamradt/LLMTest_NeedleInAHaystack/raw/main/needlehaystack/PaulGrahamEssays/b.txt",

@@ -183,7 +183,7 @@ class StudyConfig:
 
     @property
     def evaluation_doc(self) -> dict:
-        """The document with the evaluators' file paths derived from ``data.eval_root``
+        """The document with the evaluators' file paths and the training blends derived from ``data.eval_root``
         (:func:`olmpool.data.registry.apply_eval_root`; the document itself without it)."""
         from olmpool.data.registry import apply_eval_root
 
@@ -194,7 +194,7 @@ class StudyConfig:
         """:class:`olmpool.train.config.TrainConfig` of the data / pretrain / extend / parallel sections."""
         from olmpool.train.config import train_config_from
 
-        return self._section("train", lambda: train_config_from(self.raw, self.where))
+        return self._section("train", lambda: train_config_from(self.evaluation_doc, self.where))
 
     @property
     def eval(self):

@@ -45,6 +45,15 @@ class Settings:
     """Shortest attention document, in tokens of data.tokenizer_dir (the largest query position)."""
     attention_seed: int = 1234
     """attention.seed: the random choice among the candidate documents."""
+    pretrain_tokens: int | None = None
+    """pretrain.tokens: the pretraining token stream is cut after the first document that takes
+    it past this many tokens (None: the config trains nothing, no training data is prepared)."""
+    extend_tokens: int | None = None
+    """The largest of extend.budgets: the extension stream covers every budget the study runs."""
+    pretrain_seed: int = 42
+    """pretrain.seed: the fixed shuffle of the pretraining mix's shard list."""
+    extend_seed: int = 43
+    """extend.seed: the fixed shuffle of the Longmino mix's shard list."""
 
     def tokenizer(self):
         from olmpool.train.tokenizer import load_tokenizer
@@ -112,6 +121,25 @@ class Out:
         tmp = atomic_path(path)
         shutil.copyfile(src, tmp)
         return self._done(tmp, rel, rows)
+
+    def indexed(self, rel_prefix: str, docs: Iterable[list[int]], vocab_size: int, eod: int) -> dict:
+        """A Megatron indexed dataset ``rel_prefix.bin`` / ``.idx`` (each document + ``eod``, the
+        format ``olmpool.train.data.build_blend`` reads), written under a temporary prefix and
+        renamed when complete; returns ``{"documents", "tokens"}``."""
+        from olmpool.train.data import write_indexed_dataset
+
+        final = self._final(rel_prefix + ".bin").with_suffix("")
+        tmp = atomic_path(final)
+        try:
+            stats = write_indexed_dataset(docs, tmp, vocab_size, eod)
+        except BaseException:
+            for leftover in tmp.parent.glob(tmp.name + "*"):
+                leftover.unlink(missing_ok=True)
+            raise
+        for ext in (".bin", ".idx"):
+            Path(str(tmp) + ext).replace(str(final) + ext)
+            self.written.append(Written(rel_prefix + ext, stats["documents"]))
+        return stats
 
     def raw(self, rel: str, data: bytes, rows: int) -> int:
         path = self._final(rel)

@@ -13,7 +13,12 @@ Mirror layout (what ``olmpool data prepare --from MIRROR`` reads):
 * the rows of a Hugging Face dataset split: ``MIRROR/hf/<dataset id>/<config>/<split>.jsonl``
   (``<config>`` is ``default`` when the dataset has none), one row per line as
   ``datasets.load_dataset(...)[split]`` yields it (``Dataset.to_json(path)`` writes exactly
-  this); optionally ``MIRROR/hf/<dataset id>/REVISION`` holding the commit it was taken at.
+  this); optionally ``MIRROR/hf/<dataset id>/REVISION`` holding the commit it was taken at;
+* the files of a Hugging Face dataset repository, read as files rather than rows (the
+  pretraining and Longmino shards, ``olmpool.data.training``):
+  ``MIRROR/hf/<dataset id>/files/<path in the repository>`` (what
+  ``huggingface-cli download --repo-type dataset <id> --local-dir MIRROR/hf/<id>/files`` writes),
+  with the commit in ``MIRROR/hf/<dataset id>/REVISION``.
 
 Downloads go to ``<out>/.downloads`` as ``<name>.part`` and are renamed only when complete,
 so an interrupted download is never mistaken for a finished one; a rerun starts it again.
@@ -89,6 +94,21 @@ def _pypi_url(package: str, version: str, filename: str) -> str:
     raise OlmPoolError(f"PyPI has no {filename} for {package} {version}")
 
 
+def _hf_list_files(dataset: str, commit: str) -> list[str]:
+    """Paths of every file of a Hub dataset repository at ``commit``."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError as exc:
+        raise OlmPoolError(f"listing the files of {dataset} needs huggingface_hub. {HF_EXTRA_FIX}") from exc
+    return list(HfApi().list_repo_files(dataset, revision=commit, repo_type="dataset"))
+
+
+def _hf_file_url(dataset: str, commit: str, path: str) -> str:
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(dataset, path, repo_type="dataset", revision=commit)
+
+
 def _hf_resolve(dataset: str, revision: str, repo_type: str = "dataset") -> str:
     """The commit a branch or tag name points at on the Hub (recorded in the manifest)."""
     try:
@@ -161,6 +181,35 @@ class Fetcher:
                 return _mirror_rows(path)
         raise OlmPoolError(f"mirror {self.mirror} has no rows of {dataset} ({config or 'default'}, {split}). Fix: write "
                            f"them to {base / (split + '.jsonl')} (Dataset.to_json), or run without --from")
+
+    def hf_repo_files(self, dataset: str, commit: str) -> list[str]:
+        """Paths of the files of a Hub dataset repository at ``commit`` (sorted)."""
+        if self.mirror is None:
+            return sorted(_hf_list_files(dataset, commit))
+        base = self.mirror / "hf" / dataset / "files"
+        if not base.is_dir():
+            raise OlmPoolError(f"mirror {self.mirror} has no files of {dataset}. Fix: huggingface-cli download "
+                               f"--repo-type dataset {dataset} --local-dir {base}, or run without --from")
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def hf_repo_file(self, dataset: str, commit: str, path: str) -> Path:
+        """A local copy of one file of a Hub dataset repository at ``commit``. Downloaded
+        copies are temporary: hand them back with :meth:`release` once read."""
+        if self.mirror is not None:
+            local = self.mirror / "hf" / dataset / "files" / path
+            if not local.is_file():
+                raise OlmPoolError(f"mirror {self.mirror} has no file {path} of {dataset}. Fix: put it at {local}")
+            return local
+        dest = self.downloads / "hf" / dataset / path
+        if not dest.is_file():
+            _download(_hf_file_url(dataset, commit, path), dest, self.progress)
+        return dest
+
+    def release(self, path: Path) -> None:
+        """Delete a downloaded copy (never a mirror file): shards are read once, so the disk
+        holds one shard at a time."""
+        if self.mirror is None and Path(path).is_relative_to(self.downloads):
+            Path(path).unlink(missing_ok=True)
 
     def hf_revision(self, dataset: str, revision: str = "main", repo_type: str = "dataset") -> str:
         """The commit the rows were taken at: resolved on the Hub, or the mirror's REVISION file."""

@@ -67,6 +67,9 @@ def prepare(settings: Settings, out: Path, names: list[str] | None = None, mirro
     fetcher = Fetcher(downloads=out / ".downloads", mirror=mirror, progress=progress)
     doc = read_manifest(out)
     for k, inp in enumerate(chosen, start=1):
+        if not inp.files(settings):
+            log(f"[{k}/{len(chosen)}] {inp.name}: not used by {settings.config_path}, skipped")
+            continue
         log(f"[{k}/{len(chosen)}] {inp.name}: {inp.source}")
         writer = Out(out)
         record = inp.build(settings, fetcher, writer) or {}

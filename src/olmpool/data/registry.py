@@ -2,7 +2,8 @@
 
 ``INPUTS`` lists the inputs (one record each, defined beside its converter in
 ``olmpool.data.<benchmark>``). ``eval_paths(eval_root)`` maps each config field the
-evaluators read to its file under ``data.eval_root``; ``apply_eval_root(doc)`` fills those
+evaluators and the training stages read to its file under ``data.eval_root`` (the prepared
+root: evaluation inputs and the tokenized training data); ``apply_eval_root(doc)`` fills those
 fields into a parsed study config, so config/paper.yaml names the root once.
 """
 
@@ -13,16 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from olmpool import OlmPoolError
-from olmpool.data import attention, bpb, helmet, longppl, perplexity, ruler
+from olmpool.data import attention, bpb, helmet, longppl, perplexity, ruler, training
 from olmpool.data.core import Input, Settings
 
-INPUTS: list[Input] = [*ruler.INPUTS, *helmet.INPUTS, *longppl.INPUTS, *perplexity.INPUTS, *bpb.INPUTS, *attention.INPUTS]
+INPUTS: list[Input] = [*ruler.INPUTS, *helmet.INPUTS, *longppl.INPUTS, *perplexity.INPUTS, *bpb.INPUTS, *attention.INPUTS,
+                     *training.INPUTS]
 BY_NAME = {i.name: i for i in INPUTS}
 MANIFEST = "manifest.json"
 
 
 def eval_paths(eval_root: str | Path) -> dict[tuple[str, ...], Any]:
-    """Config field (as a key path) -> value, for every file the evaluators read."""
+    """Config field (as a key path) -> value, for every file the evaluators and the training
+    stages read (the blends: one prepared token stream each, olmpool.data.training)."""
     root = Path(eval_root)
     return {
         ("eval", "ruler", "essay"): str(root / ruler.ESSAY_FILE),
@@ -33,6 +36,8 @@ def eval_paths(eval_root: str | Path) -> dict[tuple[str, ...], Any]:
         ("eval", "perplexity", "splits"): {s: str(root / perplexity.split_file(s)) for s in perplexity.SPLITS},
         ("eval", "bpb", "benchmarks"): {b: str(root / bpb.bpb_file(b)) for b in bpb.BENCHMARKS},
         ("attention", "documents"): str(root / attention.FILE),
+        ("data", "pretrain_blend"): [{"path": str(root / training.prefix("pretrain")), "weight": 1.0}],
+        ("data", "extend_blend"): [{"path": str(root / training.prefix("extend")), "weight": 1.0}],
     }
 
 
@@ -72,13 +77,18 @@ def settings_from(doc: dict, config_path: str) -> Settings:
     ev = from_dict(doc.get("eval") or {}, scale=doc.get("scale"))
     att = AttentionConfig.from_dict(doc.get("attention") or {})
     att.validate()
+    pre, ext = doc.get("pretrain") or {}, doc.get("extend") or {}
+    budgets = [int(v) for v in (ext.get("budgets") or {}).values()]
     return Settings(
         config_path=config_path, tokenizer_dir=(doc.get("data") or {}).get("tokenizer_dir"), seed=ev.seed,
         helmet_contexts=list(ev.helmet.contexts), helmet_counts=dict(ev.helmet.counts),
         longppl_select_tokenizer=ev.longppl.select_tokenizer, longppl_evaluator=str(ev.longppl.evaluator),
         longppl_min_tokens=ev.longppl.min_tokens, longppl_samples=ev.longppl.samples, longppl_context=ev.longppl.context,
         attention_documents=att.n_documents, attention_min_tokens=att.min_doc_tokens or att.max_position,
-        attention_seed=att.seed)
+        attention_seed=att.seed,
+        pretrain_tokens=int(pre["tokens"]) if pre.get("tokens") is not None else None,
+        extend_tokens=max(budgets) if budgets else None,
+        pretrain_seed=int(pre.get("seed", 42)), extend_seed=int(ext.get("seed", 43)))
 
 
 def load_doc(config_path: str | Path) -> dict:
