@@ -65,13 +65,13 @@ def paper_settings_doc(eval_root: Path, tokenizer_dir: Path) -> dict:
     doc["attention"].update(positions=[16, 32], n_documents=8)
     doc["attention"]["needle"]["context_lengths"] = [32]
     # training token budgets the mirror's shards exceed (so the cut is exercised)
-    doc["pretrain"]["tokens"] = 600
-    doc["extend"]["budgets"] = {"1B": 150, "10B": 250, "50B": 400}
+    doc["pretrain"]["tokens"] = 1500
+    doc["extend"]["budgets"] = {"1B": 300, "10B": 700, "50B": 1200}
     return doc
 
 
 def write_training_shards(root: Path, dataset: str, rng: random.Random, sources: list[str],
-                          docs_per_shard: int = 8) -> dict[str, list[dict]]:
+                          docs_per_shard: int = 10) -> dict[str, list[dict]]:
     """A Hub dataset repository of Dolma documents as the Olmo 3 mixes store them: zstd JSON-lines
     shards under ``data/<source>/`` (plus a README the selection must skip), one empty text."""
     import zstandard

@@ -58,7 +58,7 @@ def check_prepared_doc(doc: dict, config: str, full: bool = False, eval_root: st
 
 
 def register(dsub) -> None:
-    p = dsub.add_parser("prepare", help="fetch every paper-scale evaluation input from its public source, convert it, "
+    p = dsub.add_parser("prepare", help="fetch every paper-scale input (evaluation data, tokenized training data) from its public source, convert it, "
                                         "and write DIR/manifest.json")
     p.add_argument("--config", default=None, help="study config (config/paper.yaml)")
     p.add_argument("--out", default=None, help="output directory (default: data.eval_root of the config)")
