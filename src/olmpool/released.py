@@ -13,7 +13,7 @@ runs, per model of the table, on one GPU per job (workflow/rules/released.smk):
 
 Every checkpoint goes through the audited import (``olmpool.arch.hf_import``) against its
 registry row, with the RoPE theta of its stage. The released configs have known defects
-(recipe-facts.md, "Released checkpoints": RoPE theta 500K instead of 8M after extension,
+(docs/recipe.md, "Released checkpoints": RoPE theta 500K instead of 8M after extension,
 sliding-window models running full attention, missing ``layer_types``, a post-norm model under
 a pre-norm class), so the config lists, per model or for all, which audit difference kinds are
 accepted and why; the registry's architecture then runs. Nothing else is accepted.

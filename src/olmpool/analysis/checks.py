@@ -8,7 +8,7 @@ Checks (each finding names the models, benchmark and values involved):
 - missing values: measurements the set lacks (the paper's "-" cells);
 - parameter counts inconsistent with the architecture: the analytic count at paper
   scale (32 layers, d_model 4096, 32 query heads of dim 128, vocab 100,278, untied
-  embeddings, SwiGLU, RMSNorm; recipe-facts.md) differing from the sheet's params_b by
+  embeddings, SwiGLU, RMSNorm; docs/recipe.md) differing from the sheet's params_b by
   more than the 0.05B rounding;
 - mark checks, when a provenance file records the paper's bold/italic marks: the best
   and worst value of every column must carry them.
@@ -23,7 +23,7 @@ import pandas as pd
 
 from olmpool.results import ResultsSet
 
-# Paper-scale shape (recipe-facts.md "Pretraining"); used only for the params check.
+# Paper-scale shape (docs/recipe.md "Pretraining"); used only for the params check.
 PAPER_LAYERS = 32
 PAPER_D_MODEL = 4096
 PAPER_HEADS = 32

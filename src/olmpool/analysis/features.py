@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-#: MHA at paper scale: 32 query heads (recipe-facts.md).
+#: MHA at paper scale: 32 query heads (docs/recipe.md).
 FULL_KV_HEADS = 32
 #: The longer of the two pretraining contexts (8K).
 LONG_PRETRAIN_CONTEXT = 8192

@@ -29,7 +29,7 @@ from olmpool.results import write_checksums, write_tsv_atomic
 # Column layout of both tables (after the 9 architecture columns).
 HELMET_CONTEXTS = [8192, 16384, 32768, 65536]
 RULER_CONTEXTS = [4096, 8192, 16384, 32768, 65536]
-# LongPPL in the paper: GovReport documents truncated to 32,768 tokens (recipe-facts.md,
+# LongPPL in the paper: GovReport documents truncated to 32,768 tokens (docs/recipe.md,
 # from PKU-ML/LongPPL); the paper's table gives no length, so the row carries 32768.
 LONGPPL_CONTEXT = 32768
 

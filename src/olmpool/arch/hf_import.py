@@ -24,7 +24,7 @@ The audit (`audit_hf_config`) reads a checkpoint's config the way transformers w
 it (effective per-layer windows after the class's own defaults) and lists every
 difference from the registry row at the given scale/stage: sizes, KV heads, RoPE theta,
 window layout, norm order, QK norm kind, tied embeddings.  The released OlmPool
-checkpoints have such defects (recipe-facts.md: theta 500K instead of 8M, SWA models
+checkpoints have such defects (docs/recipe.md: theta 500K instead of 8M, SWA models
 running full attention, missing ``layer_types``, a post-norm model under a pre-norm class),
 so `import_hf_checkpoint` refuses any mismatch unless told which differences to accept.
 """

@@ -38,8 +38,8 @@ position i attends to keys j with ``i - W < j <= i`` (W tokens including itself)
 
 Backends: ``local`` (megatron's ColumnParallel/RowParallel linears, our RMSNorm and
 `SDPACoreAttention`; runs on CPU) and ``te`` (Transformer Engine linears/norms and
-``TEDotProductAttention``; needs CUDA + TE).  The TE path is written but could not be run
-where this was developed (no GPU); run ``pytest -m gpu`` on a GPU node before trusting it.
+``TEDotProductAttention``; needs CUDA + TE).  The TE path is covered by the GPU tests
+(``pytest -m gpu``), which the CPU test suite skips; run them on a GPU node before trusting it.
 
 Pipeline parallelism: ``build_model(pp=...)`` builds this rank's stage only - the
 embedding on the first stage, the final norm and output layer on the last, and the stage's
@@ -84,7 +84,7 @@ the attention mask is the rows of this rank's queries, [b, 1, s/c, s] (keys in g
 order).  GPTModel computes RoPE for s positions and keeps this rank's rows.  On the local
 backend `ContextParallelSDPACoreAttention` all-gathers K and V; this is what runs and is
 tested on CPU (gloo).  On GPU, TEDotProductAttention's own CP is used with the same batch
-layout; it was not run where this was developed (no GPU).  Packed (THD) micro-batches are
+layout (GPU tests only).  Packed (THD) micro-batches are
 cut differently: every document, padded to a multiple of 2c tokens, is cut into 2c chunks
 and rank r keeps chunks r and 2c-1-r of each (megatron's ``get_thd_batch_on_this_cp_rank``).
 """
@@ -757,7 +757,7 @@ def _tp_max(t: Tensor, group) -> Tensor:
 
 class OlmPoolGPTModel(GPTModel):
     """GPTModel whose per-token loss includes the z-loss term
-    ``z_loss * logsumexp(logits)^2`` (OLMo-core, coefficient 1e-5; recipe-facts.md).
+    ``z_loss * logsumexp(logits)^2`` (OLMo-core, coefficient 1e-5; docs/recipe.md).
 
     Without CUDA and with context parallelism, the rotary embedding is `CPURotaryEmbedding`
     (same arguments as ``GPTModel.__init__`` gives megatron's ``RotaryEmbedding``)."""

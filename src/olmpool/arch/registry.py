@@ -34,7 +34,7 @@ DEFAULT_REGISTRY = Path("config/architectures.tsv")
 DEFAULT_SCALES_DIR = Path("config/scales")
 
 # Released checkpoint names: <init>_<pre|post>_[<LQK|HQK>_]<kv>kv_<ctx>k_<dff>k[_SWA][_fp8]
-# (recipe-facts.md, "Released checkpoints").  Used only to cross-check a row's fields.
+# (docs/recipe.md, "Released checkpoints").  Used only to cross-check a row's fields.
 _RELEASED_NAME = re.compile(
     r"^(?P<init>[A-Z])_(?P<order>pre|post)_(?:(?P<qk>LQK|HQK)_)?(?P<kv>\d+)kv_(?P<ctx>\d+)k_"
     r"(?P<dff>\d+)k(?P<swa>_SWA)?(?P<fp8>_fp8)?$"
@@ -160,7 +160,7 @@ class Architecture:
         """If the id follows the released naming scheme, its tokens must agree with the fields.
 
         The norm-order token is exempt: ``K_post_HQK_8kv_12k`` is a pre-norm model released
-        under a post-norm name (recipe-facts.md).
+        under a post-norm name (docs/recipe.md).
         """
         m = _RELEASED_NAME.match(self.id)
         if not m:
@@ -351,7 +351,7 @@ class Scale:
     init_std: float = 0.02
     """Std of the normal weight initialisation."""
     z_loss: float = 1e-5
-    """z-loss coefficient: loss += z_loss * logsumexp(logits)^2 (recipe-facts.md); 0 disables."""
+    """z-loss coefficient: loss += z_loss * logsumexp(logits)^2 (docs/recipe.md); 0 disables."""
     fp8_emulation: bool = False
     """Allow CPU fake-quant fp8 emulation when Transformer Engine is absent (tiny only);
     when false, fp8 without TE+CUDA is an error."""

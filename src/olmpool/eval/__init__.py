@@ -1,4 +1,4 @@
-"""Long-context evaluation (issue 5): RULER, HELMET, LongPPL, held-out perplexity, answer BPB.
+"""Long-context evaluation: RULER, HELMET, LongPPL, held-out perplexity, answer BPB.
 
 Kept import-light: submodules load torch/numpy only when used.
 
@@ -12,9 +12,11 @@ Modules
     longppl     key tokens by an evaluator model (LSD > 2, LCL > -2), LongPPL
     perplexity  held-out perplexity over domain splits; BPB of gold answers
     synthetic   generated stand-ins for every data-backed part (tiny scale, tests)
-    runner      suites -> tidy rows + provenance;  commands: ``olmpool evaluate``
+    benchmarks  the benchmark registry: one module per benchmark (config record, preflight, run)
+    runner      runs the registry's benchmarks -> tidy rows + provenance;  commands: ``olmpool evaluate``
+    checkpoints the one loader of a training checkpoint for evaluate and attention
     testing     test tokenizer and oracle / random / unigram models (tests, benchmarks)
-    attention   (issue 6, separate owner) attention statistics
+    attention   attention statistics (``olmpool attention``)
 
 Row convention (olmpool.results.SCORE_COLUMNS)
     benchmark   "ruler" | "helmet" | "longppl" | "perplexity" | "bpb"

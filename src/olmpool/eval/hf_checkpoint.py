@@ -8,7 +8,7 @@ files; local files only, nothing is downloaded):
   layout, norm order, QK norm, sizes) and refuses every difference not accepted by kind
   (``--accept 'RoPE theta'``); what runs is the registry's architecture in our
   ``ReferenceDecoder``. This is how a released checkpoint with a known config defect is
-  evaluated as the model it was trained as (recipe-facts: theta, windows, norm class).
+  evaluated as the model it was trained as (docs/recipe.md, "Released checkpoints": theta, windows, norm class).
 * ``--hf-direct``: the directory exactly as transformers runs it
   (``AutoModelForCausalLM.from_pretrained``), ``trust_remote_code`` only with
   ``--trust-remote-code``. Any causal LM transformers can load works, registry or not.

@@ -45,7 +45,7 @@ tokenize. Upstream counts and cuts in the tokenizer the dataset was tokenized wi
 (``--tokenizer-path``, default NousResearch/Llama-2-7b-hf); ``eval.longppl.select_tokenizer``
 chooses ours (paper config: the evaluator's, as the study specifies; ``hf:<dir>`` for a local
 copy of upstream's). Paper scale: GovReport test, trunc_len 4096, sliding_window 1024, evaluator
-Llama-3.1-8B (recipe-facts.md); config chooses all of these. Upstream commit: see
+Llama-3.1-8B (docs/recipe.md); config chooses all of these. Upstream commit: see
 ``olmpool.eval.upstream.UPSTREAM["longppl"]``.
 """
 

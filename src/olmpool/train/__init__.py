@@ -1,4 +1,4 @@
-"""Pretraining and context extension on Megatron-Core (issue 4).
+"""Pretraining and context extension on Megatron-Core.
 
 Modules, in the order a run uses them:
 

@@ -1,6 +1,6 @@
 """Typed records for the ``data``, ``pretrain``, ``extend`` and ``parallel`` config sections.
 
-Numbers are the recipe's (``../shared/reference/recipe-facts.md``: OLMo-core OlmPool
+Numbers are the recipe's (docs/recipe.md: OLMo-core OlmPool
 pretraining scripts and olmo-cookbook extension configs); tiny scale keeps the same
 *ratios* (documented in config/tiny.yaml). Everything is validated before any work starts.
 
@@ -131,7 +131,7 @@ class DataConfig:
 
 @dataclass
 class SkipStepConfig:
-    """OLMo-core skip-step AdamW (recipe-facts.md): skip unless loss and grad norm are both
+    """OLMo-core skip-step AdamW (docs/recipe.md): skip unless loss and grad norm are both
     <= mean + sigma * std over the last ``window`` steps; active after ``min_history``."""
 
     enabled: bool = True

@@ -1,6 +1,6 @@
 """Optimizer pieces: skip-step rule, Megatron AdamW setup and step, spike score.
 
-Skip-step (recipe-facts.md, OLMo-core ``SkipStepOptimizer``): every step's loss and grad
+Skip-step (docs/recipe.md, OLMo-core ``SkipStepOptimizer``): every step's loss and grad
 norm enter a rolling history of the last ``window + 1`` values; once at least
 ``min_history`` values are there, the step is *skipped* unless both the current loss and the
 current grad norm are <= mean + sigma * std of the previous ones (std with Bessel's

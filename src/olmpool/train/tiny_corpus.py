@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-# RULER's noise haystack (NVIDIA/RULER, see ../shared/reference/recipe-facts.md).
+# RULER's noise haystack (NVIDIA/RULER, see docs/recipe.md).
 NOISE_SENTENCES = (
     "The grass is green.",
     "The sky is blue.",

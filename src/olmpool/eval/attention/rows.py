@@ -31,7 +31,7 @@ Statistics per (batch, head, selected position), all from the softmax row ``p``:
   document's first tokens (the classic attention sink, Xiao et al. 2024). For a window layer
   whose window has slid past the document start, it is the oldest ``sink_tokens`` keys
   still inside the window - not the document's BOS sink, which such a layer cannot see.
-  The authors' public script measures tokens 0-100 (recipe-facts.md, "Attention analysis");
+  The authors' public script measures tokens 0-100 (docs/recipe.md, "Attention analysis");
   the two definitions coincide for full-attention layers.
 * ``local_mass``: attention on the ``local_tokens`` (paper: 100) tokens immediately
   *preceding* the query, keys ``[i - local_tokens, i)`` clipped to the visible span; the
