@@ -56,7 +56,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from olmpool import OlmPoolError
 from olmpool.atomic import write_text_atomic
@@ -507,38 +507,29 @@ def _loss_func(mask, n_global: float, z_loss: float, captured: dict, per_tok):
     return loss, mask.sum().to(torch.int), {"sums": sums}
 
 
-def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) -> int:
-    """Run (or resume) the stage described by ``spec``. Collective over all ranks."""
+@dataclass
+class _Built:
+    """This rank's model replica and its optimizer state."""
+
+    ddp: Any
+    """The model under megatron's DistributedDataParallel."""
+    optimizer: Any
+    rule: Any
+    """The skip-step rule (olmpool.train.optim.SkipStepRule)."""
+    packed: bool
+    """Micro-batches are packed (THD) rows."""
+
+
+def _build(spec: StageSpec, info, resume) -> _Built:
+    """The model (seeded by its initialisation family), DDP and the optimizer; an extension
+    that does not resume starts from its pretraining checkpoint's weights."""
     import torch
-    from megatron.core import parallel_state
-    from megatron.core.distributed import (DistributedDataParallel, DistributedDataParallelConfig,
-                                           finalize_model_grads)
-    from megatron.core.pipeline_parallel import get_forward_backward_func
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 
-    from olmpool.arch import cpu_shim
-    from olmpool.arch.megatron import build_model, resolve_backend, vocab_parallel_logsumexp
-    from olmpool.train.data import BatchStream, build_blend
-    from olmpool.train.dist import barrier, init_parallel, is_rank0
-    from olmpool.train.optim import SkipStepRule, build_optimizer, optimizer_step, set_hyperparams
-    from olmpool.train.tokenizer import load_tokenizer
+    from olmpool.arch.megatron import build_model, resolve_backend
+    from olmpool.train.dist import is_rank0
+    from olmpool.train.optim import SkipStepRule, build_optimizer
 
-    cpu_shim.apply()
-    info = init_parallel(spec.parallel.tp, spec.parallel.pp, spec.parallel.cp, spec.cfg.parallel.backend)
-    if spec.global_batch % (spec.micro_batch * info.dp):
-        raise OlmPoolError(
-            f"{spec.global_batch} sequences per step are not divisible by micro_batch_size "
-            f"{spec.micro_batch} x data-parallel size {info.dp}; change {spec.stage}.global_batch_tokens, "
-            f"{spec.stage}.micro_batch_size or the number of processes")
-    _check_run_dir(spec)
-    out = spec.out
-    ckpt_root = out / "checkpoints"
-    metrics_path = out / "metrics.tsv"
-    if is_rank0():
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "run.json", _run_record(spec))
-    barrier()
-
-    # ---- model, DDP, optimizer ----------------------------------------------------------
     bf16 = spec.precision == "bf16"
     # Intra-document masking: a boolean attention_mask for SDPA core attention (local backend,
     # or core_attention: sdpa inside TE linears), packed (THD) micro-batches with cu_seqlens
@@ -558,15 +549,6 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     model.config.calculate_per_token_loss = True
     model.config.finalize_model_grads_func = None
     model.to(info.device)
-
-    resume = None
-    if is_rank0():  # rank 0 decides (and reports skipped checkpoints); the others follow
-        found = ckpt_mod.find_resumable(ckpt_root)
-        resume = found[0] if found else None
-    if info.world > 1:
-        box = [None if resume is None else (str(resume[0]), resume[1])]
-        torch.distributed.broadcast_object_list(box, src=0)
-        resume = None if box[0] is None else (Path(box[0][0]), box[0][1])
     if resume is None and spec.init_from:  # extension: start from the pretraining weights
         ckpt_mod.load_into(Path(spec.init_from), model)
         if is_rank0():
@@ -581,18 +563,42 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     optimizer = build_optimizer([ddp], lr=spec.lr_at(0), weight_decay=spec.weight_decay,
                                 betas=p.betas, eps=p.eps, clip_grad=spec.clip_grad, bf16=bf16,
                                 distributed=spec.parallel.distributed_optimizer)
-    rule = SkipStepRule(spec.skip_step)
+    return _Built(ddp=ddp, optimizer=optimizer, rule=SkipStepRule(spec.skip_step), packed=packed)
+
+
+def _find_resume(ckpt_root: Path, info):
+    """(checkpoint dir, meta) to resume from, or None: rank 0 decides (and reports skipped
+    checkpoints), the other ranks follow."""
+    import torch
+
+    from olmpool.train.dist import is_rank0
+
+    resume = None
+    if is_rank0():
+        found = ckpt_mod.find_resumable(ckpt_root)
+        resume = found[0] if found else None
+    if info.world > 1:
+        box = [None if resume is None else (str(resume[0]), resume[1])]
+        torch.distributed.broadcast_object_list(box, src=0)
+        resume = None if box[0] is None else (Path(box[0][0]), box[0][1])
+    return resume
+
+
+def _resume(spec: StageSpec, built: _Built, resume, metrics_path: Path) -> tuple[int, int]:
+    """Load the resume checkpoint into model, optimizer and skip-step rule; cut the metrics
+    log back to it. Returns (start step, tokens seen)."""
+    from olmpool.train.dist import is_rank0
 
     start_step, tokens_seen = 0, 0
     if resume is not None:
         d, meta = resume
         try:
-            ckpt_mod.load_into(d, ddp.module, optimizer)
+            ckpt_mod.load_into(d, built.ddp.module, built.optimizer)
         except Exception as exc:  # a damaged shard that passed the size check
             raise OlmPoolError(f"checkpoint {d} passed its completeness check but failed to load "
                                f"({type(exc).__name__}: {exc}); move it aside and rerun to resume "
                                "from the previous one") from exc
-        rule.load_state_dict(meta["skip_step"])
+        built.rule.load_state_dict(meta["skip_step"])
         start_step, tokens_seen = int(meta["step"]), int(meta["tokens_seen"])
         if is_rank0():
             print(f"olmpool: resuming {spec.stage} of {spec.arch.id} from {d} (step {start_step})",
@@ -600,138 +606,219 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     if is_rank0():
         _truncate_metrics(metrics_path, start_step)
         if start_step >= spec.total_steps:
-            print(f"olmpool: {spec.stage} of {spec.arch.id} in {out} is already complete "
+            print(f"olmpool: {spec.stage} of {spec.arch.id} in {spec.out} is already complete "
                   f"({spec.total_steps} steps)", flush=True)
+    return start_step, tokens_seen
 
-    # ---- data ---------------------------------------------------------------------------
-    tok = load_tokenizer(spec.tokenizer_dir)
-    cache = Path(spec.cfg.data.cache_dir) if spec.cfg.data.cache_dir else out / "data_cache"
-    dataset = build_blend(spec.blend, tok, spec.seq_len, spec.total_steps * spec.global_batch,
-                          spec.seed, cache)
-    stream = BatchStream(dataset, spec.global_batch, spec.micro_batch, info.dp_rank, info.dp)
 
-    # z-loss is inside the model's per-token loss; capture logsumexp to report it apart
-    # (the output layer, and so the capture, exists on the last pipeline stage only)
-    captured = {}
+class _MetricsLog:
+    """metrics.tsv (rank 0, one row per step, appended), the progress bar or log lines."""
 
-    def _capture(_mod, _inp, output):
-        logits = output[0] if isinstance(output, tuple) else output
-        captured["lse"] = vocab_parallel_logsumexp(logits.detach()).transpose(0, 1)  # [b, s]
+    def __init__(self, spec: StageSpec, path: Path, start_step: int, progress: bool, rank0: bool):
+        self.spec, self.bar, self.file = spec, None, None
+        if progress and rank0:
+            from tqdm import tqdm
+            self.bar = tqdm(total=spec.total_steps, initial=start_step, desc=f"{spec.stage} {spec.arch.id}",
+                            unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.rank0 = rank0
+        if rank0:
+            new = not path.is_file()
+            self.file = open(path, "a")
+            if new:
+                self.file.write("\t".join(METRIC_COLUMNS) + "\n")
+                self.file.flush()
 
-    last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
-    hook = ddp.module.output_layer.register_forward_hook(_capture) if last_stage else None
+    def step(self, row: dict, end_step: int) -> None:
+        spec, done = self.spec, row["step"]
+        if self.file is not None:
+            self.file.write("\t".join(repr(row[c]) if isinstance(row[c], float) else str(row[c])
+                                       for c in METRIC_COLUMNS) + "\n")
+            self.file.flush()
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{row['ce_loss']:.4f}", lr=f"{row['lr']:.2e}", skipped=row["skipped_total"])
+        elif self.rank0 and (done % spec.log_interval == 0 or done == end_step):
+            print(f"{spec.stage} {spec.arch.id} step {done}/{spec.total_steps} loss {row['ce_loss']:.4f} "
+                  f"z {row['z_loss']:.2e} gnorm {row['grad_norm']:.3f} lr {row['lr']:.3e} skipped {row['skipped_total']} "
+                  f"{row['tokens_per_s']:.0f} tok/s", flush=True)
 
-    # ranks sharing the model replica's tokens: data parallel x context parallel
-    dp_cp_group = parallel_state.get_data_parallel_group(with_context_parallel=True)
-    dp_cp = dp_cp_group.size()
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            self.file.close()
 
-    def dp_cp_sum(t):
-        if dp_cp > 1:
-            torch.distributed.all_reduce(t, group=dp_cp_group)
+
+def _checkpoint_meta(spec: StageSpec, info, rule, *, done: int, tokens_seen: int, lr: float, labels: list[str],
+                     last: dict) -> dict:
+    """What a checkpoint records beside its weights (resume state, provenance, model)."""
+    return {
+        "stage": spec.stage, "step": done, "tokens_seen": tokens_seen,
+        "consumed_samples": done * spec.global_batch, "lr": lr, "next_lr":
+            spec.lr_at(done) if done < spec.total_steps else None,
+        "skip_step": rule.state_dict(), "labels": labels, "arch": dataclasses.asdict(spec.arch),
+        "scale": spec.cfg.scale, "shape": spec.shape.to_dict(), "seed": spec.seed,
+        "init_seed": init_seed(spec.cfg.pretrain.seed, spec.arch.init), "init_family": spec.arch.init,
+        "tokenizer_dir": spec.tokenizer_dir,
+        "config": spec.cfg.raw, "config_path": spec.cfg.path, "code_version": code_version(),
+        "max_context_trained": max(spec.seq_len, int(spec.init_meta.get("max_context_trained") or 0)),
+        "total_steps": spec.total_steps,
+        "layout": {"tp": info.tp, "pp": info.pp, "cp": info.cp, "dp": info.dp, "world": info.world},
+        "init_from": spec.init_from, "budget": spec.budget, "last_metrics": last,
+    }
+
+
+class _Stepper:
+    """One optimizer step: this rank's micro-batches through megatron's schedule, the loss
+    summed over the ranks sharing the replica's tokens, and the skip-step optimizer update."""
+
+    def __init__(self, spec: StageSpec, info, built: _Built, tok):
+        import torch
+        from megatron.core import parallel_state
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        from olmpool.arch.megatron import vocab_parallel_logsumexp
+        from olmpool.train.data import BatchStream, build_blend
+
+        self.spec, self.info, self.built = spec, info, built
+        cache = Path(spec.cfg.data.cache_dir) if spec.cfg.data.cache_dir else spec.out / "data_cache"
+        dataset = build_blend(spec.blend, tok, spec.seq_len, spec.total_steps * spec.global_batch,
+                              spec.seed, cache)
+        self.stream = BatchStream(dataset, spec.global_batch, spec.micro_batch, info.dp_rank, info.dp)
+
+        # z-loss is inside the model's per-token loss; capture logsumexp to report it apart
+        # (the output layer, and so the capture, exists on the last pipeline stage only)
+        self.captured: dict = {}
+
+        def _capture(_mod, _inp, output):
+            logits = output[0] if isinstance(output, tuple) else output
+            self.captured["lse"] = vocab_parallel_logsumexp(logits.detach()).transpose(0, 1)  # [b, s]
+
+        last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+        self.hook = built.ddp.module.output_layer.register_forward_hook(_capture) if last_stage else None
+
+        # ranks sharing the model replica's tokens: data parallel x context parallel
+        self.dp_cp_group = parallel_state.get_data_parallel_group(with_context_parallel=True)
+        self.dp_cp = self.dp_cp_group.size()
+        self.forward_backward = get_forward_backward_func()  # no pipelining (pp = 1) or 1F1B (pp > 1)
+        eod = tok.eod if spec.intra_document_masking else None
+        if built.packed:  # one packed row of micro_batch * seq_len tokens (+ padding with cp > 1)
+            self.to_rank = functools.partial(packed_micro_batch_on_this_rank, eod=eod, device=info.device,
+                                             pad_multiple=thd_pad_multiple(spec.parallel))
+            self.mb_shape = {"seq_length": spec.seq_len * spec.micro_batch, "micro_batch_size": 1}
+        else:
+            self.to_rank = functools.partial(micro_batch_on_this_rank, eod=eod, device=info.device)
+            self.mb_shape = {"seq_length": spec.seq_len, "micro_batch_size": spec.micro_batch}
+        self._torch = torch
+        self._parallel_state = parallel_state
+
+    def dp_cp_sum(self, t):
+        if self.dp_cp > 1:
+            self._torch.distributed.all_reduce(t, group=self.dp_cp_group)
         return t
 
-    def from_last_stage(t):
+    def from_last_stage(self, t):
         """The last stage's value of ``t`` on every stage of this pipeline."""
-        if info.pp > 1:
-            torch.distributed.broadcast(t, src=parallel_state.get_pipeline_model_parallel_last_rank(),
-                                        group=parallel_state.get_pipeline_model_parallel_group())
+        ps = self._parallel_state
+        if self.info.pp > 1:
+            self._torch.distributed.broadcast(t, src=ps.get_pipeline_model_parallel_last_rank(),
+                                              group=ps.get_pipeline_model_parallel_group())
         return t
 
-    forward_backward = get_forward_backward_func()  # no pipelining (pp = 1) or 1F1B (pp > 1)
-    eod = tok.eod if spec.intra_document_masking else None
-    if packed:  # one packed row of micro_batch * seq_len tokens (+ padding with cp > 1)
-        to_rank = functools.partial(packed_micro_batch_on_this_rank, eod=eod, device=info.device,
-                                    pad_multiple=thd_pad_multiple(spec.parallel))
-        mb_shape = {"seq_length": spec.seq_len * spec.micro_batch, "micro_batch_size": 1}
-    else:
-        to_rank = functools.partial(micro_batch_on_this_rank, eod=eod, device=info.device)
-        mb_shape = {"seq_length": spec.seq_len, "micro_batch_size": spec.micro_batch}
+    def __call__(self, step: int) -> tuple[float, float, float, float, bool]:
+        """Take optimizer step ``step`` (0-based): (ce, z, lr, grad norm, skipped)."""
+        from megatron.core.distributed import finalize_model_grads
 
-    # ---- loop ---------------------------------------------------------------------------
-    end_step = spec.total_steps if max_steps is None else min(spec.total_steps, start_step + max_steps)
-    bar = None
-    if progress and is_rank0():
-        from tqdm import tqdm
-        bar = tqdm(total=spec.total_steps, initial=start_step, desc=f"{spec.stage} {spec.arch.id}",
-                   unit="step", dynamic_ncols=True, file=sys.stderr)
-    mfile = None
+        from olmpool.arch import cpu_shim
+        from olmpool.train.optim import optimizer_step, set_hyperparams
+
+        torch, spec, info, built = self._torch, self.spec, self.info, self.built
+        mbs = [self.to_rank(mb) for mb in self.stream.micro_batches(step)]
+        n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
+        # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
+        n_global = float(self.dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
+        built.ddp.zero_grad_buffer()
+        built.optimizer.zero_grad()
+        step_fn = functools.partial(_forward_step, n_global=n_global, z_loss=spec.z_loss,
+                                    captured=self.captured)
+        with cpu_shim.cuda_allocations_on_cpu():  # the schedule's token counter is made on "cuda"
+            per_mb = self.forward_backward(
+                forward_step_func=step_fn, data_iterator=iter(mbs), model=[built.ddp],
+                num_microbatches=len(mbs), **self.mb_shape,  # pp > 1: activation shape (megatron divides by cp)
+                forward_only=False)  # last stage: one dict per mb
+        finalize_model_grads([built.ddp])
+        sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
+        for logged in per_mb:
+            sums += logged["sums"]
+        sums = self.from_last_stage(self.dp_cp_sum(sums) / n_global)
+        ce, z = float(sums[0]), float(sums[1])
+        lr = spec.lr_at(step)
+        set_hyperparams(built.optimizer, lr, spec.weight_decay)
+        grad_norm, skipped = optimizer_step(built.optimizer, built.rule, ce, spec.clip_grad)
+        return ce, z, lr, grad_norm, skipped
+
+    def close(self) -> None:
+        if self.hook is not None:
+            self.hook.remove()
+
+
+def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) -> int:
+    """Run (or resume) the stage described by ``spec``. Collective over all ranks.
+
+    Build (model, DDP, optimizer), resume (checkpoint, metrics log), then per step: the
+    step itself (_Stepper), its metrics row (_MetricsLog), and a checkpoint at the interval,
+    at named steps and at the end."""
+    from olmpool.arch import cpu_shim
+    from olmpool.train.dist import barrier, init_parallel, is_rank0
+    from olmpool.train.tokenizer import load_tokenizer
+
+    cpu_shim.apply()
+    info = init_parallel(spec.parallel.tp, spec.parallel.pp, spec.parallel.cp, spec.cfg.parallel.backend)
+    if spec.global_batch % (spec.micro_batch * info.dp):
+        raise OlmPoolError(
+            f"{spec.global_batch} sequences per step are not divisible by micro_batch_size "
+            f"{spec.micro_batch} x data-parallel size {info.dp}; change {spec.stage}.global_batch_tokens, "
+            f"{spec.stage}.micro_batch_size or the number of processes")
+    _check_run_dir(spec)
+    out = spec.out
+    ckpt_root = out / "checkpoints"
+    metrics_path = out / "metrics.tsv"
     if is_rank0():
-        new = not metrics_path.is_file()
-        mfile = open(metrics_path, "a")
-        if new:
-            mfile.write("\t".join(METRIC_COLUMNS) + "\n")
-            mfile.flush()
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "run.json", _run_record(spec))
+    barrier()
+
+    resume = _find_resume(ckpt_root, info)
+    built = _build(spec, info, resume)
+    start_step, tokens_seen = _resume(spec, built, resume, metrics_path)
+    stepper = _Stepper(spec, info, built, load_tokenizer(spec.tokenizer_dir))
+
+    end_step = spec.total_steps if max_steps is None else min(spec.total_steps, start_step + max_steps)
+    log = _MetricsLog(spec, metrics_path, start_step, progress, is_rank0())
     t_start = time.perf_counter()
     last_saved = start_step
     last = {}
     for step in range(start_step, end_step):
         t0 = time.perf_counter()
-        mbs = [to_rank(mb) for mb in stream.micro_batches(step)]
-        n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
-        # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
-        n_global = float(dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
-        ddp.zero_grad_buffer()
-        optimizer.zero_grad()
-        step_fn = functools.partial(_forward_step, n_global=n_global, z_loss=spec.z_loss,
-                                    captured=captured)
-        with cpu_shim.cuda_allocations_on_cpu():  # the schedule's token counter is made on "cuda"
-            per_mb = forward_backward(
-                forward_step_func=step_fn, data_iterator=iter(mbs), model=[ddp],
-                num_microbatches=len(mbs), **mb_shape,  # pp > 1: activation shape (megatron divides by cp)
-                forward_only=False)  # last stage: one dict per mb
-        finalize_model_grads([ddp])
-        sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
-        for logged in per_mb:
-            sums += logged["sums"]
-        sums = from_last_stage(dp_cp_sum(sums) / n_global)
-        ce, z = float(sums[0]), float(sums[1])
-        lr = spec.lr_at(step)
-        set_hyperparams(optimizer, lr, spec.weight_decay)
-        grad_norm, skipped = optimizer_step(optimizer, rule, ce, spec.clip_grad)
+        ce, z, lr, grad_norm, skipped = stepper(step)
         done = step + 1
         step_tokens = spec.global_batch * spec.seq_len
         tokens_seen += step_tokens
         dt = time.perf_counter() - t0
         last = {"step": done, "tokens": tokens_seen, "loss": ce + z, "ce_loss": ce, "z_loss": z,
                 "grad_norm": grad_norm, "lr": lr, "skipped": int(skipped),
-                "skipped_total": rule.skipped_total, "tokens_per_s": step_tokens / dt,
+                "skipped_total": built.rule.skipped_total, "tokens_per_s": step_tokens / dt,
                 "elapsed_s": time.perf_counter() - t_start}
-        if mfile is not None:
-            mfile.write("\t".join(repr(last[c]) if isinstance(last[c], float) else str(last[c])
-                                  for c in METRIC_COLUMNS) + "\n")
-            mfile.flush()
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{ce:.4f}", lr=f"{lr:.2e}", skipped=rule.skipped_total)
-        elif is_rank0() and (done % spec.log_interval == 0 or done == end_step):
-            print(f"{spec.stage} {spec.arch.id} step {done}/{spec.total_steps} loss {ce:.4f} "
-                  f"z {z:.2e} gnorm {grad_norm:.3f} lr {lr:.3e} skipped {rule.skipped_total} "
-                  f"{step_tokens / dt:.0f} tok/s", flush=True)
+        log.step(last, end_step)
         labels = spec.named_steps.get(done, [])
         if done % spec.checkpoint_interval == 0 or labels or done == end_step:
-            meta = {
-                "stage": spec.stage, "step": done, "tokens_seen": tokens_seen,
-                "consumed_samples": done * spec.global_batch, "lr": lr, "next_lr":
-                    spec.lr_at(done) if done < spec.total_steps else None,
-                "skip_step": rule.state_dict(), "labels": labels, "arch": dataclasses.asdict(spec.arch),
-                "scale": spec.cfg.scale, "shape": spec.shape.to_dict(), "seed": spec.seed,
-                "init_seed": init_seed(spec.cfg.pretrain.seed, spec.arch.init), "init_family": spec.arch.init,
-                "tokenizer_dir": spec.tokenizer_dir,
-                "config": spec.cfg.raw, "config_path": spec.cfg.path, "code_version": code_version(),
-                "max_context_trained": max(spec.seq_len, int(spec.init_meta.get("max_context_trained") or 0)),
-                "total_steps": spec.total_steps,
-                "layout": {"tp": info.tp, "pp": info.pp, "cp": info.cp, "dp": info.dp, "world": info.world},
-                "init_from": spec.init_from, "budget": spec.budget, "last_metrics": last,
-            }
-            ckpt_mod.save(ckpt_root, done, ddp.module, optimizer, meta,
+            meta = _checkpoint_meta(spec, info, built.rule, done=done, tokens_seen=tokens_seen, lr=lr,
+                                    labels=labels, last=last)
+            ckpt_mod.save(ckpt_root, done, built.ddp.module, built.optimizer, meta,
                           checksums=spec.verify_checksums, keep_last=spec.keep_last)
             last_saved = done
-    if hook is not None:
-        hook.remove()
-    if bar is not None:
-        bar.close()
-    if mfile is not None:
-        mfile.close()
+    stepper.close()
+    log.close()
     if end_step == spec.total_steps and last and is_rank0():
         final = ckpt_mod.step_dir(ckpt_root, spec.total_steps)
         write_json_atomic(out / "final.json", {
