@@ -202,3 +202,36 @@ def test_attention_on_a_model_outside_the_registry(hf_dir, tmp_path, capsys):
     assert main([*base[:-1], str(bad), "--hf-direct", "--model", "G_pre_8kv_8k_14k"]) == 2
     assert main([*base[:-1], str(bad), "--hf-direct"]) == 2
     assert "is a registry id" in capsys.readouterr().err and not bad.parent.exists()
+
+
+def test_audited_import_of_a_registry_architecture(tmp_path, capsys):
+    """A HF export of a registry row runs through the audit (--arch); another row is refused,
+    listing the differences, and an accepted difference kind is recorded."""
+    from transformers import PreTrainedTokenizerFast
+
+    from olmpool.arch.hf_import import build_hf_model
+    from olmpool.arch.registry import load_registry, load_scale, resolve
+    from olmpool.eval.testing import EOD, make_test_tokenizer
+    from olmpool.results import read_scores
+
+    arch = "G_pre_8kv_8k_14k"
+    shape = resolve(load_registry()[arch], load_scale("tiny")).with_extension()
+    torch.manual_seed(0)
+    d = tmp_path / "hf"
+    build_hf_model(shape).save_pretrained(d)
+    PreTrainedTokenizerFast(tokenizer_object=make_test_tokenizer(shape.vocab_size).tok, eos_token=EOD).save_pretrained(d)
+    (tmp_path / "cfg.yaml").write_text(EVAL)
+    out = tmp_path / "ok" / "scores.tsv"
+    assert _eval(tmp_path, d, out, "--arch", arch, "--stage", "extended", "--benchmarks", "bpb") == 0
+    assert set(read_scores(out).model) == {arch}
+    rec = json.loads((tmp_path / "ok" / "scores.run.json").read_text())
+    assert rec["checkpoint_format"] == "huggingface" and rec["hf_theta_stage"] == "extend" and rec["hf_audit_differences"] == []
+    bad = tmp_path / "bad" / "scores.tsv"
+    assert _eval(tmp_path, d, bad, "--arch", "G_pre_4kv_8k_14k", "--stage", "extended", "--benchmarks", "bpb") == 2
+    assert "does not match registry row G_pre_4kv_8k_14k" in capsys.readouterr().err and not bad.parent.exists()
+    # the pretraining theta differs from the extension theta the export carries: refused, then accepted
+    assert _eval(tmp_path, d, bad, "--arch", arch, "--stage", "pretrained", "--benchmarks", "bpb") == 2
+    assert "RoPE theta" in capsys.readouterr().err
+    assert _eval(tmp_path, d, bad, "--arch", arch, "--stage", "pretrained", "--accept", "RoPE theta", "--benchmarks", "bpb") == 0
+    rec = json.loads((tmp_path / "bad" / "scores.run.json").read_text())
+    assert rec["hf_accepted_differences"] == ["RoPE theta"] and rec["hf_audit_differences"][0].startswith("RoPE theta")
