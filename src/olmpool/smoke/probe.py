@@ -176,12 +176,10 @@ def compare_with_cluster(measured: float, config_path: str | Path = PAPER_CONFIG
     and for the ``measured`` pretraining throughput."""
     import copy
 
-    import yaml
-
     from olmpool.arch.registry import load_registry
-    from olmpool.config import job_resources
+    from olmpool.config import job_resources, read_config_file
 
-    cfg = yaml.safe_load(Path(config_path).read_text())
+    cfg = read_config_file(config_path)
     cluster = cfg.get("cluster")
     if not cluster or "tokens_per_gpu_second" not in cluster:
         raise OlmPoolError(f"{config_path}: no cluster.tokens_per_gpu_second section to compare with; "
@@ -279,9 +277,9 @@ def main(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(write_status(args.status, SKIPPED, "no CUDA device (torch.cuda.is_available() is False)"))
         return 0
-    import yaml
+    from olmpool.config import read_config_file
 
-    paper = yaml.safe_load(Path(args.config).read_text())
+    paper = read_config_file(args.config)
     micro = int(args.micro_batch or paper["pretrain"]["micro_batch_size"])
     reg = load_registry(REPO / "config" / "architectures.tsv")
     scale = load_scale(args.scale, REPO / "config" / "scales")

@@ -29,7 +29,9 @@ def build_small_corpus(out_dir: Path, vocab_size: int = 2048) -> Path:
 def small_config(path: Path, data_dir: Path, *, base: Path | None = None, **sections) -> Path:
     """Write a config = config/tiny.yaml with data paths under ``data_dir`` and ``sections``
     merged one level deep, values replaced whole (e.g. ``pretrain={"tokens": 8192}``); returns its path."""
-    raw = yaml.safe_load(Path(base or REPO / "config" / "tiny.yaml").read_text())
+    from olmpool.config import read_config_file
+
+    raw = read_config_file(base or REPO / "config" / "tiny.yaml")
     raw = copy.deepcopy(raw)
     d = str(data_dir)
     raw["data"]["root"] = d
