@@ -260,3 +260,24 @@ def test_cp_config_and_spec():
         return M.layer_spec(sh, "local", cp=cp).submodules.self_attention.submodules.core_attention
 
     assert core(2) is M.ContextParallelSDPACoreAttention and core(1) is M.SDPACoreAttention
+
+
+def test_device_init_is_seeded_from_the_callers_seed(monkeypatch):
+    """On CUDA megatron draws weights from its RNG tracker, not torch's default generator:
+    the tracker must be reseeded from the seed the caller set (the init family's), on every
+    build; CPU initialisation needs no reseed."""
+    from megatron.core import tensor_parallel
+
+    seen = []
+    monkeypatch.setattr(tensor_parallel, "model_parallel_cuda_manual_seed", seen.append)
+    cfg = M.transformer_config(resolve(REG["G_pre_8kv_8k_14k"], TINY), backend="local")
+    assert cfg.use_cpu_initialization  # this machine: CPU init, nothing to reseed
+    M.seed_device_init(cfg)
+    assert seen == []
+    gpu_cfg = dataclasses.replace(cfg, use_cpu_initialization=False)
+    for family_seed in (1234567, 7654321):
+        torch.manual_seed(family_seed)
+        M.seed_device_init(gpu_cfg)
+    assert seen == [1234567, 7654321]
+    M.seed_device_init(dataclasses.replace(gpu_cfg, perform_initialization=False))
+    assert seen == [1234567, 7654321]

@@ -819,6 +819,24 @@ def ensure_rng_tracker(seed: int = 1234) -> None:
         tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
+def seed_device_init(config: TransformerConfig) -> None:
+    """Make the seed set with ``torch.manual_seed`` reach weights initialised on the GPU.
+
+    With CPU initialisation megatron-core draws every weight from torch's default generator,
+    which the caller seeds (the training loop: ``init_seed(pretrain.seed, init family)``).
+    On CUDA it draws linear and embedding weights inside ``get_cuda_rng_tracker().fork()``
+    instead (megatron-core 0.16.1 ``tensor_parallel/layers.py``,
+    ``_initialize_affine_weight_gpu``), whose streams only ``model_parallel_cuda_manual_seed``
+    sets (``tensor_parallel/random.py``). So on CUDA the tracker is reseeded from
+    ``torch.initial_seed()`` before each build: without that every architecture would start
+    from the tracker's one fixed seed whatever its init family."""
+    if config.use_cpu_initialization or not config.perform_initialization:
+        return
+    from megatron.core import tensor_parallel
+
+    tensor_parallel.model_parallel_cuda_manual_seed(torch.initial_seed())
+
+
 def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None = None,
                 sequence_parallel: bool = False,
                 params_dtype: torch.dtype = torch.float32, backend: Backend = "auto",
@@ -856,6 +874,7 @@ def build_model(shape: ModelShape, *, tp: int = 1, pp: int = 1, cp: int | None =
                                 perform_initialization=not meta, packed_sequences=packed_sequences,
                                 core_attention=core_attention,
                                 recompute_core_attention=recompute_core_attention)
+    seed_device_init(config)
     first = parallel_state.is_pipeline_first_stage(ignore_virtual=True)
     last = parallel_state.is_pipeline_last_stage(ignore_virtual=True)
     n_local = get_num_layers_to_build(config)  # n_layers / pp contiguous layers

@@ -7,8 +7,8 @@ On the CPU, megatron-core draws every weight from torch's default generator
 (``use_cpu_initialization``), which that seed controls.  On CUDA it initialises linear and
 embedding weights on the GPU inside ``get_cuda_rng_tracker().fork()``
 (``_initialize_affine_weight_gpu`` in megatron/core/tensor_parallel/layers.py), whose
-states ``model_parallel_cuda_manual_seed`` seeds - here once per process with a fixed seed
-(`olmpool.arch.megatron.ensure_rng_tracker`) - so the family seed may not reach them.
+states ``model_parallel_cuda_manual_seed`` seeds; `olmpool.arch.megatron.seed_device_init`
+reseeds them from the family seed before each build, and this check shows it on the device.
 
 Each build runs in its own process (as every training run does), with the tiny scale's
 Llama 3 shape:
