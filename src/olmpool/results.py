@@ -173,7 +173,12 @@ def read_scores(path: Path, known_models: set[str] | None = None) -> pd.DataFram
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a file, read in 1 MiB blocks (results sets, checkpoints, prepared data, fixtures)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def verify_checksums(directory: Path) -> None:

