@@ -66,14 +66,12 @@ def run_longppl(engine, evaluator, cfg: EvalConfig, out: Collector, log) -> None
 
 def _hf_tokenizer(directory: str):
     """A local Hugging Face tokenizer in the eval Tokenizer protocol (LongPPL document selection)."""
-    from olmpool.eval.lm import HFTokenizerAdapter
+    from olmpool.eval.hf_checkpoint import load_hf_tokenizer
 
     if not Path(directory).is_dir():
         raise OlmPoolError(f"config eval.longppl.select_tokenizer: {directory} is not a directory. "
                            "Fix: point 'hf:<dir>' at a local tokenizer copy, or use 'evaluator'")
-    from transformers import AutoTokenizer
-
-    return HFTokenizerAdapter(AutoTokenizer.from_pretrained(directory, local_files_only=True))
+    return load_hf_tokenizer(directory)
 
 
 def preflight(cfg: EvalConfig) -> None:
