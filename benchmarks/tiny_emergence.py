@@ -64,8 +64,8 @@ TSV_COLUMNS = (
     "context_divisor", "seq", "warmup_seq", "warmup_steps", "warmup_until_loss", "switch_step", "prev_warmup_steps", "alt_mix", "batch", "steps", "lr", "lr_warmup",
     "final_lr_frac", "step_r50", "tokens_r50", "cores_r50", "step_r80", "tokens_r80", "cores_r80",
     "recall_final", "recall_best", "recall_q1", "recall_q4", "pretrain_core_s", "pretrain_tokens",
-    "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
-    "ext_r1x", "ext_r4x", "ext_r8x", "ext_curve_4x", "code_version", "command",
+    "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_long_frac", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
+    "ext_r1x", "ext_r4x", "ext_r8x", "ext_curve_4x", "device", "code_version", "command",
 )
 
 
@@ -184,6 +184,30 @@ def make_batch(task: Task, rng: np.random.Generator, batch: int, seq: int):
     return torch.from_numpy(tokens), torch.from_numpy(target), torch.from_numpy(gap)
 
 
+def make_extension_batch(task: Task, rng: np.random.Generator, batch: int, length: int, seg: int,
+                         long_frac: float):
+    """Extension data at ``length`` tokens: each sequence, with probability ``long_frac``, is a
+    retrieval sequence of the full length (definitions and queries spread over it); the others
+    are ``length / seg`` independent retrieval sequences of ``seg`` tokens back to back, so
+    every query is answered within its own segment (long text whose dependencies are local,
+    keys redefined in every segment: the latest definition counts).  Same return layout as
+    `make_batch`."""
+    n_long = int((rng.random(batch) < long_frac).sum())  # each sequence long with probability long_frac
+    parts_t, parts_g, parts_x = [], [], []
+    if n_long:
+        x, t, g = make_batch(task, rng, n_long, length)
+        parts_x.append(x), parts_t.append(t), parts_g.append(g)
+    if batch - n_long:
+        k = length // seg
+        segs = [make_batch(task, rng, batch - n_long, seg) for _ in range(k)]
+        x = torch.cat([sx[:, :seg] for sx, _, _ in segs[:-1]] + [segs[-1][0]], dim=1)  # [b, length+1]
+        t = torch.cat([st for _, st, _ in segs], dim=1).clone()  # [b, length]
+        t[:, seg - 1:length - 1:seg] = False  # a segment's last label is the next segment's BOS
+        g = torch.cat([sg for _, _, sg in segs], dim=1)
+        parts_x.append(x), parts_t.append(t), parts_g.append(g)
+    return torch.cat(parts_x), torch.cat(parts_t), torch.cat(parts_g)
+
+
 def make_alternation_batch(task: Task, rng: np.random.Generator, batch: int, seq: int):
     """Previous-token warm-up data: runs of 4-16 tokens alternating two symbols drawn from the
     whole alphabet ("a b a b ..."); from a run's third token on, the next token is the one
@@ -209,9 +233,41 @@ def make_alternation_batch(task: Task, rng: np.random.Generator, batch: int, seq
 # ----------------------------------------------------------------------------------------------
 
 
+def architecture(spec: str):
+    """Registry row ``ID``, or a one-off variant ``ID:field=value[,field=value]`` of it (e.g.
+    ``G_pre_8kv_8k_14k:norm_order=post``) to isolate one attention choice; the variant keeps
+    the row's init family and is validated like a row.  Its id is ``ID.field-value...``."""
+    from olmpool.arch.registry import Architecture, get_architecture
+    from olmpool import OlmPoolError
+
+    base, _, over = spec.partition(":")
+    arch = get_architecture(base)
+    if not over:
+        return arch
+    kinds = {f.name: f.type for f in dataclasses.fields(Architecture)}
+    changes = {}
+    for item in over.split(","):
+        name, _, raw = item.partition("=")
+        if name not in kinds or name in ("id", "roles", "note", "init"):
+            raise OlmPoolError(f"--archs {spec}: {name!r} is not an attention field; fix: use one of "
+                               "swa, qk_norm, norm_order, fp8, kv_heads, pretrain_context, d_ff")
+        if name in ("swa", "fp8"):
+            if raw not in ("true", "false"):
+                raise OlmPoolError(f"--archs {spec}: {name}={raw!r}; fix: write true or false")
+            changes[name] = raw == "true"
+        elif name in ("kv_heads", "pretrain_context", "d_ff"):
+            changes[name] = int(raw)
+        else:
+            changes[name] = raw
+    vid = base + "." + ".".join(f"{k}-{v}".replace("_", "") for k, v in changes.items())
+    variant = dataclasses.replace(arch, id=vid, roles=(), **changes)
+    variant.validate(where=f"--archs {spec}")
+    return variant
+
+
 def toy_shape(arch: str, args, vocab: int):
-    """ModelShape of registry row ``arch`` at the tiny scale with this run's numbers."""
-    from olmpool.arch.registry import get_architecture, load_scale, resolve
+    """ModelShape of registry row (or variant) ``arch`` at the tiny scale with this run's numbers."""
+    from olmpool.arch.registry import load_scale, resolve
 
     base = load_scale("tiny")
     scale = dataclasses.replace(
@@ -220,13 +276,13 @@ def toy_shape(arch: str, args, vocab: int):
         extend_rope_theta=float(args.rope_theta) * args.theta_factor, context_divisor=args.context_divisor,
         extend_seq_len=8192 // args.context_divisor * args.ext_factor)
     scale.validate(where="tiny_emergence scale")
-    return resolve(get_architecture(arch), scale)
+    return resolve(architecture(arch), scale)
 
 
 def per_token_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The model's own training loss (cross-entropy + z-loss) per token: [b, s]."""
     b, s = x.shape
-    pos = torch.arange(s).unsqueeze(0).expand(b, s)
+    pos = torch.arange(s, device=x.device).unsqueeze(0).expand(b, s)
     return model(x, pos, None, labels=y)
 
 
@@ -237,11 +293,12 @@ def recall(model, shape, evalset, chunk: int = 8) -> tuple[float, list[float]]:
 
     model.eval()
     tokens, target, gap = evalset
+    dev = next(model.parameters()).device
     hits, gaps = [], []
     for i in range(0, tokens.shape[0], chunk):
-        x, y = tokens[i:i + chunk, :-1], tokens[i:i + chunk, 1:]
+        x, y = tokens[i:i + chunk, :-1].to(dev), tokens[i:i + chunk, 1:]
         t = target[i:i + chunk]
-        pred = logits(model, x)[..., :shape.vocab_size].argmax(-1)
+        pred = logits(model, x)[..., :shape.vocab_size].argmax(-1).cpu()
         hits.append((pred == y)[t].float())
         gaps.append(gap[i:i + chunk][t])
     model.train()
@@ -251,6 +308,15 @@ def recall(model, shape, evalset, chunk: int = 8) -> tuple[float, list[float]]:
     return float(h.mean()), quart
 
 
+def clock(device: str) -> float:
+    """Seconds spent: CPU time of this process (robust to other processes on the machine) on
+    the CPU; wall time after a synchronize on CUDA (the GPU's time is not CPU time)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time()
+
+
 def lr_at(step: int, total: int, peak: float, warm: int, final_frac: float) -> float:
     if step <= warm:
         return peak * step / max(warm, 1)
@@ -258,15 +324,40 @@ def lr_at(step: int, total: int, peak: float, warm: int, final_frac: float) -> f
     return peak * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def train_one(arch: str, seed: int, args, task: Task) -> dict:
+PRETRAIN_KEYS_IGNORED = ("run", "tsv", "cache", "archs", "seeds")
+
+
+def cache_path(arch: str, seed: int, args) -> Path | None:
+    """Where the pretrained model of (arch, seed, every pretraining/data/model argument) is kept,
+    so that extension settings can be compared on the same pretrained weights."""
+    if not args.cache:
+        return None
+    import hashlib
+    import json
+
+    items = {k: v for k, v in sorted(vars(args).items())
+             if not k.startswith(("ext_", "theta_")) and k not in PRETRAIN_KEYS_IGNORED}
+    digest = hashlib.sha256(json.dumps([arch, seed, items], default=str).encode()).hexdigest()[:16]
+    return Path(args.cache) / f"{arch.replace(':', '+')}.s{seed}.{digest}.pt"
+
+
+def train_one(arch: str, seed: int, args, task: Task) -> list[dict]:
+    """Pretrain (or load from ``--cache``), then one extension per ``--ext-long-frac`` value,
+    each from the same pretrained weights: one result per extension setting."""
     from olmpool.arch.megatron import build_model
-    from olmpool.arch.registry import get_architecture
     from olmpool.train.loop import init_seed
 
     shape = toy_shape(arch, args, task.vocab)
     seq = shape.pretrain_seq_len
-    torch.manual_seed(init_seed(seed, get_architecture(arch).init))
-    model = build_model(shape, backend="local")
+    dev = args.device
+    torch.manual_seed(init_seed(seed, architecture(arch).init))
+    model = build_model(shape, backend="local", device=dev)
+    cached = cache_path(arch, seed, args)
+    if cached is not None and cached.exists():
+        saved = torch.load(cached, map_location=dev, weights_only=False)
+        model.load_state_dict(saved["state"])
+        print(f"  {arch} seed {seed}: pretrained model from {cached}", flush=True)
+        return with_extensions(model, shape, seed, args, task, saved["res"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     rng = np.random.default_rng([seed, 1])
@@ -274,7 +365,7 @@ def train_one(arch: str, seed: int, args, task: Task) -> dict:
     tok_per_step = args.batch * seq
     res = {"step_r50": None, "tokens_r50": None, "cores_r50": None, "step_r80": None,
            "tokens_r80": None, "cores_r80": None, "recall_best": 0.0}
-    t0 = time.process_time()
+    t0 = clock(dev)
     tokens_seen = 0
     rec, quart = 0.0, [0.0] * 4
     short = args.warmup_steps > 0  # in the short-sequence warm-up
@@ -299,6 +390,7 @@ def train_one(arch: str, seed: int, args, task: Task) -> dict:
             x, tgt, _ = make_batch(task, rng, b, cur)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, args.lr_warmup, args.final_lr_frac)
+        x, tgt = x.to(dev), tgt.to(dev)
         loss = per_token_loss(model, x[:, :-1], x[:, 1:])
         w = torch.where(tgt, args.answer_weight, args.other_weight)
         (loss * w).sum().div(w.sum()).backward()
@@ -313,7 +405,7 @@ def train_one(arch: str, seed: int, args, task: Task) -> dict:
         if step % args.eval_every == 0 or step == args.steps:
             ans = float(loss.detach()[:b - int(round(args.alt_mix * b))][tgt[:b - int(round(args.alt_mix * b))]].mean())
             rec, quart = recall(model, shape, ev)
-            cs = time.process_time() - t0  # includes evaluation: an upper bound on training cost
+            cs = clock(dev) - t0  # includes evaluation: an upper bound on training cost
             res["recall_best"] = max(res["recall_best"], rec)
             for th in (50, 80):
                 if res[f"step_r{th}"] is None and rec >= th / 100:
@@ -328,19 +420,37 @@ def train_one(arch: str, seed: int, args, task: Task) -> dict:
                 print(f"  stopping: recall {rec:.3f} >= --stop-recall {args.stop_recall}", flush=True)
                 break
     res.update(recall_final=rec, recall_q1=quart[0], recall_q4=quart[3],
-               pretrain_core_s=round(time.process_time() - t0), pretrain_tokens=tokens_seen, steps_done=step)
-    if args.ext_steps > 0:
-        res.update(extend(model, shape, seed, args, task))
-    return res
+               pretrain_core_s=round(clock(dev) - t0), pretrain_tokens=tokens_seen, steps_done=step)
+    if cached is not None:
+        from olmpool.atomic import temp_path
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(cached)
+        torch.save({"state": model.state_dict(), "res": dict(res)}, tmp)
+        tmp.replace(cached)
+    return with_extensions(model, shape, seed, args, task, res)
 
 
-def extend(model, shape, seed: int, args, task: Task) -> dict:
-    """Theta x factor, train at ext_factor x the pretraining length, recall at 1x/4x/8x."""
+def with_extensions(model, shape, seed: int, args, task: Task, res: dict) -> list[dict]:
+    res = {**res, "seq": shape.pretrain_seq_len}
+    if args.ext_steps <= 0:
+        return [res]
+    return [{**res, "ext_long_frac": f, **extend(model, shape, seed, args, task, f)} for f in args.ext_long_frac]
+
+
+def extend(model, shape, seed: int, args, task: Task, long_frac: float) -> dict:
+    """Theta x factor, train at ext_factor x the 8K-equivalent length, recall at 1x (the
+    pretraining length) and at the 32K / 64K equivalents (columns ``*_r4x`` / ``*_r8x``)."""
     from olmpool.arch.megatron import build_model
 
     seq = shape.pretrain_seq_len
-    lengths = {"1x": seq, "4x": 4 * seq, "8x": 8 * seq}
-    sets = {k: make_batch(eval_task(task), np.random.default_rng([20_000 + seed, i]), max(2, args.eval_seqs * seq // L), L)
+    # 1x: this architecture's pretraining length; 4x / 8x: 4 and 8 times the 8K pretraining
+    # length, i.e. the paper's 32K and 64K at this context divisor, for every architecture
+    # (a 4K-pretrained architecture is asked 8x and 16x its own pretraining length there, as in
+    # the paper)
+    base = 8192 // args.context_divisor
+    lengths = {"1x": seq, "4x": 4 * base, "8x": 8 * base}
+    sets = {k: make_batch(eval_task(task), np.random.default_rng([20_000 + seed, i]), args.eval_seqs, L)
             for i, (k, L) in enumerate(lengths.items())}
     out = {}
     for k in lengths:
@@ -348,16 +458,18 @@ def extend(model, shape, seed: int, args, task: Task) -> dict:
     ext_shape = shape.with_extension()
     state = model.state_dict()
     torch.manual_seed(0)
-    ext = build_model(ext_shape, backend="local")
+    dev = args.device
+    ext = build_model(ext_shape, backend="local", device=dev)
     ext.load_state_dict(state)
     opt = torch.optim.AdamW(ext.parameters(), lr=args.ext_lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     rng = np.random.default_rng([seed, 3])
     L = ext_shape.extend_seq_len
-    t0 = time.process_time()
+    t0 = clock(dev)
     curve = [f"0:{out['pre_r4x']:.3f}"]
     for step in range(1, args.ext_steps + 1):
-        x, tgt, _ = make_batch(task, rng, args.ext_batch, L)
+        x, tgt, _ = make_extension_batch(task, rng, args.ext_batch, L, seq, long_frac)
+        x, tgt = x.to(dev), tgt.to(dev)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.ext_steps, args.ext_lr, max(1, args.ext_steps // 10), 0.0)
         loss = per_token_loss(ext, x[:, :-1], x[:, 1:])
@@ -368,7 +480,7 @@ def extend(model, shape, seed: int, args, task: Task) -> dict:
         opt.zero_grad(set_to_none=True)
         if step in args.ext_curve and step < args.ext_steps:
             curve.append(f"{step}:{recall(ext, ext_shape, sets['4x'], chunk=2)[0]:.3f}")
-    out["ext_core_s"] = round(time.process_time() - t0)  # includes the intermediate evaluations
+    out["ext_core_s"] = round(clock(dev) - t0)  # includes the intermediate evaluations
     for k in lengths:
         out[f"ext_r{k}"] = recall(ext, ext_shape, sets[k], chunk=2)[0]
     curve.append(f"{args.ext_steps}:{out['ext_r4x']:.3f}")
@@ -417,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--archs", nargs="+", default=["G_pre_8kv_8k_14k", "A_post_HQK_8kv_8k_13k_SWA_fp8"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--run", default="", help="name of this setting in the TSV")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: times are wall seconds on the GPU, not CPU core-seconds")
     g = ap.add_argument_group("data")
     g.add_argument("--keys", type=int, default=64)
     g.add_argument("--values", type=int, default=64)
@@ -461,15 +575,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ext-steps", type=int, default=30)
     g.add_argument("--ext-batch", type=int, default=2)
     g.add_argument("--ext-lr", type=float, default=1e-3)
+    g.add_argument("--ext-long-frac", type=float, nargs="+", default=[1.0],
+                   help="fraction of extension sequences with retrieval over the whole length; the rest "
+                        "are pretraining-length retrieval sequences back to back (local dependencies); "
+                        "several values: one extension each from the same pretrained model")
     g.add_argument("--ext-curve", type=int, nargs="*", default=[5, 10, 20],
                    help="also measure recall at 4x after these extension steps (smaller budgets)")
     g.add_argument("--tsv", default="results/tiny_emergence/runs.tsv")
+    g.add_argument("--cache", default="", help="keep/reuse pretrained models here (compare extension settings)")
     return ap
 
 
 def main() -> int:
     args = build_parser().parse_args()
     torch.set_num_threads(1)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device; fix: run on a GPU machine or use --device cpu")
     if not args.warmup_seq:
         args.warmup_steps = 0
     task = Task(args.keys, args.values, args.filler, args.filler_zipf, args.filler_mode, args.density, args.repeats, args.layout)
@@ -483,12 +604,14 @@ def main() -> int:
     summary = []
     for arch in args.archs:
         for seed in args.seeds:
-            res = train_one(arch, seed, args, task)
-            row = {**{k.replace("-", "_"): v for k, v in vars(args).items()}, **res,
-                   "arch": arch, "seed": seed, "seq": seq, "code_version": version, "command": command,
-                   "steps": res["steps_done"]}
-            append_tsv(Path(args.tsv), row)
-            summary.append(row)
+            results = train_one(arch, seed, args, task)
+            for res in results:
+                row = {**{k.replace("-", "_"): v for k, v in vars(args).items()}, **res,
+                       "arch": arch, "seed": seed, "code_version": version, "command": command,
+                       "steps": res["steps_done"]}
+                append_tsv(Path(args.tsv), row)
+                summary.append(row)
+            res = results[0]
             print(f"{arch} seed {seed}: recall 0.5 at "
                   + (f"step {res['step_r50']} ({res['tokens_r50']:,} tokens, {res['cores_r50']} core-s)"
                      if res["step_r50"] else "never")
@@ -497,12 +620,15 @@ def main() -> int:
                      if res["step_r80"] else "never")
                   + f"; final {res['recall_final']:.3f} after {res['pretrain_core_s']} core-s", flush=True)
     if args.ext_steps > 0 and len(args.archs) >= 2 and len(args.seeds) >= 2:
-        by = {a: [r["ext_r4x"] for r in summary if r["arch"] == a] for a in args.archs}
-        ref, other = args.archs[0], args.archs[1]
-        seed_diff = max(max(v) - min(v) for v in by.values())
-        diff = abs(np.mean(by[ref]) - np.mean(by[other]))
-        print(f"after extension at 4x: {ref} {np.mean(by[ref]):.3f} {other} {np.mean(by[other]):.3f}; "
-              f"difference {diff:.3f} vs 2 x largest seed difference {2 * seed_diff:.3f}", flush=True)
+        for f in args.ext_long_frac:
+            by = {a: [r["ext_r4x"] for r in summary if r["arch"] == a and r["ext_long_frac"] == f]
+                  for a in args.archs}
+            ref, other = args.archs[0], args.archs[1]
+            seed_diff = max(max(v) - min(v) for v in by.values())
+            diff = abs(np.mean(by[ref]) - np.mean(by[other]))
+            print(f"extension long fraction {f:g}, after extension at 4x: {ref} {np.mean(by[ref]):.3f} "
+                  f"{other} {np.mean(by[other]):.3f}; difference {diff:.3f} vs 2 x largest seed "
+                  f"difference {2 * seed_diff:.3f}", flush=True)
     return 0
 
 

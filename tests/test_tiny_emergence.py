@@ -60,3 +60,78 @@ def test_too_dense_is_refused():
     task = te.Task(16, 16, 8, 0.0, "iid", 0.01, 2, "interleaved")
     with pytest.raises(SystemExit, match="density"):
         task.pairs(64)
+
+
+def _latest_definition_answers(task, row, j):
+    """Label position j (token j+1) is answered by the value after the latest earlier
+    occurrence of the key at position j; returns that occurrence's position."""
+    prev = [i for i in range(j) if row[i] == row[j]]
+    assert prev, f"query at {j} without a definition"
+    assert row[prev[-1] + 1] == row[j + 1]
+    return prev[-1]
+
+
+def test_extension_batch_local_segments_answer_within_their_segment():
+    task = te.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
+    tokens, target, gap = te.make_extension_batch(task, np.random.default_rng(1), 3, 512, 128, 0.0)
+    assert tokens.shape == (3, 513) and target.shape == gap.shape == (3, 512)
+    for b in range(3):
+        row = tokens[b].tolist()
+        assert [row[i] for i in range(0, 512, 128)] == [te.BOS] * 4  # one document per segment
+        assert not target[b, 127:511:128].any()  # a segment's last label is the next BOS
+        js = target[b].nonzero().flatten().tolist()
+        assert len(js) >= 4 * task.pairs(128) - 4
+        for j in js:
+            assert j // 128 == _latest_definition_answers(task, row, j) // 128  # same segment
+
+
+def test_extension_batch_long_fraction_one_spreads_pairs_over_the_length():
+    task = te.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
+    tokens, target, gap = te.make_extension_batch(task, np.random.default_rng(2), 4, 512, 128, 1.0)
+    assert int(target.sum()) == 4 * task.pairs(512)
+    assert int(gap.max()) > 128  # answers farther back than one pretraining length
+    for b in range(4):
+        for j in target[b].nonzero().flatten().tolist():
+            _latest_definition_answers(task, tokens[b].tolist(), j)
+
+
+def test_architecture_variant_changes_one_field_and_is_validated():
+    base = te.architecture("G_pre_8kv_8k_14k")
+    post = te.architecture("G_pre_8kv_8k_14k:norm_order=post,fp8=true")
+    assert (post.norm_order, post.fp8, post.init) == ("post", True, base.init)
+    assert post.id == "G_pre_8kv_8k_14k.normorder-post.fp8-True" and post.roles == ()
+    assert (post.swa, post.qk_norm, post.kv_heads) == (base.swa, base.qk_norm, base.kv_heads)
+    from olmpool import OlmPoolError
+
+    with pytest.raises(OlmPoolError, match="'init' is not an attention field"):
+        te.architecture("G_pre_8kv_8k_14k:init=A")
+    with pytest.raises(OlmPoolError, match="write true or false"):
+        te.architecture("G_pre_8kv_8k_14k:swa=yes")
+    with pytest.raises(OlmPoolError, match="qk_norm"):
+        te.architecture("G_pre_8kv_8k_14k:qk_norm=rms")
+
+
+def test_cache_key_ignores_extension_settings_only(tmp_path):
+    p = te.build_parser()
+    a = p.parse_args(["--cache", str(tmp_path), "--ext-long-frac", "0", "0.1"])
+    b = p.parse_args(["--cache", str(tmp_path), "--ext-lr", "1e-4", "--run", "other"])
+    c = p.parse_args(["--cache", str(tmp_path), "--lr", "1e-3"])
+    assert te.cache_path("G_pre_8kv_8k_14k", 0, a) == te.cache_path("G_pre_8kv_8k_14k", 0, b)
+    assert te.cache_path("G_pre_8kv_8k_14k", 0, a) != te.cache_path("G_pre_8kv_8k_14k", 0, c)
+    assert te.cache_path("G_pre_8kv_8k_14k", 0, a) != te.cache_path("G_pre_8kv_8k_14k", 1, a)
+    assert te.cache_path("G_pre_8kv_8k_14k", 0, p.parse_args([])) is None
+
+
+def test_grid_file_substitutes_shared_arguments(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "tiny_emergence_grid", Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_emergence_grid.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    f = tmp_path / "g.txt"
+    f.write_text("# comment\n$R=--keys 16 --values 16\n$RX=--lr 1e-3\n--run a --seeds 0 $R  # one\n"
+                 "--run b $R $RX\n")
+    assert grid.read_grid(f) == [["--run", "a", "--seeds", "0", "--keys", "16", "--values", "16"],
+                                 ["--run", "b", "--keys", "16", "--values", "16", "--lr", "1e-3"]]
+    f.write_text("--run a $MISSING\n")
+    with pytest.raises(SystemExit, match="undefined \\$MISSING"):
+        grid.read_grid(f)
