@@ -615,7 +615,9 @@ def main() -> int:
         task.pairs(args.warmup_seq)
     print(f"task: {task.pairs(seq)} pairs per {seq}-token sequence, vocab {task.vocab}, chance recall "
           f"{1 / task.values:.3f}, filler entropy {task.filler_entropy():.2f} nats", flush=True)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    here = Path(__file__).resolve()
+    script = str(here.relative_to(here.parents[1]))  # as run from the repository root
+    command = "python " + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]])
     version = code_version()
     summary = []
     for arch in args.archs:
