@@ -135,3 +135,24 @@ def test_grid_file_substitutes_shared_arguments(tmp_path):
     f.write_text("--run a $MISSING\n")
     with pytest.raises(SystemExit, match="undefined \\$MISSING"):
         grid.read_grid(f)
+
+
+def test_rank_report_counts_learners_and_compares_with_the_paper(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "tiny_emergence_rank", Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_emergence_rank.py")
+    rank = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rank)
+    pd = pytest.importorskip("pandas")
+    paper = pd.DataFrame({"helmet": [50.0, 40.0, 30.0, 20.0], "ruler": [60.0, 50.0, 40.0, 30.0]},
+                         index=["a", "b", "c", "d"])
+    rows = pd.DataFrame({
+        "arch": ["a", "a", "b", "c", "d"], "seed": [0, 1, 0, 0, 0], "values": 16,
+        "recall_final": [1.0, 0.9, 0.95, 0.9, 0.1], "pre_r4x": 0.2,
+        "ext_r4x": [0.9, 0.8, 0.7, 0.5, 0.1]})
+    rank.report(rows, "t", "ext_r4x", paper)
+    out = capsys.readouterr().out
+    assert "retrieval not learned in pretraining (recall_1x < 0.5): 1 of 4" in out
+    assert "toy vs paper HELMET 32K, all (4 architectures): Spearman 1.000" in out
+    assert "that learned retrieval (3 architectures): Spearman 1.000" in out
+    assert "above 5x chance (0.312): 3 of 4" in out
+    assert "pooled seed SD 0.071" in out  # one architecture with two seeds: SD of 0.9, 0.8
