@@ -256,33 +256,26 @@ def make_alternation_batch(task: Task, rng: np.random.Generator, batch: int, seq
 def architecture(spec: str):
     """Registry row ``ID``, or a one-off variant ``ID:field=value[,field=value]`` of it (e.g.
     ``G_pre_8kv_8k_14k:norm_order=post``) to isolate one attention choice; the variant keeps
-    the row's init family and is validated like a row.  Its id is ``ID.field-value...``."""
-    from olmpool.arch.registry import Architecture, get_architecture
+    the row's init family and is parsed and validated as a registry row
+    (``Architecture.from_row``).  Its id is ``ID.field-value...``."""
     from olmpool import OlmPoolError
+    from olmpool.arch.registry import FACTOR_FIELDS, NUISANCE_FIELDS, Architecture, get_architecture
 
     base, _, over = spec.partition(":")
     arch = get_architecture(base)
     if not over:
         return arch
-    kinds = {f.name: f.type for f in dataclasses.fields(Architecture)}
-    changes = {}
-    for item in over.split(","):
-        name, _, raw = item.partition("=")
-        if name not in kinds or name in ("id", "roles", "note", "init"):
+    variable = [n for n in (*FACTOR_FIELDS, *NUISANCE_FIELDS) if n != "init"]
+    changes = dict(item.partition("=")[::2] for item in over.split(","))
+    for name in changes:
+        if name not in variable:
             raise OlmPoolError(f"--archs {spec}: {name!r} is not an attention field; fix: use one of "
-                               "swa, qk_norm, norm_order, fp8, kv_heads, pretrain_context, d_ff")
-        if name in ("swa", "fp8"):
-            if raw not in ("true", "false"):
-                raise OlmPoolError(f"--archs {spec}: {name}={raw!r}; fix: write true or false")
-            changes[name] = raw == "true"
-        elif name in ("kv_heads", "pretrain_context", "d_ff"):
-            changes[name] = int(raw)
-        else:
-            changes[name] = raw
-    vid = base + "." + ".".join(f"{k}-{v}".replace("_", "") for k, v in changes.items())
-    variant = dataclasses.replace(arch, id=vid, roles=(), **changes)
-    variant.validate(where=f"--archs {spec}")
-    return variant
+                               f"{', '.join(variable)}")
+    # parsed under a non-released id (the name check would compare the fields with the base id)
+    row = {**arch.to_row(), **changes, "id": base + ".variant", "roles": ""}
+    variant = Architecture.from_row(row, where=f"--archs {spec}")
+    vid = base + "." + ".".join(f"{k}-{getattr(variant, k)}".replace("_", "") for k in changes)
+    return dataclasses.replace(variant, id=vid)
 
 
 def toy_shape(arch: str, args, vocab: int):
@@ -452,29 +445,32 @@ def train_one(arch: str, seed: int, args, task: Task) -> list[dict]:
 
 
 def with_extensions(model, shape, seed: int, args, task: Task, res: dict) -> list[dict]:
+    """``res`` with each extension's results (one per ``--ext-long-frac``); the evaluation
+    sets and the recall before extension are made once for all of them."""
     res = {**res, "seq": shape.pretrain_seq_len}
     if args.ext_steps <= 0:
         return [res]
-    return [{**res, "ext_long_frac": f, **extend(model, shape, seed, args, task, f)} for f in args.ext_long_frac]
-
-
-def extend(model, shape, seed: int, args, task: Task, long_frac: float) -> dict:
-    """Theta x factor, train at ext_factor x the 8K-equivalent length, recall at 1x (the
-    pretraining length) and at the 32K / 64K equivalents (columns ``*_r4x`` / ``*_r8x``)."""
-    from olmpool.arch.megatron import build_model
-
-    seq = shape.pretrain_seq_len
     # 1x: this architecture's pretraining length; 4x / 8x: 4 and 8 times the 8K pretraining
     # length, i.e. the paper's 32K and 64K at this context divisor, for every architecture
     # (a 4K-pretrained architecture is asked 8x and 16x its own pretraining length there, as in
     # the paper)
     base = 8192 // args.context_divisor
-    lengths = {"1x": seq, "4x": 4 * base, "8x": 8 * base}
+    lengths = {"1x": shape.pretrain_seq_len, "4x": 4 * base, "8x": 8 * base}
     sets = {k: make_batch(eval_task(task), np.random.default_rng([20_000 + seed, i]), args.eval_seqs, L)
             for i, (k, L) in enumerate(lengths.items())}
+    pre = {f"pre_r{k}": recall(model, shape, sets[k], chunk=2)[0] for k in sets}
+    return [{**res, **pre, "ext_long_frac": f, **extend(model, shape, seed, args, task, f, sets, pre)}
+            for f in args.ext_long_frac]
+
+
+def extend(model, shape, seed: int, args, task: Task, long_frac: float, sets: dict, pre: dict) -> dict:
+    """Theta x factor, train at ext_factor x the 8K-equivalent length, recall on ``sets`` (at
+    1x, the pretraining length, and at the 32K / 64K equivalents: columns ``*_r4x`` /
+    ``*_r8x``); ``pre`` is the recall before extension on the same sets."""
+    from olmpool.arch.megatron import build_model
+
+    seq = shape.pretrain_seq_len
     out = {}
-    for k in lengths:
-        out[f"pre_r{k}"] = recall(model, shape, sets[k], chunk=2)[0]
     ext_shape = shape.with_extension()
     state = model.state_dict()
     torch.manual_seed(0)
@@ -486,7 +482,7 @@ def extend(model, shape, seed: int, args, task: Task, long_frac: float) -> dict:
     rng = np.random.default_rng([seed, 3])
     L = ext_shape.extend_seq_len
     t0 = clock(dev)
-    curve = [f"0:{out['pre_r4x']:.3f}"]
+    curve = [f"0:{pre['pre_r4x']:.3f}"]
     for step in range(1, args.ext_steps + 1):
         x, tgt, _ = make_extension_batch(task, rng, args.ext_batch, L, seq, long_frac)
         x, tgt = x.to(dev), tgt.to(dev)
@@ -501,14 +497,14 @@ def extend(model, shape, seed: int, args, task: Task, long_frac: float) -> dict:
         if step in args.ext_curve and step < args.ext_steps:
             curve.append(f"{step}:{recall(ext, ext_shape, sets['4x'], chunk=2)[0]:.3f}")
     out["ext_core_s"] = round(clock(dev) - t0)  # includes the intermediate evaluations
-    for k in lengths:
+    for k in sets:
         out[f"ext_r{k}"] = recall(ext, ext_shape, sets[k], chunk=2)[0]
     curve.append(f"{args.ext_steps}:{out['ext_r4x']:.3f}")
     out["ext_curve_4x"] = " ".join(curve)
     print(f"  recall at 4x by extension step: {out['ext_curve_4x']}", flush=True)
     print(f"  extension ({args.ext_steps} steps x {args.ext_batch} x {L}, theta x{args.theta_factor:g}, "
           f"{out['ext_core_s']} core-s): recall 1x/4x/8x before "
-          f"{out['pre_r1x']:.3f}/{out['pre_r4x']:.3f}/{out['pre_r8x']:.3f} after "
+          f"{pre['pre_r1x']:.3f}/{pre['pre_r4x']:.3f}/{pre['pre_r8x']:.3f} after "
           f"{out['ext_r1x']:.3f}/{out['ext_r4x']:.3f}/{out['ext_r8x']:.3f}", flush=True)
     return out
 
