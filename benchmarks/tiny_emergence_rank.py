@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def paper_scores(path: Path, context: int = 32768) -> pd.DataFrame:
-    s = pd.read_csv(path, sep="\t")
+    """The paper's overall HELMET / RULER score per model at ``context`` after extension."""
+    from olmpool.results import read_scores
+
+    s = read_scores(path)
     s = s[(s.stage == "extended") & (s.task == "overall") & (s.context == context) & (s.metric == "score")]
     return s.pivot_table(index="model", columns="benchmark", values="value")
 
