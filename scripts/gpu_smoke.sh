@@ -81,14 +81,8 @@ export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ -n "$WHEELS" ]; then
   SITE="$OUT/site"
-  mkdir -p "$SITE"
   echo "== installing $(ls "$WHEELS"/*.whl | wc -l) wheels from $WHEELS into $SITE =="
-  if "$PY" -m pip --version >/dev/null 2>&1; then
-    "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" "$WHEELS"/*.whl || {
-      echo "gpu_smoke.sh: pip could not install the wheels of $WHEELS" >&2; exit 2; }
-  else  # a wheel is a zip archive laid out for site-packages
-    for w in "$WHEELS"/*.whl; do "$PY" -m zipfile -e "$w" "$SITE" || exit 2; done
-  fi
+  bash "$REPO/scripts/install_wheels.sh" "$WHEELS" "$SITE" "$PY" || exit 2
   export PYTHONPATH="$SITE:$PYTHONPATH"
 fi
 

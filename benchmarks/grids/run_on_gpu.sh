@@ -15,12 +15,7 @@ cd "$REPO"
 mkdir -p "$OUT"
 PY="$(command -v python3 || command -v python)"
 SITE=/tmp/olmpool-site
-mkdir -p "$SITE"
-if "$PY" -m pip --version >/dev/null 2>&1; then
-  "$PY" -m pip install --quiet --no-index --no-deps --target "$SITE" build/gpu_wheels/*.whl
-else
-  for w in build/gpu_wheels/*.whl; do "$PY" -m zipfile -e "$w" "$SITE"; done
-fi
+bash scripts/install_wheels.sh build/gpu_wheels "$SITE" "$PY" || exit 2
 export PYTHONPATH="$SITE:$REPO/src"
 export PYTHONWARNINGS=ignore
 { nvidia-smi; "$PY" -c "import torch, megatron.core as m; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'megatron-core', m.__version__)"; nproc; } > "$OUT/machine.txt" 2>&1
