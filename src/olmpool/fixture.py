@@ -41,7 +41,6 @@ DEFAULT_DIR = "build/fixtures/smollm2"
 """Where tests and the CI look for the fixture (gitignored; ``OLMPOOL_SMOLLM2`` overrides)."""
 
 
-
 def smollm2_gguf() -> Path:
     """Path of the GGUF file in the installed wheel, after checking it against the wheel's RECORD."""
     import importlib.metadata as md

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 from olmpool import OlmPoolError
 from olmpool.atomic import temp_path
 from olmpool.data.fetch import Fetcher
+from olmpool.train.config import ExtendConfig, PretrainConfig
 
 
 @dataclass
@@ -50,9 +51,9 @@ class Settings:
     it past this many tokens (None: the config trains nothing, no training data is prepared)."""
     extend_tokens: int | None = None
     """The largest of extend.budgets: the extension stream covers every budget the study runs."""
-    pretrain_seed: int = 42
+    pretrain_seed: int = PretrainConfig.seed
     """pretrain.seed: the fixed shuffle of the pretraining mix's shard list."""
-    extend_seed: int = 43
+    extend_seed: int = ExtendConfig.seed
     """extend.seed: the fixed shuffle of the Longmino mix's shard list."""
 
     def tokenizer(self):

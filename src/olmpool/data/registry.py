@@ -72,6 +72,7 @@ def settings_from(doc: dict, config_path: str) -> Settings:
     """The preparation settings of a parsed study config (eval_root applied)."""
     from olmpool.eval.attention.config import AttentionConfig
     from olmpool.eval.config import from_dict
+    from olmpool.train.config import ExtendConfig, PretrainConfig
 
     doc = apply_eval_root(doc, config_path)
     ev = from_dict(doc.get("eval") or {}, scale=doc.get("scale"))
@@ -88,7 +89,7 @@ def settings_from(doc: dict, config_path: str) -> Settings:
         attention_seed=att.seed,
         pretrain_tokens=int(pre["tokens"]) if pre.get("tokens") is not None else None,
         extend_tokens=max(budgets) if budgets else None,
-        pretrain_seed=int(pre.get("seed", 42)), extend_seed=int(ext.get("seed", 43)))
+        pretrain_seed=int(pre.get("seed", PretrainConfig.seed)), extend_seed=int(ext.get("seed", ExtendConfig.seed)))
 
 
 def load_doc(config_path: str | Path) -> dict:

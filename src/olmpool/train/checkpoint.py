@@ -56,7 +56,6 @@ def step_dir(ckpt_root: Path, step: int) -> Path:
     return Path(ckpt_root) / f"step_{step:06d}"
 
 
-
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MARKER)
 
