@@ -520,21 +520,30 @@ def code_version() -> str:
         return "unknown"
 
 
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a runs TSV as strings, keyed by its own header."""
+    lines = path.read_text().splitlines()
+    header = lines[0].split("\t") if lines else []
+    return [dict(zip(header, ln.split("\t"))) for ln in lines[1:] if ln]
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` (strings) under the current columns (empty where a row lacks one),
+    through a temporary file."""
+    from olmpool.atomic import write_text_atomic
+
+    write_text_atomic("\t".join(TSV_COLUMNS) + "\n"
+                      + "".join("\t".join(r.get(c, "") for c in TSV_COLUMNS) + "\n" for r in rows), path)
+
+
 def append_tsv(path: Path, row: dict) -> None:
-    """Append one row; a file written with other columns is rewritten under the current ones
-    (columns it lacks left empty), through a temporary file."""
+    """Append one row; a file written with other columns is first rewritten under the current
+    ones (`write_rows`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        lines = path.read_text().splitlines()
-        header = lines[0].split("\t") if lines else []
-        if header != list(TSV_COLUMNS):
-            old = [dict(zip(header, ln.split("\t"))) for ln in lines[1:] if ln]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("\t".join(TSV_COLUMNS) + "\n"
-                           + "".join("\t".join(r.get(c, "") for c in TSV_COLUMNS) + "\n" for r in old))
-            tmp.replace(path)
-    else:
-        path.write_text("\t".join(TSV_COLUMNS) + "\n")
+    if not path.exists():
+        write_rows(path, [])
+    elif path.read_text().split("\n", 1)[0].split("\t") != list(TSV_COLUMNS):
+        write_rows(path, read_rows(path))
     with path.open("a") as fh:
         fh.write("\t".join("" if row.get(c) is None else (f"{row[c]:.3f}" if isinstance(row[c], float)
                                                           else str(row[c])) for c in TSV_COLUMNS) + "\n")

@@ -52,19 +52,12 @@ def read_grid(path: Path) -> list[list[str]]:
 
 
 def merge(tsvs: list[Path], out: Path) -> int:
+    """The rows of the jobs' TSVs that exist, in job order, into ``out``; returns their number."""
     sys.path.insert(0, str(HERE))
     import tiny_emergence as te
 
-    rows = []
-    for p in tsvs:
-        if p.exists():
-            lines = p.read_text().splitlines()
-            header = lines[0].split("\t")
-            rows += [dict(zip(header, ln.split("\t"))) for ln in lines[1:] if ln]
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("\t".join(te.TSV_COLUMNS) + "\n"
-                   + "".join("\t".join(r.get(c, "") for c in te.TSV_COLUMNS) + "\n" for r in rows))
-    tmp.replace(out)
+    rows = [r for p in tsvs if p.exists() for r in te.read_rows(p)]
+    te.write_rows(out, rows)
     return len(rows)
 
 
