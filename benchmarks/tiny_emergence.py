@@ -81,7 +81,7 @@ BOS = 0
 TSV_COLUMNS = (
     "run", "arch", "seed", "keys", "values", "filler", "filler_zipf", "filler_mode", "density", "repeats", "layout",
     "answer_weight", "other_weight", "d_model", "n_heads", "head_dim", "n_layers", "rope_theta",
-    "context_divisor", "seq", "warmup_seq", "warmup_steps", "warmup_until_loss", "switch_step", "prev_warmup_steps", "alt_mix", "batch", "steps", "lr", "lr_warmup",
+    "context_divisor", "seq", "warmup_seq", "warmup_steps", "warmup_until_loss", "switch_step", "prev_warmup_steps", "alt_mix", "pre_local_seg", "pre_long_frac", "batch", "steps", "lr", "lr_warmup",
     "final_lr_frac", "step_r50", "tokens_r50", "cores_r50", "step_r80", "tokens_r80", "cores_r80",
     "recall_final", "recall_best", "recall_q1", "recall_q4", "pretrain_core_s", "pretrain_tokens",
     "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_long_frac", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
@@ -337,6 +337,16 @@ def lr_at(step: int, total: int, peak: float, warm: int, final_frac: float) -> f
     return peak * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def retrieval_batch(task: Task, rng: np.random.Generator, batch: int, seq: int, args):
+    """Pretraining retrieval sequences of ``seq`` tokens; with ``--pre-local-seg S`` (< seq) a
+    sequence is, with probability ``--pre-long-frac``, one retrieval sequence over the whole
+    length, otherwise independent ``S``-token sequences back to back: short dependencies
+    mixed into every batch instead of a short-sequence phase (`make_extension_batch`)."""
+    if args.pre_local_seg and args.pre_local_seg < seq:
+        return make_extension_batch(task, rng, batch, seq, args.pre_local_seg, args.pre_long_frac)
+    return make_batch(task, rng, batch, seq)
+
+
 PRETRAIN_KEYS_IGNORED = ("run", "tsv", "cache", "archs", "seeds")
 
 
@@ -397,10 +407,10 @@ def train_one(arch: str, seed: int, args, task: Task) -> list[dict]:
         elif args.alt_mix > 0:
             n_alt = int(round(args.alt_mix * b))
             xa, ta, _ = make_alternation_batch(task, rng, n_alt, cur)
-            xm, tm, _ = make_batch(task, rng, b - n_alt, cur)
+            xm, tm, _ = retrieval_batch(task, rng, b - n_alt, cur, args)
             x, tgt = torch.cat([xm, xa]), torch.cat([tm, ta])
         else:
-            x, tgt, _ = make_batch(task, rng, b, cur)
+            x, tgt, _ = retrieval_batch(task, rng, b, cur, args)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, args.lr_warmup, args.final_lr_frac)
         x, tgt = x.to(dev), tgt.to(dev)
@@ -509,6 +519,52 @@ def extend(model, shape, seed: int, args, task: Task, long_frac: float, sets: di
     return out
 
 
+def parse_grid(path: Path) -> tuple[dict[str, str], list[list[str]]]:
+    """A grid file (`benchmarks/grids/`): its ``$NAME=value`` definitions and its jobs (one line
+    of this script's arguments each, definitions substituted); ``#`` starts a comment."""
+    defs: dict[str, str] = {}
+    jobs = []
+    for n, raw in enumerate(Path(path).read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("$") and "=" in line.split()[0]:
+            name, _, value = line[1:].partition("=")
+            defs[name] = value.strip()
+            continue
+        for name in sorted(defs, key=len, reverse=True):
+            line = line.replace("$" + name, defs[name])
+        if "$" in line:
+            raise SystemExit(f"{path}:{n}: undefined ${line.split('$', 1)[1].split()[0]}; "
+                             "fix: define it above with a $NAME=value line")
+        jobs.append(shlex.split(line))
+    return defs, jobs
+
+
+RECIPE_DROPS = ("--cache",)
+"""Arguments of a grid's shared definition that belong to that run, not to its recipe."""
+
+
+def recipe_args(spec: str) -> list[str]:
+    """The arguments of ``GRID[:NAME]``'s ``$NAME`` definition (default ``R``), without the
+    run-specific ones (`RECIPE_DROPS` and their values)."""
+    path, _, name = spec.partition(":")
+    defs, _ = parse_grid(Path(path))
+    name = name or "R"
+    if name not in defs:
+        raise SystemExit(f"--recipe {spec}: {path} defines no ${name}; fix: name one of "
+                         f"{', '.join('$' + d for d in defs) or '(none)'}")
+    out, skip = [], False
+    for a in shlex.split(defs[name]):
+        if skip:
+            skip = False
+        elif a in RECIPE_DROPS:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
 def code_version() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -590,6 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first steps on alternation data (previous-token warm-up), then retrieval")
     g.add_argument("--alt-mix", type=float, default=0.0,
                    help="fraction of each batch's sequences that are alternation data after the warm-up")
+    g.add_argument("--pre-local-seg", type=int, default=0,
+                   help="pretraining sequences made of independent sequences of this length (0 = off)")
+    g.add_argument("--pre-long-frac", type=float, default=0.5,
+                   help="with --pre-local-seg: fraction of sequences that are one full-length sequence")
     g.add_argument("--eval-every", type=int, default=50)
     g.add_argument("--eval-seqs", type=int, default=32)
     g.add_argument("--max-core-s", type=float, default=0.0, help="stop pretraining after this many core-s")
@@ -606,13 +666,46 @@ def build_parser() -> argparse.ArgumentParser:
                         "several values: one extension each from the same pretrained model")
     g.add_argument("--ext-curve", type=int, nargs="*", default=[5, 10, 20],
                    help="also measure recall at 4x after these extension steps (smaller budgets)")
+    g = ap.add_argument_group("recipe and placement")
+    g.add_argument("--recipe", metavar="GRID[:NAME]",
+                   help="start from the $NAME (default $R) arguments of a grid file, e.g. "
+                        "benchmarks/grids/cpu_all26.txt; arguments given here override them")
+    g.add_argument("--place", metavar="RUN",
+                   help="afterwards, print where each --archs ranks among the architectures of RUN in "
+                        "results/tiny_emergence/runs.tsv (benchmarks/tiny_emergence_rank.py --place)")
     g.add_argument("--tsv", default="results/tiny_emergence/runs.tsv")
     g.add_argument("--cache", default="", help="keep/reuse pretrained models here (compare extension settings)")
     return ap
 
 
+def place_among(run: str, tsv: Path, archs: list[str]) -> None:
+    """Print where each of ``archs`` (rows in ``tsv``) ranks among the architectures of ``run``
+    in the bundled results (`tiny_emergence_rank.place`); the run's own rows of the same
+    architecture are replaced by the new ones."""
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tiny_emergence_rank as rank
+
+    ref = pd.read_csv(rank.ROOT / "results/tiny_emergence/runs.tsv", sep="\t")
+    ref = ref[ref.run == run]
+    if ref.empty:
+        raise SystemExit(f"--place {run}: no such run in results/tiny_emergence/runs.tsv; fix: name one of its runs")
+    new = pd.read_csv(tsv, sep="\t")
+    for arch in archs:
+        mine = new[new.arch == arch].drop_duplicates(["arch", "seed", "ext_long_frac"], keep="last")
+        both = pd.concat([ref[ref.arch != arch], mine.assign(run=run)], ignore_index=True)
+        for f in sorted(mine["ext_long_frac"].unique()):
+            part = both[both["ext_long_frac"] == f]
+            print(f"placed in {run} (extension long-range fraction {f:g}): {rank.place(part, arch, 'ext_r4x')}",
+                  flush=True)
+
+
 def main() -> int:
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.recipe:
+        args = parser.parse_args(recipe_args(args.recipe) + sys.argv[1:])
     torch.set_num_threads(1)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device; fix: run on a GPU machine or use --device cpu")
@@ -646,6 +739,8 @@ def main() -> int:
                   + (f"step {res['step_r80']} ({res['tokens_r80']:,} tokens, {res['cores_r80']} core-s)"
                      if res["step_r80"] else "never")
                   + f"; final {res['recall_final']:.3f} after {res['pretrain_core_s']} core-s", flush=True)
+    if args.place:
+        place_among(args.place, Path(args.tsv), args.archs)
     if args.ext_steps > 0 and len(args.archs) >= 2 and len(args.seeds) >= 2:
         for f in args.ext_long_frac:
             by = {a: [r["ext_r4x"] for r in summary if r["arch"] == a and r["ext_long_frac"] == f]

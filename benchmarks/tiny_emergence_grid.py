@@ -29,23 +29,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def read_grid(path: Path) -> list[list[str]]:
-    """The jobs of a grid file: argument lists, ``$NAME`` definitions substituted."""
-    defs: dict[str, str] = {}
-    jobs = []
-    for n, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("$") and "=" in line.split()[0]:
-            name, _, value = line[1:].partition("=")
-            defs[name] = value.strip()
-            continue
-        for name in sorted(defs, key=len, reverse=True):
-            line = line.replace("$" + name, defs[name])
-        if "$" in line:
-            raise SystemExit(f"{path}:{n}: undefined ${line.split('$', 1)[1].split()[0]}; "
-                             "fix: define it above with a $NAME=value line")
-        jobs.append(shlex.split(line))
+    """The jobs of a grid file: argument lists, ``$NAME`` definitions substituted
+    (`tiny_emergence.parse_grid`)."""
+    sys.path.insert(0, str(HERE))
+    import tiny_emergence as te
+
+    _, jobs = te.parse_grid(path)
     if not jobs:
         raise SystemExit(f"{path}: no jobs; fix: one line of tiny_emergence.py arguments per job")
     return jobs

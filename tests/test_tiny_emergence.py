@@ -137,22 +137,59 @@ def test_grid_file_substitutes_shared_arguments(tmp_path):
         grid.read_grid(f)
 
 
-def test_rank_report_counts_learners_and_compares_with_the_paper(tmp_path, capsys):
+def _rank_module():
     spec = importlib.util.spec_from_file_location(
         "tiny_emergence_rank", Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_emergence_rank.py")
     rank = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rank)
+    return rank
+
+
+def _toy_rows(pd):
+    ids = ["J_pre_16kv_8k_14k", "G_pre_8kv_8k_14k", "H_post_LQK_32kv_8k_11k_SWA", "A_post_HQK_8kv_8k_13k_SWA_fp8"]
+    return ids, pd.DataFrame({
+        "arch": [ids[0], ids[0], ids[1], ids[2], ids[3]], "seed": [0, 1, 0, 0, 0], "values": 16,
+        "recall_final": [1.0, 0.9, 0.95, 0.9, 0.1], "pre_r4x": 0.2, "ext_r8x": 0.1,
+        "ext_r4x": [0.9, 0.8, 0.7, 0.5, 0.1], "code_version": "abc",
+        "ext_curve_4x": ["0:0.2 30:0.9", "0:0.2 30:0.8", "0:0.2 30:0.7", "0:0.2 30:0.5", "0:0.1 30:0.1"]})
+
+
+def test_rank_report_counts_learners_and_compares_with_the_paper():
     pd = pytest.importorskip("pandas")
-    paper = pd.DataFrame({"helmet": [50.0, 40.0, 30.0, 20.0], "ruler": [60.0, 50.0, 40.0, 30.0]},
-                         index=["a", "b", "c", "d"])
-    rows = pd.DataFrame({
-        "arch": ["a", "a", "b", "c", "d"], "seed": [0, 1, 0, 0, 0], "values": 16,
-        "recall_final": [1.0, 0.9, 0.95, 0.9, 0.1], "pre_r4x": 0.2,
-        "ext_r4x": [0.9, 0.8, 0.7, 0.5, 0.1]})
-    rank.report(rows, "t", "ext_r4x", paper)
-    out = capsys.readouterr().out
-    assert "retrieval not learned in pretraining (recall_1x < 0.5): 1 of 4" in out
-    assert "toy vs paper HELMET 32K, all (4 architectures): Spearman 1.000" in out
-    assert "that learned retrieval (3 architectures): Spearman 1.000" in out
-    assert "above 5x chance (0.312): 3 of 4" in out
-    assert "pooled seed SD 0.071" in out  # one architecture with two seeds: SD of 0.9, 0.8
+    pytest.importorskip("statsmodels")
+    rank = _rank_module()
+    from olmpool.results import read_models
+
+    ids, rows = _toy_rows(pd)
+    paper = pd.DataFrame({"helmet": [50.0, 40.0, 30.0, 20.0], "ruler": [60.0, 50.0, 40.0, 30.0]}, index=ids)
+    models = read_models(Path(__file__).resolve().parents[1] / "results/bundled/paper/models.tsv")
+    out = rank.study_report(rows, "t", "ext_r4x", paper, models)
+    assert "| 4 | `A_post_HQK_8kv_8k_13k_SWA_fp8` | worst | 3 | 1 | 0 |" in out  # harmful 3, not learned
+    assert "| all | HELMET 32K | 4 | 1.000 |" in out  # same order as the paper
+    assert "| every seed learned retrieval | HELMET 32K | 3 | 1.000 |" in out
+    assert "| at least 20 of 26 architectures above 5x chance | 3 of 4 above 0.312 | no |" in out
+    assert "pooled seed SD 0.071 over 1 architectures" in out  # SD of 0.9, 0.8
+    assert "| paper HELMET 32K | 4 |" in out and "| toy recall at 32K-eq | 4 |" in out
+    assert "| best (2 seeds) | 0.200 | 0.850 |" in out  # curve: seed mean per step
+
+
+def test_place_reports_rank_and_the_ranks_its_seed_interval_spans():
+    pd = pytest.importorskip("pandas")
+    rank = _rank_module()
+    ids, rows = _toy_rows(pd)
+    line = rank.place(rows, ids[0], "ext_r4x")
+    assert f"{ids[0]}: recall at the 32K equivalent 0.850 over 2 seed(s) (2 learned retrieval), rank 1 of 4" in line
+    # two seeds 0.1 apart: t-interval 0.85 +- 0.64, clipped to recall's [0, 1], above A's 0.1 only
+    assert "interval 0.215 - 1.000 spans ranks 1 - 3" in line
+    with pytest.raises(SystemExit, match="no row for it"):
+        rank.place(rows, "X_new", "ext_r4x")
+
+
+def test_recipe_takes_a_grid_definition_without_its_cache(tmp_path):
+    f = tmp_path / "g.txt"
+    f.write_text("$R=--keys 64 --cache /somewhere --batch 8\n--run a $R\n")
+    assert te.recipe_args(str(f)) == ["--keys", "64", "--batch", "8"]
+    with pytest.raises(SystemExit, match="defines no \\$Q"):
+        te.recipe_args(f"{f}:Q")
+    args = te.build_parser().parse_args(te.recipe_args(str(f)) + ["--batch", "4"])
+    assert (args.keys, args.batch) == (64, 4)  # given arguments override the recipe
