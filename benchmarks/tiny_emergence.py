@@ -76,7 +76,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BOS = 0
+# the retrieval data, one definition (re-exported: the grid, rank and test code read it here)
+from olmpool.train.mqar import (  # noqa: F401
+    BOS,
+    Task,
+    eval_task,
+    make_alternation_batch,
+    make_batch,
+    make_extension_batch,
+)
+
 
 TSV_COLUMNS = (
     "run", "arch", "seed", "keys", "values", "filler", "filler_zipf", "filler_mode", "density", "repeats", "layout",
@@ -87,165 +96,6 @@ TSV_COLUMNS = (
     "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_long_frac", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
     "ext_r1x", "ext_r4x", "ext_r8x", "ext_curve_4x", "device", "code_version", "command",
 )
-
-
-# ----------------------------------------------------------------------------------------------
-# Data: MQAR with filler
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """Vocabulary layout and sequence statistics of the retrieval data."""
-
-    keys: int
-    """Key alphabet size."""
-    values: int
-    """Value alphabet size (chance recall = 1/values)."""
-    filler: int
-    """Filler alphabet size; 1 = a single repeated token (zero entropy)."""
-    filler_zipf: float
-    """Zipf exponent of the filler distribution (0 = uniform: entropy ln(filler))."""
-    filler_mode: str
-    """``iid``: filler tokens drawn independently; ``alt``: each filler run between two events
-    alternates two symbols drawn from the filler distribution ("a b a b ..."), so that after its
-    first two tokens a run is predicted by copying the token before the previous one - a
-    previous-token head, the first half of the induction circuit (Olsson et al. 2022)."""
-    density: float
-    """Fraction of a sequence's tokens that are definitions and queries (4 tokens per pair);
-    the number of pairs is capped by the key alphabet."""
-    repeats: int
-    """Occurrences of each key (with its value) in a training sequence: the first defines, every
-    later one is a retrieval target (repetition in context; Zucchet et al. 2025, arXiv
-    2505.17863).  Evaluation sequences always use 2 (one definition, one query)."""
-    layout: str
-    """``interleaved``: definitions and queries in random order (each query after its
-    definition); ``defs_first``: all definitions, then all queries (Zoology's MQAR)."""
-
-    @property
-    def vocab(self) -> int:
-        return 1 + self.filler + self.keys + self.values
-
-    @property
-    def key0(self) -> int:
-        return 1 + self.filler
-
-    @property
-    def value0(self) -> int:
-        return 1 + self.filler + self.keys
-
-    def pairs(self, seq: int) -> int:
-        n = min(self.keys, int(self.density * seq / (2 * self.repeats)))
-        if n < 1 or 2 * self.repeats * n > seq - 1:
-            raise SystemExit(f"--density {self.density}: a sequence of {seq} tokens holds {n} pairs; "
-                             "fix: use a density in (0, 1] and sequences of at least 8 tokens")
-        return n
-
-    def filler_probs(self) -> np.ndarray:
-        r = np.arange(1, self.filler + 1, dtype=np.float64) ** (-self.filler_zipf)
-        return r / r.sum()
-
-    def filler_entropy(self) -> float:
-        p = self.filler_probs()
-        return float(-(p * np.log(p)).sum())
-
-
-def eval_task(task: Task) -> Task:
-    """The evaluation distribution: one definition and one query per key, same density."""
-    return dataclasses.replace(task, repeats=2)
-
-
-def make_batch(task: Task, rng: np.random.Generator, batch: int, seq: int):
-    """``batch`` sequences of ``seq`` + 1 tokens (inputs are [:, :-1], labels [:, 1:]).
-
-    Returns tokens [b, seq+1] int64, target [b, seq] bool (label is a retrieval target) and
-    gap [b, seq] int (tokens from the definition's value to the target; 0 where not a target).
-    """
-    n = task.pairs(seq)
-    r = task.repeats
-    n_fill = seq + 1 - 1 - 2 * r * n
-    probs = task.filler_probs()
-    tokens = np.empty((batch, seq + 1), dtype=np.int64)
-    target = np.zeros((batch, seq), dtype=bool)
-    gap = np.zeros((batch, seq), dtype=np.int64)
-    for b in range(batch):
-        keys = rng.choice(task.keys, size=n, replace=False) + task.key0
-        vals = rng.integers(0, task.values, size=n) + task.value0
-        if task.layout == "interleaved":
-            order = rng.permutation(np.repeat(np.arange(n), r))  # first occurrence = definition
-        else:
-            order = np.concatenate([np.arange(n)] + [rng.permutation(n) for _ in range(r - 1)])
-        # filler between the r*n events: a random composition of n_fill into r*n + 1 parts
-        cuts = np.sort(rng.integers(0, n_fill + 1, size=r * n))
-        parts = np.diff(np.concatenate([[0], cuts, [n_fill]]))
-        if task.filler_mode == "alt":
-            pairs_ = rng.choice(task.filler, size=(r * n + 1, 2), p=probs) + 1
-            fill = np.concatenate([np.resize(pairs_[e], parts[e]) for e in range(r * n + 1)])
-        else:
-            fill = rng.choice(task.filler, size=n_fill, p=probs) + 1
-        row = [BOS]
-        fi = 0
-        seen = np.zeros(n, dtype=bool)
-        vpos = np.zeros(n, dtype=np.int64)
-        for e in range(r * n):
-            row.extend(fill[fi:fi + parts[e]].tolist())
-            fi += parts[e]
-            i = order[e]
-            row.append(int(keys[i]))
-            row.append(int(vals[i]))
-            if seen[i]:  # a query: label position of the value = index of the key
-                target[b, len(row) - 2] = True
-                gap[b, len(row) - 2] = len(row) - 1 - vpos[i]
-            else:
-                seen[i] = True
-                vpos[i] = len(row) - 1
-        row.extend(fill[fi:].tolist())
-        tokens[b] = row
-    return torch.from_numpy(tokens), torch.from_numpy(target), torch.from_numpy(gap)
-
-
-def make_extension_batch(task: Task, rng: np.random.Generator, batch: int, length: int, seg: int,
-                         long_frac: float):
-    """Extension data at ``length`` tokens: each sequence, with probability ``long_frac``, is a
-    retrieval sequence of the full length (definitions and queries spread over it); the others
-    are ``length / seg`` independent retrieval sequences of ``seg`` tokens back to back, so
-    every query is answered within its own segment (long text whose dependencies are local,
-    keys redefined in every segment: the latest definition counts).  Same return layout as
-    `make_batch`."""
-    n_long = int((rng.random(batch) < long_frac).sum())  # each sequence long with probability long_frac
-    parts_t, parts_g, parts_x = [], [], []
-    if n_long:
-        x, t, g = make_batch(task, rng, n_long, length)
-        parts_x.append(x), parts_t.append(t), parts_g.append(g)
-    if batch - n_long:
-        k = length // seg
-        segs = [make_batch(task, rng, batch - n_long, seg) for _ in range(k)]
-        x = torch.cat([sx[:, :seg] for sx, _, _ in segs[:-1]] + [segs[-1][0]], dim=1)  # [b, length+1]
-        t = torch.cat([st for _, st, _ in segs], dim=1).clone()  # [b, length]
-        t[:, seg - 1:length - 1:seg] = False  # a segment's last label is the next segment's BOS
-        g = torch.cat([sg for _, _, sg in segs], dim=1)
-        parts_x.append(x), parts_t.append(t), parts_g.append(g)
-    return torch.cat(parts_x), torch.cat(parts_t), torch.cat(parts_g)
-
-
-def make_alternation_batch(task: Task, rng: np.random.Generator, batch: int, seq: int):
-    """Previous-token warm-up data: runs of 4-16 tokens alternating two symbols drawn from the
-    whole alphabet ("a b a b ..."); from a run's third token on, the next token is the one
-    before the previous - predicted by a head that attends one position back and copies, the
-    first half of the induction circuit.  Same return layout as `make_batch` (target = those
-    predictable tokens; gap = 0)."""
-    tokens = np.empty((batch, seq + 1), dtype=np.int64)
-    target = np.zeros((batch, seq), dtype=bool)
-    for b in range(batch):
-        row, tg = [BOS], [False]
-        while len(row) < seq + 1:
-            m = int(rng.integers(4, 17))
-            a, c = rng.choice(task.vocab - 1, size=2, replace=False) + 1
-            row.extend([a, c] * (m // 2) + [a] * (m % 2))
-            tg.extend([False, False] + [True] * (m - 2))
-        tokens[b] = row[:seq + 1]
-        target[b] = tg[1:seq + 1]  # label j = token j+1
-    return torch.from_numpy(tokens), torch.from_numpy(target), torch.zeros((batch, seq), dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -566,11 +416,13 @@ def recipe_args(spec: str) -> list[str]:
 
 
 def code_version() -> str:
+    """Commit, ``+dirty`` when this script or the package source differs from it."""
+    root = Path(__file__).resolve().parents[1]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", Path(__file__).name],
-                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+                             cwd=root, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks/tiny_emergence.py", "src/olmpool"],
+                               capture_output=True, text=True, cwd=root).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except Exception:
         return "unknown"

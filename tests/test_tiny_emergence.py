@@ -1,4 +1,5 @@
-"""The retrieval data of benchmarks/tiny_emergence.py: targets are exactly the queried values."""
+"""The toy retrieval data (olmpool.train.mqar: targets are exactly the queried values) and the
+benchmarks built on it (benchmarks/tiny_emergence*.py)."""
 
 import importlib.util
 import sys
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from olmpool.train import mqar  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "tiny_emergence", Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_emergence.py")
@@ -19,14 +21,14 @@ _spec.loader.exec_module(te)
 @pytest.mark.parametrize("layout", ["interleaved", "defs_first"])
 @pytest.mark.parametrize("mode", ["iid", "alt"])
 def test_targets_are_values_defined_earlier(layout, mode):
-    task = te.Task(keys=16, values=16, filler=8, filler_zipf=0.0, filler_mode=mode, density=0.5,
+    task = mqar.Task(keys=16, values=16, filler=8, filler_zipf=0.0, filler_mode=mode, density=0.5,
                    repeats=2, layout=layout)
-    tokens, target, gap = te.make_batch(task, np.random.default_rng(0), 4, 128)
+    tokens, target, gap = mqar.make_batch(task, np.random.default_rng(0), 4, 128)
     assert tokens.shape == (4, 129) and target.shape == gap.shape == (4, 128)
     n = task.pairs(128)
     for b in range(4):
         row = tokens[b].tolist()
-        assert row[0] == te.BOS
+        assert row[0] == mqar.BOS
         keys = [i for i, t in enumerate(row) if task.key0 <= t < task.value0]
         assert len(keys) == 2 * n                       # each key defined once, queried once
         assert all(task.value0 <= row[i + 1] < task.vocab for i in keys)  # a value follows every key
@@ -41,8 +43,8 @@ def test_targets_are_values_defined_earlier(layout, mode):
 
 
 def test_alternation_targets_repeat_two_back():
-    task = te.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
-    tokens, target, _ = te.make_alternation_batch(task, np.random.default_rng(1), 3, 64)
+    task = mqar.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
+    tokens, target, _ = mqar.make_alternation_batch(task, np.random.default_rng(1), 3, 64)
     for b in range(3):
         for j in target[b].nonzero().flatten().tolist():
             assert tokens[b, j + 1] == tokens[b, j - 1]
@@ -50,14 +52,14 @@ def test_alternation_targets_repeat_two_back():
 
 
 def test_repeats_make_more_targets_and_eval_uses_one_query():
-    task = te.Task(16, 16, 8, 0.0, "iid", 0.9, 4, "interleaved")
-    _, target, _ = te.make_batch(task, np.random.default_rng(2), 2, 64)
+    task = mqar.Task(16, 16, 8, 0.0, "iid", 0.9, 4, "interleaved")
+    _, target, _ = mqar.make_batch(task, np.random.default_rng(2), 2, 64)
     assert int(target[0].sum()) == 3 * task.pairs(64)
-    assert te.eval_task(task).repeats == 2
+    assert mqar.eval_task(task).repeats == 2
 
 
 def test_too_dense_is_refused():
-    task = te.Task(16, 16, 8, 0.0, "iid", 0.01, 2, "interleaved")
+    task = mqar.Task(16, 16, 8, 0.0, "iid", 0.01, 2, "interleaved")
     with pytest.raises(SystemExit, match="density"):
         task.pairs(64)
 
@@ -72,12 +74,12 @@ def _latest_definition_answers(task, row, j):
 
 
 def test_extension_batch_local_segments_answer_within_their_segment():
-    task = te.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
-    tokens, target, gap = te.make_extension_batch(task, np.random.default_rng(1), 3, 512, 128, 0.0)
+    task = mqar.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
+    tokens, target, gap = mqar.make_extension_batch(task, np.random.default_rng(1), 3, 512, 128, 0.0)
     assert tokens.shape == (3, 513) and target.shape == gap.shape == (3, 512)
     for b in range(3):
         row = tokens[b].tolist()
-        assert [row[i] for i in range(0, 512, 128)] == [te.BOS] * 4  # one document per segment
+        assert [row[i] for i in range(0, 512, 128)] == [mqar.BOS] * 4  # one document per segment
         assert not target[b, 127:511:128].any()  # a segment's last label is the next BOS
         js = target[b].nonzero().flatten().tolist()
         assert len(js) >= 4 * task.pairs(128) - 4
@@ -86,8 +88,8 @@ def test_extension_batch_local_segments_answer_within_their_segment():
 
 
 def test_extension_batch_long_fraction_one_spreads_pairs_over_the_length():
-    task = te.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
-    tokens, target, gap = te.make_extension_batch(task, np.random.default_rng(2), 4, 512, 128, 1.0)
+    task = mqar.Task(16, 16, 8, 0.0, "iid", 0.5, 2, "interleaved")
+    tokens, target, gap = mqar.make_extension_batch(task, np.random.default_rng(2), 4, 512, 128, 1.0)
     assert int(target.sum()) == 4 * task.pairs(512)
     assert int(gap.max()) > 128  # answers farther back than one pretraining length
     for b in range(4):
