@@ -321,3 +321,50 @@ def test_other_variants_train_and_checkpoint(env, arch):
     assert len(m) == 2 and m["loss"].map(math.isfinite).all() and (m["z_loss"] > 0).all()
     ev = load_for_eval(out)
     assert ev.shape.pretrain_seq_len == 512 and ev.shape.swa and ev.meta["step"] == 2
+
+
+def test_curriculum_phases_run_in_order_and_resume_bit_exact(env, tmp_path):
+    """pretrain.phases: a short-sequence phase on its own data first, then the main phase;
+    same tokens per step, one lr schedule, resumable inside the curriculum."""
+    from olmpool.train.loop import prepare_pretrain, run_pretrain
+    from olmpool.train.testing import small_config
+
+    root, data, _ = env
+    phases = [{"name": "short", "tokens": 4 * 1024, "seq_len": 128, "blend": [{"path": f"{data}/short", "weight": 1.0}]}]
+    cfg = small_config(tmp_path / "cfg.yaml", data, pretrain={**FAST_PRETRAIN, "phases": phases}, extend=FAST_EXTEND)
+    spec = prepare_pretrain(cfg, FAST_ARCH, tmp_path / "x")
+    assert [(p.name, p.start, p.steps, p.seq_len, p.global_batch) for p in spec.phases] == [
+        ("short", 0, 4, 128, 8), ("main", 4, 8, 256, 4)]
+    run_pretrain(cfg, FAST_ARCH, tmp_path / "full", progress=False)
+    m = _metrics(tmp_path / "full")
+    assert list(m["tokens"]) == [1024 * s for s in range(1, 13)]
+    plain = _metrics(root / "full")
+    assert m["lr"].tolist() == plain["lr"].tolist()                  # one schedule over both phases
+    assert m["loss"].iloc[0] != plain["loss"].iloc[0]                 # other data in the first phase
+    meta = json.loads((tmp_path / "full" / "checkpoints" / "step_000012" / "meta.json").read_text())
+    assert meta["consumed_samples"] == 4 * 8 + 8 * 4
+    rec = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert [p["name"] for p in rec["phases"]] == ["short", "main"] and "curriculum" in rec["resume_key"]
+
+    run_pretrain(cfg, FAST_ARCH, tmp_path / "resumed", max_steps=2, progress=False)   # inside the curriculum
+    run_pretrain(cfg, FAST_ARCH, tmp_path / "resumed", progress=False)
+    cols = ["loss", "ce_loss", "z_loss", "grad_norm", "lr", "skipped"]
+    pd.testing.assert_frame_equal(m[cols], _metrics(tmp_path / "resumed")[cols], check_exact=True)
+
+
+@pytest.mark.parametrize("phase, message", [
+    ({"seq_len": 512}, "pretrain.phases[0].seq_len 512 is longer than the pretraining length 256"),
+    ({"seq_len": 384}, "pretrain.phases[0].seq_len"),                               # does not divide 1024
+    ({"tokens": 12 * 1024}, "pretrain.phases"),                                      # nothing left for main
+    ({"name": "main"}, "pretrain.phases[0].name"),
+    ({"blend": [{"path": "/nonexistent/x", "weight": 1.0}]}, "pretrain.phases[0].blend"),
+])
+def test_bad_curriculum_is_refused_before_training(env, tmp_path, phase, message):
+    from olmpool.train.loop import prepare_pretrain
+    from olmpool.train.testing import small_config
+
+    _, data, _ = env
+    ph = {"name": "short", "tokens": 4 * 1024, "seq_len": 128, "blend": [{"path": f"{data}/short", "weight": 1.0}], **phase}
+    with pytest.raises(OlmPoolError, match=message.replace("[", "\\[").replace("]", "\\]")):
+        cfg = small_config(tmp_path / "cfg.yaml", data, pretrain={**FAST_PRETRAIN, "phases": [ph]}, extend=FAST_EXTEND)
+        prepare_pretrain(cfg, FAST_ARCH, tmp_path / "x")

@@ -144,6 +144,33 @@ class SkipStepConfig:
     """Steps of history needed before any step can be skipped."""
 
 
+MAIN_PHASE = "main"
+"""Name of the pretraining phase at the architecture's own length on ``data.pretrain_blend``."""
+
+
+@dataclass
+class PhaseConfig:
+    """A curriculum phase at the start of pretraining: its own data and sequence length, the
+    same optimizer, learning-rate schedule and tokens per step as the rest of the run (the
+    toy scale's previous-token and short-sequence warm-ups; none at paper scale)."""
+
+    name: str
+    """Label of the phase in logs and in the run record."""
+    tokens: int
+    """Tokens of this phase; they count in ``pretrain.tokens`` (the main phase gets the rest)."""
+    seq_len: int
+    """Sequence length of this phase; divides ``pretrain.global_batch_tokens`` and is at most
+    the architecture's own pretraining length."""
+    blend: list[BlendEntry]
+    """Data of this phase."""
+
+    def __post_init__(self) -> None:
+        self.tokens = int(float(self.tokens))
+        self.seq_len = int(self.seq_len)
+        self.blend = [b if isinstance(b, BlendEntry) else _build(BlendEntry, f"pretrain.phases[{self.name}].blend", b)
+                      for b in self.blend or []]
+
+
 @dataclass
 class PretrainConfig:
     """Pretraining recipe (OLMo-core OlmPool scripts; tiny keeps the ratios)."""
@@ -193,10 +220,15 @@ class PretrainConfig:
     """Print a log line every this many steps."""
     verify_checksums: bool = True
     """Hash checkpoint files (sha256) in the completeness marker; size-only when False."""
+    phases: list[PhaseConfig] = field(default_factory=list)
+    """Curriculum phases run first, in order (`PhaseConfig`); the main phase (the
+    architecture's pretraining length, ``data.pretrain_blend``) gets ``tokens`` minus theirs."""
 
     def __post_init__(self) -> None:
         if isinstance(self.skip_step, dict):
             self.skip_step = _build(SkipStepConfig, "pretrain.skip_step", self.skip_step)
+        self.phases = [ph if isinstance(ph, PhaseConfig) else _build(PhaseConfig, "pretrain.phases", ph)
+                       for ph in self.phases or []]
         self.betas = tuple(self.betas)
         for name in ("tokens", "global_batch_tokens", "warmup_tokens", "schedule_tokens"):
             setattr(self, name, int(float(getattr(self, name))))
@@ -214,6 +246,26 @@ class PretrainConfig:
             raise _err("pretrain", "precision", f"{self.precision!r} unknown", "use auto, fp32 or bf16")
         if not 0 <= self.final_lr_fraction <= 1:
             raise _err("pretrain", "final_lr_fraction", "outside [0, 1]", "use e.g. 0.1")
+        names = [ph.name for ph in self.phases]
+        for i, ph in enumerate(self.phases):
+            where = f"phases[{i}]"
+            if names.count(ph.name) > 1 or ph.name == MAIN_PHASE:
+                raise _err("pretrain", f"{where}.name", f"{ph.name!r} is used twice or is {MAIN_PHASE!r}",
+                           "give every phase its own name")
+            for name in ("tokens", "seq_len"):
+                if getattr(ph, name) <= 0:
+                    raise _err("pretrain", f"{where}.{name}", f"{getattr(ph, name)} is not positive",
+                               "use a positive number")
+            if self.global_batch_tokens % ph.seq_len:
+                raise _err("pretrain", f"{where}.seq_len", f"{ph.seq_len} does not divide global_batch_tokens "
+                           f"{self.global_batch_tokens}", "use a divisor, so every step has the same tokens")
+            if not ph.blend or any(not (b.weight > 0) for b in ph.blend):
+                raise _err("pretrain", f"{where}.blend", "is empty or has a weight that is not positive",
+                           "list {path, weight} entries with positive weights")
+        if self.phases and sum(ph.tokens for ph in self.phases) >= self.tokens:
+            raise _err("pretrain", "phases", f"take {sum(ph.tokens for ph in self.phases)} of the "
+                       f"{self.tokens} pretraining tokens, leaving none for the main phase",
+                       "shorten the phases or raise pretrain.tokens")
 
 
 @dataclass

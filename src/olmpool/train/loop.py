@@ -41,6 +41,11 @@ masking, see `packed_micro_batch_on_this_rank`).  What the THD path cannot do wi
 installed Transformer Engine (context parallelism with sliding windows before TE 2.18,
 among others) is refused before work starts (`_check_packed_sequences`).
 
+Curriculum (``pretrain.phases``): pretraining may start with phases of their own data and
+sequence length (the toy scale's previous-token and short-sequence warm-ups); each phase has
+its own sample stream, indexed by the step within the phase, while the optimizer, the
+learning-rate schedule and the tokens per step run on unchanged (`StageSpec.phases`).
+
 Stages differ only in a :class:`StageSpec` (data blend, shape, schedule, initial weights).
 Everything that can be wrong with the input is checked in ``prepare_*`` before a model is
 built.
@@ -62,7 +67,7 @@ from olmpool import OlmPoolError
 from olmpool.atomic import write_text_atomic
 from olmpool.config import StudyConfig
 from olmpool.train import checkpoint as ckpt_mod
-from olmpool.train.config import (BlendEntry, SkipStepConfig, StageParallel, TrainConfig,
+from olmpool.train.config import (MAIN_PHASE, BlendEntry, SkipStepConfig, StageParallel, TrainConfig,
                                   load_train_config, lr_extend, lr_pretrain, steps_for)
 from olmpool.train.provenance import code_version, write_json_atomic
 
@@ -72,6 +77,28 @@ METRIC_COLUMNS = ["step", "tokens", "loss", "ce_loss", "z_loss", "grad_norm", "l
                   "skipped_total", "tokens_per_s", "elapsed_s"]
 """Columns of RUN/metrics.tsv: one row per optimizer step (step = steps completed; loss =
 CE + z-loss; grad_norm before clipping; skipped = 1 if skip-step dropped the update)."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of consecutive steps with one data blend and sequence length."""
+
+    name: str
+    """``main``, or the name of a curriculum phase (``pretrain.phases``)."""
+    start: int
+    """First step (0-based)."""
+    steps: int
+    """Steps in the phase."""
+    seq_len: int
+    """Sequence length."""
+    global_batch: int
+    """Sequences per optimizer step (the stage's tokens per step / seq_len)."""
+    blend: list[BlendEntry]
+    """Data."""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "start": self.start, "steps": self.steps, "seq_len": self.seq_len,
+                "global_batch": self.global_batch, "blend": [dataclasses.asdict(b) for b in self.blend]}
 
 
 @dataclass
@@ -132,10 +159,28 @@ class StageSpec:
     """Extension: that checkpoint's meta (summary kept in ours)."""
     budget: str | None = None
     """Extension: the budget as given."""
+    curriculum: list[Phase] = field(default_factory=list)
+    """Pretraining: the curriculum phases before the main phase (``pretrain.phases``)."""
 
     @property
     def seq_len(self) -> int:
         return self.shape.seq_len
+
+    @property
+    def phases(self) -> list[Phase]:
+        """Every phase in order: the curriculum, then the main phase (the stage's own length,
+        blend and global batch) up to ``total_steps``."""
+        start = sum(ph.steps for ph in self.curriculum)
+        return [*self.curriculum, Phase(MAIN_PHASE, start, self.total_steps - start, self.seq_len,
+                                        self.global_batch, self.blend)]
+
+    def phase_at(self, step: int) -> Phase:
+        """The phase of step ``step`` (0-based)."""
+        return next(ph for ph in self.phases if step < ph.start + ph.steps or ph.name == MAIN_PHASE)
+
+    def consumed_samples(self, done: int) -> int:
+        """Sequences drawn in the first ``done`` steps."""
+        return sum(ph.global_batch * min(max(done - ph.start, 0), ph.steps) for ph in self.phases)
 
     def resume_key(self) -> dict:
         """What must be equal for a rerun in the same directory to be a resume."""
@@ -145,6 +190,8 @@ class StageSpec:
             "blend": [dataclasses.asdict(b) for b in self.blend],
             "rope_theta": self.shape.rope_theta, "init_from": self.init_from,
             "precision": self.precision,
+            # only with a curriculum, so the keys of runs without one stay as they were
+            **({"curriculum": [ph.to_dict() for ph in self.curriculum]} if self.curriculum else {}),
         }
 
 
@@ -266,6 +313,7 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None 
             named.setdefault(s, []).append(str(label))
     named.setdefault(total_steps, []).append("final")
     batch_tokens = p.global_batch_tokens
+    curriculum = _curriculum(p, shape, total_steps)
     return StageSpec(
         stage="pretrain", cfg=cfg, arch=arch, shape=shape, out=Path(out), blend=cfg.data.pretrain_blend,
         global_batch=seqs, micro_batch=p.micro_batch_size, total_steps=total_steps,
@@ -274,7 +322,30 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None 
         checkpoint_interval=p.checkpoint_interval_steps, keep_last=p.keep_last, named_steps=named,
         intra_document_masking=False, precision=_precision(p.precision, "pretrain"),
         verify_checksums=p.verify_checksums, log_interval=p.log_interval,
-        tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()))
+        tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()), curriculum=curriculum)
+
+
+def _curriculum(p, shape, total_steps: int) -> list[Phase]:
+    """The phases of ``pretrain.phases`` as steps, checked against this architecture and run."""
+    out, start = [], 0
+    for i, ph in enumerate(p.phases):
+        if ph.seq_len > shape.seq_len:
+            raise OlmPoolError(
+                f"config pretrain.phases[{i}].seq_len {ph.seq_len} is longer than the pretraining "
+                f"length {shape.seq_len} of {shape.arch_id}; fix: use at most {shape.seq_len}")
+        missing = [b.path for b in ph.blend if not (Path(b.path + ".bin").is_file() and Path(b.path + ".idx").is_file())]
+        if missing:
+            raise OlmPoolError(
+                f"config pretrain.phases[{i}].blend: indexed dataset(s) not found: {missing}; fix: run "
+                "`olmpool data tiny-corpus` (tiny) or `olmpool data tokenize`, or fix the paths")
+        steps = steps_for(ph.tokens, p.global_batch_tokens)
+        out.append(Phase(ph.name, start, steps, ph.seq_len, p.global_batch_tokens // ph.seq_len, list(ph.blend)))
+        start += steps
+    if out and start >= total_steps:
+        raise OlmPoolError(
+            f"the curriculum (pretrain.phases) takes {start} steps but this run has {total_steps}; fix: "
+            "pretrain to more tokens (--tokens) than the phases take")
+    return out
 
 
 def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
@@ -355,6 +426,7 @@ def _run_record(spec: StageSpec) -> dict:
         "resolved": spec.cfg.to_dict(), "seed": spec.seed, "total_steps": spec.total_steps,
         "global_batch_sequences": spec.global_batch, "seq_len": spec.seq_len,
         "named_steps": {str(k): v for k, v in spec.named_steps.items()},
+        "phases": [ph.to_dict() for ph in spec.phases],
         "precision": spec.precision, "init_from": spec.init_from, "init_meta": spec.init_meta,
         "budget": spec.budget, "tokenizer_dir": spec.tokenizer_dir, "code_version": code_version(),
     }
@@ -654,7 +726,7 @@ def _checkpoint_meta(spec: StageSpec, info, rule, *, done: int, tokens_seen: int
     """What a checkpoint records beside its weights (resume state, provenance, model)."""
     return {
         "stage": spec.stage, "step": done, "tokens_seen": tokens_seen,
-        "consumed_samples": done * spec.global_batch, "lr": lr, "next_lr":
+        "consumed_samples": spec.consumed_samples(done), "lr": lr, "next_lr":
             spec.lr_at(done) if done < spec.total_steps else None,
         "skip_step": rule.state_dict(), "labels": labels, "arch": dataclasses.asdict(spec.arch),
         "scale": spec.cfg.scale, "shape": spec.shape.to_dict(), "seed": spec.seed,
@@ -682,9 +754,12 @@ class _Stepper:
 
         self.spec, self.info, self.built = spec, info, built
         cache = Path(spec.cfg.data.cache_dir) if spec.cfg.data.cache_dir else spec.out / "data_cache"
-        dataset = build_blend(spec.blend, tok, spec.seq_len, spec.total_steps * spec.global_batch,
-                              spec.seed, cache)
-        self.stream = BatchStream(dataset, spec.global_batch, spec.micro_batch, info.dp_rank, info.dp)
+        # one stream per phase (the whole run for a stage without a curriculum), indexed by the
+        # step within its phase, so a resume anywhere reads the same samples
+        self.streams = {
+            ph.name: BatchStream(build_blend(ph.blend, tok, ph.seq_len, ph.steps * ph.global_batch, spec.seed, cache),
+                                 ph.global_batch, spec.micro_batch, info.dp_rank, info.dp)
+            for ph in spec.phases}
 
         # z-loss is inside the model's per-token loss; capture logsumexp to report it apart
         # (the output layer, and so the capture, exists on the last pipeline stage only)
@@ -705,10 +780,8 @@ class _Stepper:
         if built.packed:  # one packed row of micro_batch * seq_len tokens (+ padding with cp > 1)
             self.to_rank = functools.partial(packed_micro_batch_on_this_rank, eod=eod, device=info.device,
                                              pad_multiple=thd_pad_multiple(spec.parallel))
-            self.mb_shape = {"seq_length": spec.seq_len * spec.micro_batch, "micro_batch_size": 1}
         else:
             self.to_rank = functools.partial(micro_batch_on_this_rank, eod=eod, device=info.device)
-            self.mb_shape = {"seq_length": spec.seq_len, "micro_batch_size": spec.micro_batch}
         self._torch = torch
         self._parallel_state = parallel_state
 
@@ -733,7 +806,10 @@ class _Stepper:
         from olmpool.train.optim import optimizer_step, set_hyperparams
 
         torch, spec, info, built = self._torch, self.spec, self.info, self.built
-        mbs = [self.to_rank(mb) for mb in self.stream.micro_batches(step)]
+        ph = spec.phase_at(step)
+        mbs = [self.to_rank(mb) for mb in self.streams[ph.name].micro_batches(step - ph.start)]
+        mb_shape = ({"seq_length": ph.seq_len * spec.micro_batch, "micro_batch_size": 1} if built.packed
+                    else {"seq_length": ph.seq_len, "micro_batch_size": spec.micro_batch})
         n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
         # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
         n_global = float(self.dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
@@ -744,7 +820,7 @@ class _Stepper:
         with cpu_shim.cuda_allocations_on_cpu():  # the schedule's token counter is made on "cuda"
             per_mb = self.forward_backward(
                 forward_step_func=step_fn, data_iterator=iter(mbs), model=[built.ddp],
-                num_microbatches=len(mbs), **self.mb_shape,  # pp > 1: activation shape (megatron divides by cp)
+                num_microbatches=len(mbs), **mb_shape,  # pp > 1: activation shape (megatron divides by cp)
                 forward_only=False)  # last stage: one dict per mb
         finalize_model_grads([built.ddp])
         sums = torch.zeros(2, dtype=torch.float64, device=info.device)  # [ce, z] summed over tokens
@@ -774,11 +850,12 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
 
     cpu_shim.apply()
     info = init_parallel(spec.parallel.tp, spec.parallel.pp, spec.parallel.cp, spec.cfg.parallel.backend)
-    if spec.global_batch % (spec.micro_batch * info.dp):
-        raise OlmPoolError(
-            f"{spec.global_batch} sequences per step are not divisible by micro_batch_size "
-            f"{spec.micro_batch} x data-parallel size {info.dp}; change {spec.stage}.global_batch_tokens, "
-            f"{spec.stage}.micro_batch_size or the number of processes")
+    for ph in spec.phases:
+        if ph.global_batch % (spec.micro_batch * info.dp):
+            raise OlmPoolError(
+                f"{ph.global_batch} sequences per step (phase {ph.name}, length {ph.seq_len}) are not "
+                f"divisible by micro_batch_size {spec.micro_batch} x data-parallel size {info.dp}; change "
+                f"{spec.stage}.global_batch_tokens, {spec.stage}.micro_batch_size or the number of processes")
     _check_run_dir(spec)
     out = spec.out
     ckpt_root = out / "checkpoints"
@@ -800,9 +877,13 @@ def train(spec: StageSpec, max_steps: int | None = None, progress: bool = True) 
     last = {}
     for step in range(start_step, end_step):
         t0 = time.perf_counter()
+        ph = spec.phase_at(step)
+        if step == ph.start and spec.curriculum and is_rank0():
+            print(f"olmpool: {spec.stage} of {spec.arch.id}: phase {ph.name} (steps {ph.start + 1}-"
+                  f"{ph.start + ph.steps}, length {ph.seq_len})", flush=True)
         ce, z, lr, grad_norm, skipped = stepper(step)
         done = step + 1
-        step_tokens = spec.global_batch * spec.seq_len
+        step_tokens = ph.global_batch * ph.seq_len
         tokens_seen += step_tokens
         dt = time.perf_counter() - t0
         last = {"step": done, "tokens": tokens_seen, "loss": ce + z, "ce_loss": ce, "z_loss": z,
