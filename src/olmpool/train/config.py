@@ -51,11 +51,50 @@ class BlendEntry:
 
 
 @dataclass
+class MQARLanguageConfig:
+    """The retrieval language of the toy scale (`olmpool.train.mqar`): multi-query associative
+    recall, key-value pairs in filler, each key's later occurrences followed by its value."""
+
+    keys: int = 64
+    """Key alphabet (words ``k0`` ...)."""
+    values: int = 16
+    """Value alphabet (words ``v0`` ...); chance recall is 1 / values."""
+    filler: int = 16
+    """Filler alphabet (words ``f0`` ...)."""
+    filler_zipf: float = 0.0
+    """Zipf exponent of the filler distribution (0 = uniform)."""
+    density: float = 0.5
+    """Share of a document's tokens that are definitions and queries (4 tokens per key)."""
+    doc_tokens: int = 256
+    """Pretraining documents (with their end-of-document token): the 8K-equivalent length, so
+    an 8K-pretrained model sees whole documents and a 4K-pretrained one their halves."""
+    short_doc_tokens: int = 64
+    """Documents of the short-sequence phase, and the previous-token ("a b a b") documents."""
+    long_doc_tokens: int = 1024
+    """Long-range documents of the extension."""
+    alternation_tokens: int = 1_000_000
+    """Approximate tokens of previous-token documents."""
+
+    def validate(self) -> None:
+        for name in ("keys", "values", "filler", "doc_tokens", "short_doc_tokens", "long_doc_tokens"):
+            if getattr(self, name) <= 0:
+                raise _err("data.tiny_corpus.mqar", name, f"{getattr(self, name)} is not positive",
+                           "use a positive number")
+        if not 0 < self.density <= 1:
+            raise _err("data.tiny_corpus.mqar", "density", f"{self.density} is outside (0, 1]", "use e.g. 0.5")
+
+
+@dataclass
 class TinyCorpusConfig:
     """Sizes of the generated tiny corpus (tiny scale only)."""
 
     seed: int = 1234
     """Generator seed: same seed, byte-identical corpus."""
+    language: str = "words"
+    """``words``: filler sentences with woven-in dependencies (`olmpool.train.tiny_corpus`);
+    ``mqar``: the retrieval language of ``mqar`` (`olmpool.train.mqar`), one token per word."""
+    mqar: MQARLanguageConfig = field(default_factory=MQARLanguageConfig)
+    """The retrieval language (with ``language: mqar``)."""
     pretrain_tokens: int = 3_000_000
     """Approximate tokens of mixed-length pretraining documents."""
     short_tokens: int = 500_000
@@ -74,6 +113,15 @@ class TinyCorpusConfig:
     """One long-range dependency per this many tokens of document."""
     tokenizer_train_tokens: int = 1_000_000
     """Tokens of pretraining text the BPE is trained on."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mqar, dict):
+            self.mqar = _build(MQARLanguageConfig, "data.tiny_corpus.mqar", self.mqar)
+
+    def validate(self) -> None:
+        if self.language not in ("words", "mqar"):
+            raise _err("data.tiny_corpus", "language", f"{self.language!r} unknown", "use words or mqar")
+        self.mqar.validate()
 
 
 @dataclass
@@ -104,6 +152,8 @@ class DataConfig:
                              for b in self.extend_blend or []]
         if isinstance(self.tiny_corpus, dict):
             self.tiny_corpus = _build(TinyCorpusConfig, "data.tiny_corpus", self.tiny_corpus)
+        if self.tiny_corpus is not None:
+            self.tiny_corpus.validate()
 
     def validate(self, *, check_files: bool = False, stage: str | None = None) -> None:
         for name in ("pretrain_blend", "extend_blend"):

@@ -174,3 +174,39 @@ def make_alternation_batch(task: Task, rng: np.random.Generator, batch: int, seq
         tokens[b] = row[:seq + 1]
         target[b] = tg[1:seq + 1]  # label j = token j+1
     return torch.from_numpy(tokens), torch.from_numpy(target), torch.zeros((batch, seq), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Text: the language as words, for the study's tokenizer and evaluation prompts
+# ----------------------------------------------------------------------------------------------
+
+FILLER, KEY, VALUE = "f", "k", "v"
+"""Word prefixes: filler ``f0`` ..., keys ``k0`` ..., values ``v0`` ... (one token each)."""
+
+
+def symbols(task: Task) -> list[str]:
+    """The words of token ids 1 .. ``task.vocab - 1`` in id order (id 0, BOS, has no word:
+    in text, documents are separated by the tokenizer's end-of-document token)."""
+    return ([f"{FILLER}{i}" for i in range(task.filler)] + [f"{KEY}{i}" for i in range(task.keys)]
+            + [f"{VALUE}{i}" for i in range(task.values)])
+
+
+def to_text(task: Task, ids) -> str:
+    """Space-separated words of token ids (BOS dropped)."""
+    words = symbols(task)
+    return " ".join(words[int(i) - 1] for i in ids if int(i) != BOS)
+
+
+def kind_of(word: str) -> str:
+    """``filler``, ``key`` or ``value`` for a word of this language; anything else is ``other``."""
+    head, num = word[:1], word[1:]
+    if not num.isdigit():
+        return "other"
+    return {FILLER: "filler", KEY: "key", VALUE: "value"}.get(head, "other")
+
+
+def task_of(lang) -> Task:
+    """The `Task` of a ``data.tiny_corpus.mqar`` record (`MQARLanguageConfig`): i.i.d. filler,
+    one definition and one query per key, definitions and queries interleaved."""
+    return Task(keys=lang.keys, values=lang.values, filler=lang.filler, filler_zipf=lang.filler_zipf,
+                filler_mode="iid", density=lang.density, repeats=2, layout="interleaved")

@@ -116,3 +116,25 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> Tok
     tok.save(str(out_dir / "tokenizer.json"))
     (out_dir / META_FILE).write_text(json.dumps({"eod_token": EOD_TOKEN, "pad_token": PAD_TOKEN}))
     return load_tokenizer(out_dir)
+
+
+def word_level(words: list[str], out_dir: str | Path) -> Tokenizer:
+    """A word-level tokenizer of exactly ``words`` (one id each, after the two special tokens
+    at ids 0 and 1), split on whitespace, decoded with single spaces; saved to ``out_dir``.
+    For a language whose words are its tokens (the toy scale's retrieval language,
+    `olmpool.train.mqar`); a word outside the list encodes as the padding id, which the
+    loss masks out, so writers of such text check for it (`olmpool.train.tiny_corpus`)."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers
+
+    if len(set(words)) != len(words) or any(not w or any(c.isspace() for c in w) for w in words):
+        raise OlmPoolError("word-level tokenizer: the words must be distinct and non-empty, without spaces")
+    vocab = {EOD_TOKEN: 0, PAD_TOKEN: 1, **{w: i + 2 for i, w in enumerate(words)}}
+    tok = HFTokenizer(models.WordLevel(vocab=vocab, unk_token=PAD_TOKEN))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out_dir / "tokenizer.json"))
+    (out_dir / META_FILE).write_text(json.dumps({"eod_token": EOD_TOKEN, "pad_token": PAD_TOKEN, "kind": "word_level"}))
+    return load_tokenizer(out_dir)
