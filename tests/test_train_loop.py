@@ -368,3 +368,17 @@ def test_bad_curriculum_is_refused_before_training(env, tmp_path, phase, message
     with pytest.raises(OlmPoolError, match=message.replace("[", "\\[").replace("]", "\\]")):
         cfg = small_config(tmp_path / "cfg.yaml", data, pretrain={**FAST_PRETRAIN, "phases": [ph]}, extend=FAST_EXTEND)
         prepare_pretrain(cfg, FAST_ARCH, tmp_path / "x")
+
+
+def test_extension_lr_can_be_set_instead_of_the_checkpoints(env, tmp_path):
+    from olmpool.train.loop import prepare_extend
+    from olmpool.train.testing import small_config
+
+    root, data, _ = env
+    src = root / "full" / "checkpoints" / "step_000012"
+    cfg = small_config(tmp_path / "cfg.yaml", data, pretrain=FAST_PRETRAIN, extend={**FAST_EXTEND, "lr": 1e-4})
+    spec = prepare_extend(cfg, src, None, tmp_path / "ext")
+    assert [spec.lr_at(s) for s in range(3)] == pytest.approx([1e-4, 0.5e-4, 0.0])
+    bad = small_config(tmp_path / "bad.yaml", data, pretrain=FAST_PRETRAIN, extend={**FAST_EXTEND, "lr": 0})
+    with pytest.raises(OlmPoolError, match="extend.lr"):
+        prepare_extend(bad, src, None, tmp_path / "ext2")

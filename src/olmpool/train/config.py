@@ -335,6 +335,10 @@ class ExtendConfig:
     """Sequences per forward pass per data-parallel rank."""
     warmup_tokens: int = 838_860_800
     """Linear warmup (200 steps x 4,194,304 at paper scale) from 0 to the start LR."""
+    lr: float | None = None
+    """Peak LR of the extension; empty (the recipe): the LR the pretraining checkpoint was
+    trained at. The toy scale sets its own (its pretraining LR is far above what an extension of
+    a few steps tolerates)."""
     intra_document_masking: bool = True
     """Attention never crosses document boundaries (EOD tokens) inside a packed sequence
     (the recipe: on).  Local backend, or ``parallel.extend.core_attention: sdpa``: a boolean
@@ -385,6 +389,9 @@ class ExtendConfig:
                        "tokens, extend.global_batch_tokens)", f"raise it to at least {self.global_batch_tokens}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise _err("extend", "precision", f"{self.precision!r} unknown", "use auto, fp32 or bf16")
+        if self.lr is not None and not self.lr > 0:
+            raise _err("extend", "lr", f"{self.lr} is not positive", "use a positive LR, or leave it empty "
+                       "for the pretraining checkpoint's")
 
     def budget_tokens(self, budget: str | int | None) -> int:
         """Resolve a --budget value (a name from ``budgets`` or a token count like 2e6)."""

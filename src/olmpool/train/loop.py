@@ -354,7 +354,7 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
     The extension starts from the checkpoint's *weights* with fresh AdamW moments (the
     recipe re-warms the LR from 0 over 200 steps, which is what a fresh optimizer needs);
     its peak LR is the LR the pretraining run used at that checkpoint (2.9952e-4 at
-    step34000 in the paper). RoPE theta and sequence length become the scale's extension
+    step34000 in the paper), unless ``extend.lr`` sets one. RoPE theta and sequence length become the scale's extension
     values (``ModelShape.with_extension``)."""
     from olmpool.arch.registry import Architecture, ModelShape
 
@@ -376,7 +376,7 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
     seqs = _check_common(cfg, shape, "extend", e.global_batch_tokens, e.micro_batch_size, budget_tokens)
     total_steps = steps_for(budget_tokens, e.global_batch_tokens)
     warmup = min(steps_for(e.warmup_tokens, e.global_batch_tokens), total_steps - 1)
-    start_lr = float(meta["lr"])
+    start_lr = float(meta["lr"]) if e.lr is None else float(e.lr)
     return StageSpec(
         stage="extend", cfg=cfg, arch=arch, shape=shape, out=Path(out), blend=cfg.data.extend_blend,
         global_batch=seqs, micro_batch=e.micro_batch_size, total_steps=total_steps,

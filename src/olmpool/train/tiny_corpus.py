@@ -262,6 +262,19 @@ def build_tiny_corpus(tc, vocab_size: int, out_dir: str | Path) -> dict:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    if tc.language == "mqar":
+        try:
+            stats, docs = _build_mqar(tc, vocab_size, tmp)
+        except Exception:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+            raise
+        manifest = {"seed": tc.seed, "tiny_corpus": dataclasses.asdict(tc), "vocab_size": vocab_size,
+                    "jsonl_documents": docs, "indexed": stats, "code_version": code_version()}
+        write_json_atomic(tmp / "manifest.json", manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.replace(out_dir)
+        return manifest
     splits = {
         "pretrain": (tc.pretrain_tokens, tc.min_doc_tokens, tc.max_doc_tokens),
         "short": (tc.short_tokens, tc.min_doc_tokens, tc.short_max_tokens),
@@ -295,3 +308,66 @@ def build_tiny_corpus(tc, vocab_size: int, out_dir: str | Path) -> dict:
         shutil.rmtree(out_dir)
     tmp.replace(out_dir)
     return manifest
+
+
+# --------------------------------------------------------------------------------------
+# The retrieval language (data.tiny_corpus.language: mqar)
+# --------------------------------------------------------------------------------------
+
+MQAR_SPLITS = ("pretrain", "short", "alternation", "long")
+"""Indexed datasets of the retrieval language: retrieval documents of the pretraining length
+(``pretrain``; also the extension's local data), of the short-sequence phase (``short``),
+previous-token documents at that length (``alternation``) and long-range retrieval documents
+of the extension (``long``)."""
+
+
+def mqar_documents(tc, split: str) -> tuple[int, Iterator[dict]]:
+    """(document length with its end-of-document token, ``{"id", "text"}`` records) of one
+    split of the retrieval language: every document has exactly that many tokens, so a
+    sequence of that length holds one whole document."""
+    import numpy as np
+
+    from olmpool.train import mqar
+
+    lang = tc.mqar
+    task = mqar.task_of(lang)
+    length, total = {"pretrain": (lang.doc_tokens, tc.pretrain_tokens),
+                     "short": (lang.short_doc_tokens, tc.short_tokens),
+                     "alternation": (lang.short_doc_tokens, lang.alternation_tokens),
+                     "long": (lang.long_doc_tokens, tc.long_tokens)}[split]
+    make = mqar.make_alternation_batch if split == "alternation" else mqar.make_batch
+    rng = np.random.default_rng([tc.seed, MQAR_SPLITS.index(split)])
+    n_docs = max(1, total // length)
+
+    def records() -> Iterator[dict]:
+        for lo in range(0, n_docs, 256):
+            ids, _, _ = make(task, rng, min(256, n_docs - lo), length - 1)  # BOS + length-1 words
+            for j, row in enumerate(ids):
+                yield {"id": f"{split}-{lo + j:06d}", "text": mqar.to_text(task, row.tolist())}
+    return length, records()
+
+
+def _build_mqar(tc, vocab_size: int, tmp: Path) -> tuple[dict, dict]:
+    """The retrieval language's JSONL, word-level tokenizer and indexed datasets in ``tmp``."""
+    from olmpool import OlmPoolError
+    from olmpool.train import mqar
+    from olmpool.train.data import tokenize_jsonl
+    from olmpool.train.tokenizer import word_level
+
+    tok = word_level(mqar.symbols(mqar.task_of(tc.mqar)), tmp / "tokenizer")
+    if tok.vocab_size != vocab_size:
+        raise OlmPoolError(
+            f"data.tiny_corpus.mqar gives {tok.vocab_size} token ids (2 special + filler + keys + values) "
+            f"but the scale's vocab_size is {vocab_size}; fix: set vocab_size: {tok.vocab_size} in the scale")
+    stats, docs = {}, {}
+    for split in MQAR_SPLITS:
+        length, records = mqar_documents(tc, split)
+        docs[split] = write_jsonl(tmp / f"{split}.jsonl", records)
+        # every document has exactly `length` tokens with its EOD: anything else (a word outside
+        # the language, encoded as the padding id, or a merge) is refused
+        stats[split] = tokenize_jsonl([tmp / f"{split}.jsonl"], tok, tmp / split,
+                                      min_tokens=length - 1, max_tokens=length)
+        if stats[split]["documents"] != docs[split]:
+            raise OlmPoolError(f"tiny corpus {split}: {docs[split] - stats[split]['documents']} documents "
+                               f"did not encode to {length - 1} words; the generator and tokenizer disagree")
+    return stats, docs
