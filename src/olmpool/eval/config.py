@@ -17,6 +17,8 @@ from olmpool import OlmPoolError
 SYNTHETIC = "synthetic"
 TINY_CORPUS = "tiny_corpus"
 WORD_SOURCES = ("auto", "upstream", "builtin", TINY_CORPUS)
+MQAR = "mqar"
+LANGUAGES = ("words", MQAR)
 
 
 def _err(field_name: str, what: str, fix: str) -> OlmPoolError:
@@ -231,6 +233,16 @@ class EvalConfig:
     whose scale is not tiny (config/paper.yaml), 'builtin' for a tiny-scale config and for an eval
     section built in code without a scale (tests). Loading a config replaces 'auto' by the pool it
     resolves to, so the run record says which one was used."""
+    language: str = "words"
+    """Language of the generated stand-ins: 'words' (English templates and the word pool of
+    ``words``) or 'mqar' (the toy scale's retrieval language, olmpool.train.mqar, for models
+    trained with data.tiny_corpus.language: mqar): every RULER and HELMET task an MQAR recall
+    variant, LongPPL / perplexity / BPB on MQAR documents, task names ending in ':mqar'
+    (olmpool.eval.mqar). With 'mqar' every data source must be 'synthetic'."""
+    mqar: dict | None = None
+    """The MQAR language evaluated (the fields of data.tiny_corpus.mqar); default: the study
+    config's data.tiny_corpus.mqar. Loading a config with language 'mqar' fills in every field,
+    so the run record says which language was used."""
     batch_size: int = 4
     """Prompts of equal length decoded together."""
     prefill_chunk: int = 2048
@@ -251,10 +263,34 @@ class EvalConfig:
                 raise _err(k, f"{v!r} is not a valid integer", "set a positive integer")
         for name in benchmark_sections():
             getattr(self, name).validate()
+        if self.language not in LANGUAGES:
+            raise _err("language", f"{self.language!r} is not one of {list(LANGUAGES)}",
+                       "write 'words' (English stand-ins) or 'mqar' (models trained on the MQAR language)")
+        if self.language == MQAR:
+            from olmpool.eval.mqar import language_record
 
-    def resolve(self, scale: str | None = None) -> None:
+            if self.mqar is not None:
+                language_record(self.mqar, "eval.mqar")
+            sources = {"ruler.essay": self.ruler.essay, "ruler.squad": self.ruler.squad,
+                       "ruler.hotpotqa": self.ruler.hotpotqa, "helmet.data": self.helmet.data,
+                       "longppl.documents": self.longppl.documents, "perplexity.splits": self.perplexity.splits,
+                       "bpb.benchmarks": self.bpb.benchmarks}
+            for name, spec in sources.items():
+                if spec != SYNTHETIC:
+                    raise _err(name, f"{spec!r} is not generated, but with language 'mqar' every stand-in is "
+                               "generated in the MQAR language", "write synthetic, or set eval.language: words")
+        elif self.mqar is not None:
+            raise _err("mqar", "is set but language is 'words'", "set eval.language: mqar, or remove eval.mqar")
+
+    def resolve(self, scale: str | None = None, mqar: dict | None = None) -> None:
         """Replace 'auto' (words, ruler.sentence_splitter) by what it means for this config;
-        ``scale`` is the config file's top-level ``scale`` (None for a section built in code)."""
+        ``scale`` is the config file's top-level ``scale`` (None for a section built in code);
+        ``mqar``: the study's data.tiny_corpus.mqar, the default of ``mqar``."""
+        if self.language == MQAR:
+            from olmpool.eval.mqar import language_record
+
+            self.mqar = language_record(self.mqar, "eval.mqar") if self.mqar is not None else \
+                language_record(mqar, "data.tiny_corpus.mqar")
         if self.words == "auto":
             self.words = "upstream" if scale not in (None, "tiny") else "builtin"
         from olmpool.eval.ruler import resolve_sentence_splitter
@@ -289,11 +325,12 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
-def from_dict(section: dict | None, scale: str | None = None) -> EvalConfig:
-    """Validated eval config of an ``eval`` section; 'auto' values resolved for ``scale``."""
+def from_dict(section: dict | None, scale: str | None = None, mqar: dict | None = None) -> EvalConfig:
+    """Validated eval config of an ``eval`` section; 'auto' values resolved for ``scale``, the
+    MQAR language (``language: mqar``) from ``eval.mqar`` or else ``mqar``."""
     cfg = _build(EvalConfig, section or {}, "")
     cfg.validate()
-    cfg.resolve(scale)
+    cfg.resolve(scale, mqar)
     return cfg
 
 
@@ -301,9 +338,10 @@ def eval_config_from(doc: dict, where: str = "config") -> EvalConfig:
     """The validated ``eval`` section of a parsed study config (``where`` names it in errors)."""
     if "eval" not in doc:
         raise OlmPoolError(f"{where}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
-    cfg = from_dict(doc["eval"], scale=doc.get("scale"))
+    corpus = (doc.get("data") or {}).get("tiny_corpus") or {}
+    cfg = from_dict(doc["eval"], scale=doc.get("scale"), mqar=corpus.get("mqar"))
     if cfg.corpus_seed is None:
-        cfg.corpus_seed = ((doc.get("data") or {}).get("tiny_corpus") or {}).get("seed")
+        cfg.corpus_seed = corpus.get("seed")
     uses = TINY_CORPUS in (cfg.perplexity.splits, cfg.longppl.documents, cfg.words, cfg.ruler.essay)
     if uses and cfg.corpus_seed is None:
         raise OlmPoolError(f"{where}: eval uses 'tiny_corpus' sources but no corpus seed is known. Fix: set eval.corpus_seed or data.tiny_corpus.seed")

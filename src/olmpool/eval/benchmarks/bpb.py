@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from olmpool.eval.benchmarks.base import Benchmark, Collector, RunContext, mean_or_missing
-from olmpool.eval.config import SYNTHETIC, BPBConfig, EvalConfig
+from olmpool.eval.config import MQAR, SYNTHETIC, BPBConfig, EvalConfig
 
 
 def run_bpb(engine, cfg: EvalConfig, out: Collector, log) -> None:
@@ -15,12 +15,20 @@ def run_bpb(engine, cfg: EvalConfig, out: Collector, log) -> None:
 
     bc = cfg.bpb
     values = {}
-    if bc.benchmarks == SYNTHETIC:
+    if cfg.language == MQAR:
+        from olmpool.eval.mqar import LENGTHS
+
+        items = {f"{k}:{MQAR}": (MQAR, k) for k in LENGTHS}
+    elif bc.benchmarks == SYNTHETIC:
         items = {f"{k}:synthetic": ("synthetic", k) for k in BPB_SYNTHETIC}
     else:
         items = {k: ("file", v) for k, v in bc.benchmarks.items()}
     for name, (kind, spec) in items.items():
-        if kind == "synthetic":
+        if kind == MQAR:
+            from olmpool.eval import mqar
+
+            rows, source = mqar.bpb_items(cfg, spec, bc.items), MQAR
+        elif kind == "synthetic":
             rows, source = bpb_items(spec, stable_seed(cfg.seed, "bpb", spec), bc.items), SYNTHETIC
         elif not Path(spec).exists():
             out.add("bpb", name, None, "bpb", float("nan"), spec, 0, f"benchmark file {spec} not found")

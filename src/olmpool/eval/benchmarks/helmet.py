@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from olmpool.eval.benchmarks.base import Benchmark, Collector, RunContext, generate, mean_or_missing
 from olmpool.eval.benchmarks.ruler import preflight_word_sources, ruler_inputs
-from olmpool.eval.config import SYNTHETIC, EvalConfig, HelmetConfig
+from olmpool.eval.config import MQAR, SYNTHETIC, EvalConfig, HelmetConfig
 
 if TYPE_CHECKING:
     from olmpool.eval import ruler as R
@@ -19,14 +19,17 @@ def run_helmet(engine, cfg: EvalConfig, contexts: list[int], out: Collector, log
     from olmpool.eval import ruler as R
 
     hc = cfg.helmet
-    rdata, rsettings = inputs or ruler_inputs(cfg)
+    mqar = cfg.language == MQAR  # recall variants in the MQAR language (olmpool.eval.mqar)
+    rdata, rsettings = (None, None) if mqar else (inputs or ruler_inputs(cfg))
     settings = H.HelmetSettings(seed=cfg.seed, shots=hc.shots, counts=dict(hc.counts), data=hc.data,
                                generation_max_length=dict(hc.generation_max_length))
     tasks = hc.task_list()
     for length in contexts:
         scores: dict[str, float] = {}
         for task in tasks:
-            if hc.data == SYNTHETIC:  # generated stand-ins, all labelled ':synthetic'
+            if mqar:
+                source, missing, name = MQAR, "", f"{task}:{MQAR}"
+            elif hc.data == SYNTHETIC:  # generated stand-ins, all labelled ':synthetic'
                 # RULER recall tasks: our RULER generator, whose essay haystack may be missing
                 source, missing = R.task_source(H.RULER_FOR[task], rdata) if task in H.RULER_FOR else (SYNTHETIC, "")
                 name = f"{task}:synthetic"
@@ -38,12 +41,21 @@ def run_helmet(engine, cfg: EvalConfig, contexts: list[int], out: Collector, log
             try:
                 if missing:
                     raise R.MissingData(missing)
-                samples, info = H.generate(task, length, n, engine.tokenizer, settings, rdata, rsettings)
+                if mqar:
+                    from olmpool.eval import mqar as Q
+
+                    samples, info = Q.helmet_samples(task, length, n, engine.tokenizer, cfg), {"source": MQAR}
+                else:
+                    samples, info = H.generate(task, length, n, engine.tokenizer, settings, rdata, rsettings)
                 H.ensure_feasible(samples, length)
                 preds = generate(engine, samples, H.STOP_NEWLINE[task], f"helmet {task} {length}")
-                per = [H.score_sample(task, p, s) for p, s in zip(preds, samples)]
+                if mqar:
+                    per = [Q.exact_match(p, s.answers) for p, s in zip(preds, samples)]
+                else:
+                    per = [H.score_sample(task, p, s) for p, s in zip(preds, samples)]
                 score = 100.0 * sum(per) / len(per)
-                note = f"content count {info.get('count')}" if info.get("count") is not None else "content fixed by the file"
+                note = (f"content count {info.get('count')}" if info.get("count") is not None
+                        else "MQAR recall variant" if mqar else "content fixed by the file")
                 used = [s.meta[k] for s in samples for k in ("passages", "shots") if k in s.meta]
                 if used and min(used) < (info.get("count") or 0):
                     note += f" (reduced to {min(used)}-{max(used)} to fit the length)"
@@ -71,7 +83,7 @@ def run_helmet(engine, cfg: EvalConfig, contexts: list[int], out: Collector, log
 
 def _run(ctx: RunContext) -> None:
     run_helmet(ctx.engine, ctx.cfg, ctx.contexts.get("helmet", []), ctx.out, ctx.log,
-               ctx.shared("ruler_inputs", lambda: ruler_inputs(ctx.cfg)))
+               None if ctx.cfg.language == MQAR else ctx.shared("ruler_inputs", lambda: ruler_inputs(ctx.cfg)))
 
 
 # HELMET's recall tasks use RULER's generator and word sources: the same preflight.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from olmpool import OlmPoolError
 from olmpool.eval.benchmarks.base import Benchmark, Collector, RunContext
-from olmpool.eval.config import SYNTHETIC, TINY_CORPUS, EvalConfig, LongPPLConfig
+from olmpool.eval.config import MQAR, SYNTHETIC, TINY_CORPUS, EvalConfig, LongPPLConfig
 
 
 def run_longppl(engine, evaluator, cfg: EvalConfig, out: Collector, log) -> None:
@@ -20,6 +20,14 @@ def run_longppl(engine, evaluator, cfg: EvalConfig, out: Collector, log) -> None
     synthetic = lc.documents in (SYNTHETIC, TINY_CORPUS)
     name = "documents:synthetic" if synthetic else "documents"
     source = lc.documents
+    if cfg.language == MQAR:  # key tokens known by construction: no evaluator needed
+        from olmpool.eval import mqar
+
+        t0 = time.time()
+        res = mqar.longppl(engine, cfg)
+        note = (f"key tokens: values of queries >= {lc.trunc_len} tokens after their definition"
+                + ("" if res.n_key_tokens else "; none in these documents"))
+        return _rows(out, ctx, f"documents:{MQAR}", MQAR, res, note, log, t0)
 
     def missing(reason: str) -> None:
         for task in ("overall", name):
@@ -57,6 +65,10 @@ def run_longppl(engine, evaluator, cfg: EvalConfig, out: Collector, log) -> None
     note = "" if res.n_key_tokens else "no key tokens found"
     if len(docs) < lc.samples:
         note = (note + "; " if note else "") + f"only {len(docs)} of {lc.samples} documents long enough"
+    _rows(out, ctx, name, source, res, note, log, t0)
+
+
+def _rows(out: Collector, ctx: int, name: str, source: str, res, note: str, log, t0: float) -> None:
     for task in ("overall", name):
         out.add("longppl", task, ctx, "longppl", res.longppl, source, res.n_documents, note)
         out.add("longppl", task, ctx, "ppl", res.ppl, source, res.n_documents, "")

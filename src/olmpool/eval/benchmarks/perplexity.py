@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from olmpool.eval.benchmarks.base import Benchmark, Collector, RunContext, mean_or_missing
-from olmpool.eval.config import SYNTHETIC, TINY_CORPUS, EvalConfig, PerplexityConfig
+from olmpool.eval.config import MQAR, SYNTHETIC, TINY_CORPUS, EvalConfig, PerplexityConfig
 
 
 def run_perplexity(engine, cfg: EvalConfig, out: Collector, log) -> None:
@@ -15,7 +15,11 @@ def run_perplexity(engine, cfg: EvalConfig, out: Collector, log) -> None:
 
     pc = cfg.perplexity
     values = {}
-    if pc.splits == SYNTHETIC:
+    if cfg.language == MQAR:
+        from olmpool.eval.mqar import LENGTHS
+
+        splits = {f"{d}:{MQAR}": (MQAR, d) for d in LENGTHS}
+    elif pc.splits == SYNTHETIC:
         splits = {f"{d}:synthetic": ("synthetic", d) for d in DOMAINS}
     elif pc.splits == TINY_CORPUS:
         from olmpool.eval.synthetic import TINY_CORPUS_SPLITS
@@ -26,6 +30,10 @@ def run_perplexity(engine, cfg: EvalConfig, out: Collector, log) -> None:
     for name, (kind, spec) in splits.items():
         if kind == "synthetic":
             docs, source = domain_documents(spec, stable_seed(cfg.seed, "ppl", spec), pc.docs_per_split, n_words=pc.max_tokens), SYNTHETIC
+        elif kind == MQAR:
+            from olmpool.eval.mqar import perplexity_documents
+
+            docs, source = perplexity_documents(cfg, spec, pc.docs_per_split), MQAR
         elif kind == "tiny_corpus":
             from olmpool.eval.synthetic import tiny_corpus_documents
 

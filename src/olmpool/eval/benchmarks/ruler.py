@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from olmpool.eval.benchmarks.base import Benchmark, Collector, RunContext, generate, mean_or_missing
-from olmpool.eval.config import SYNTHETIC, TINY_CORPUS, EvalConfig, RulerConfig
+from olmpool.eval.config import MQAR, SYNTHETIC, TINY_CORPUS, EvalConfig, RulerConfig
 
 if TYPE_CHECKING:
     from olmpool.eval import ruler as R
@@ -30,20 +30,29 @@ def run_ruler(engine, cfg: EvalConfig, contexts: list[int], out: Collector, log,
     from olmpool.eval import ruler as R
 
     rc = cfg.ruler
-    data, settings = inputs or ruler_inputs(cfg)
+    mqar = cfg.language == MQAR  # recall variants in the MQAR language (olmpool.eval.mqar)
+    data, settings = (None, None) if mqar else (inputs or ruler_inputs(cfg))
     tasks = rc.task_list()
     for length in contexts:
         scores: dict[str, float] = {}
         for task in tasks:
-            source, missing = R.task_source(task, data)
-            name = f"{task}:synthetic" if source == SYNTHETIC else task
+            if mqar:
+                source, missing, name = MQAR, "", f"{task}:{MQAR}"
+            else:
+                source, missing = R.task_source(task, data)
+                name = f"{task}:synthetic" if source == SYNTHETIC else task
             t0 = time.time()
             try:
                 if missing:
                     raise R.MissingData(missing)
-                samples = R.generate_task(task, length, rc.samples, engine.tokenizer, data, settings)
+                if mqar:
+                    from olmpool.eval import mqar as Q
+
+                    samples = Q.ruler_samples(task, length, rc.samples, engine.tokenizer, cfg)
+                else:
+                    samples = R.generate_task(task, length, rc.samples, engine.tokenizer, data, settings)
                 preds = generate(engine, samples, False, f"ruler {task} {length}")
-                score = R.score_task(task, preds, samples)
+                score = Q.score(preds, samples) if mqar else R.score_task(task, preds, samples)
                 out.add("ruler", name, length, "score", score, source, len(samples))
                 log(f"ruler {name} @{length}: {score:.2f} ({time.time() - t0:.1f}s)")
             except (R.MissingData, R.Infeasible) as exc:
@@ -75,7 +84,7 @@ def preflight_word_sources(cfg: EvalConfig) -> None:
 
 def _run(ctx: RunContext) -> None:
     run_ruler(ctx.engine, ctx.cfg, ctx.contexts.get("ruler", []), ctx.out, ctx.log,
-              ctx.shared("ruler_inputs", lambda: ruler_inputs(ctx.cfg)))
+              None if ctx.cfg.language == MQAR else ctx.shared("ruler_inputs", lambda: ruler_inputs(ctx.cfg)))
 
 
 BENCHMARK = Benchmark(name="ruler", config=RulerConfig, preflight=preflight_word_sources, run=_run,
