@@ -8,6 +8,8 @@
                         (``solve``) and emits it greedily, then end-of-document. It treats
                         the first call on a cache as the whole prompt, so use it with an Engine
                         whose ``prefill_chunk`` exceeds the prompt length.
+* ``GuessLM``           emits a uniformly random token of a given set at every step (e.g. the
+                        MQAR values: chance level of the MQAR recall tasks).
 
 Used by tests/test_eval_*.py and benchmarks/eval_speed.py; nothing here is used to score a
 real model.
@@ -144,7 +146,40 @@ class OracleLM:
         return logits
 
 
+class GuessLM:
+    """Puts all probability on one token of ``choices``, drawn uniformly at every call."""
+
+    def __init__(self, vocab_size: int, choices: list[int], seed: int = 0):
+        self.vocab_size = vocab_size
+        self.choices = torch.tensor(choices)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def new_cache(self, batch: int) -> _Cache:
+        return _Cache(batch)
+
+    def __call__(self, input_ids: torch.Tensor, *, cache=None) -> torch.Tensor:
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        B, T = input_ids.shape
+        logits = torch.zeros(B, T, self.vocab_size)
+        pick = self.choices[torch.randint(len(self.choices), (B,), generator=self.gen)]
+        logits[torch.arange(B), -1, pick] = 100.0
+        return logits
+
+
 # ------------------------------------------------------------------------------ solvers
+
+_MQAR_TEXT = re.compile(r"\s*(?:[fkv]\d+\s+)*k\d+\s*")
+
+
+def _solve_mqar(prompt: str) -> str:
+    """MQAR recall: the value that follows the first occurrence of the final (queried) key."""
+    words = prompt.split()
+    key = words[-1]
+    for w, nxt in zip(words[:-1], words[1:-1]):
+        if w == key and nxt.startswith("v"):
+            return " " + nxt
+    return " unknown"
 
 
 def _after_last(text: str, marker: str) -> str:
@@ -170,6 +205,8 @@ def _solve_qa(text: str, question: str) -> str:
 
 def solve(prompt: str) -> str:
     """The answer a perfect reader would give, computed from the prompt text alone."""
+    if _MQAR_TEXT.fullmatch(prompt):
+        return _solve_mqar(prompt)
     if "Extract the value corresponding to the specified key in the JSON object below." in prompt:
         blob = prompt[prompt.index("JSON data:\n") + len("JSON data:\n"):prompt.index("\n\nExtract the value")]
         data = json.loads(blob)
