@@ -213,11 +213,17 @@ def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str,
         t1 = time.perf_counter()
         n = cfg.needle
         specs = _needle_specs(cfg, lm.tokenizer, lm.vocab_size)
+        mqar = cfg.documents == "mqar"
+        avoid = {w for x in n.needles for w in x["needle"].split()} if mqar else set()
         hays = take_documents(cfg, len(specs), tokenizer=lm.tokenizer, vocab_size=lm.vocab_size,
-                              min_tokens=max(n.context_lengths), salt="needle")
+                              min_tokens=max(n.context_lengths), salt="needle", avoid_words=avoid)
         if len(hays) < len(specs):
             log.warning("only %d of %d haystacks reach %d tokens; needles share them", len(hays), len(specs), max(n.context_lengths))
         periods, newlines = _token_sets(lm.tokenizer, lm.vocab_size)
+        if mqar:  # no periods in MQAR text: a needle follows a filler word or a value
+            from olmpool.eval.mqar import boundary_ids, task_of
+
+            periods = boundary_ids(lm.tokenizer, task_of(cfg.mqar))
         use_rouge = lm.tokenizer is not None and getattr(lm.tokenizer, "decode", None) is not None
         if use_rouge:
             from olmpool.eval.attention.needle import rouge1_recall
@@ -234,7 +240,7 @@ def analyse(cfg: AttentionConfig, lm: LoadedModel, *, model_id: str, stage: str,
             for depth in n.depths:
                 for i, spec in enumerate(specs):
                     ex = build_example(hays[i % len(hays)], spec.needle, spec.question, spec.answer, ctx, depth,
-                                       period_ids=periods, needle_index=i)
+                                       period_ids=periods, needle_index=i, span_in_needle=mqar)
                     results.append(run_needle(lm.model, ex, max_new_tokens=n.max_new_tokens, stop_ids=newlines,
                                               success=success_for(spec), device=device))
         head_recs, overall = needle_records(results, n.success_threshold)

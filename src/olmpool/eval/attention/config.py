@@ -84,7 +84,10 @@ class AttentionConfig:
     position-1), so it sees ``position`` tokens including itself. The row ``context``."""
     documents: str = "generated"
     """Where the long documents come from: ``generated`` (the tiny corpus generator,
-    olmpool.train.tiny_corpus, tokenized with the checkpoint's tokenizer), ``random``
+    olmpool.train.tiny_corpus, tokenized with the checkpoint's tokenizer), ``mqar`` (documents
+    of the toy scale's retrieval language, olmpool.train.mqar, of the language ``mqar``; needle
+    haystacks without the needles' keys, needles inserted after a filler word or a value),
+    ``random``
     (uniform random token ids; smoke tests and benchmarks only), ``essay`` (generated English
     essay prose, for real pretrained models) or a path to a JSONL file
     (or a directory of them) with one ``{"text": ...}`` document per line."""
@@ -104,6 +107,9 @@ class AttentionConfig:
     """Seed for generated documents and haystack order."""
     needle: NeedleConfig = field(default_factory=NeedleConfig)
     """Needle-in-a-haystack probe."""
+    mqar: dict | None = None
+    """The MQAR language of ``documents: mqar`` (the fields of data.tiny_corpus.mqar); default:
+    the study config's data.tiny_corpus.mqar. Filled in when the config is loaded."""
 
     def validate(self) -> None:
         if not self.positions or any(int(p) < 1 for p in self.positions):
@@ -117,7 +123,13 @@ class AttentionConfig:
         if not 0.0 < self.saturation_threshold < 1.0:
             raise _err("saturation_threshold", f"{self.saturation_threshold} outside (0, 1)", "paper: 0.8")
         if not isinstance(self.documents, str) or not self.documents:
-            raise _err("documents", f"{self.documents!r}", "use 'generated', 'random', 'essay' or a path to JSONL documents")
+            raise _err("documents", f"{self.documents!r}", "use 'generated', 'mqar', 'random', 'essay' or a path to JSONL documents")
+        if self.documents == "mqar":
+            from olmpool.eval.mqar import language_record
+
+            self.mqar = language_record(self.mqar, "attention.mqar")
+        elif self.mqar is not None:
+            raise _err("mqar", f"is set but documents is {self.documents!r}", "set attention.documents: mqar, or remove attention.mqar")
         self.needle.validate()
 
     @property
@@ -152,6 +164,9 @@ def attention_config_from(whole: dict, where: str = "config") -> AttentionConfig
     section = whole.get("attention")
     if not isinstance(section, dict):
         raise OlmPoolError(f"{where}: no 'attention' section. Fix: add one (see config/tiny.yaml for an example).")
+    if section.get("documents") == "mqar" and section.get("mqar") is None:  # the study's language
+        language = (((whole.get("data") or {}).get("tiny_corpus") or {}).get("mqar"))
+        section = {**section, "mqar": dict(language or {})}
     try:
         return AttentionConfig.from_dict(section)
     except TypeError as exc:

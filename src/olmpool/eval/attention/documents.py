@@ -5,6 +5,9 @@ Sources (``attention.documents`` in the config):
 * ``generated`` - the tiny corpus generator (olmpool.train.tiny_corpus: filler sentences of
   a synthetic language with long-range dependencies), tokenized with the checkpoint's
   tokenizer; deterministic in ``attention.seed``.
+* ``mqar`` - documents of the toy scale's retrieval language (olmpool.train.mqar, the language
+  ``attention.mqar``), as the training generator writes them; needle haystacks
+  (``avoid_words``: the needles' keys) leave those keys out. Deterministic in ``attention.seed``.
 * ``random`` - uniform random token ids (no tokenizer needed); smoke tests and benchmarks.
 * ``essay`` - English essay-like prose generated in the repository
   (``olmpool.eval.synthetic.essay_text``, RULER's stand-in haystack), for real pretrained
@@ -66,10 +69,12 @@ def _generated_texts(seed: int, n_tokens: int) -> Iterator[str]:
 
 
 def iter_token_documents(cfg: AttentionConfig, *, tokenizer=None, vocab_size: int | None = None,
-                         min_tokens: int | None = None, salt: str = "docs") -> Iterator[list[int]]:
+                         min_tokens: int | None = None, salt: str = "docs",
+                         avoid_words: set[str] = frozenset()) -> Iterator[list[int]]:
     """Yield token id lists of at least ``min_tokens`` tokens (default: the largest position).
 
-    Unbounded for generated/random sources; the caller takes as many as it needs.
+    Unbounded for generated/random/mqar sources; the caller takes as many as it needs.
+    ``avoid_words``: words MQAR documents must not contain (the needles' keys).
     """
     need = min_tokens or cfg.min_doc_tokens or cfg.max_position
     spec = cfg.documents
@@ -84,6 +89,10 @@ def iter_token_documents(cfg: AttentionConfig, *, tokenizer=None, vocab_size: in
             f"config attention.documents={spec!r} needs a tokenizer, and the checkpoint has none. "
             "Fix: give the checkpoint a tokenizer directory, or use documents: random."
         )
+    if spec == "mqar":
+        from olmpool.eval.mqar import task_of, token_documents
+
+        yield from token_documents(task_of(cfg.mqar), tokenizer, zlib.crc32(f"{cfg.seed}-{salt}".encode()), need, avoid_words)
     if spec == "essay":
         from olmpool.eval.synthetic import essay_text
 

@@ -94,10 +94,13 @@ def find_span(prompt: list[int], answer: list[int]) -> tuple[int, int]:
 
 def build_example(haystack: list[int], needle: list[int], question: list[int], answer: list[int],
                   context_length: int, depth: float, period_ids: set[int] | frozenset[int] = frozenset(),
-                  needle_index: int = 0) -> NeedleExample:
+                  needle_index: int = 0, span_in_needle: bool = False) -> NeedleExample:
     """Insert ``needle`` at ``depth`` of a haystack cut so that the prompt has ``context_length``
-    tokens, moved back to just after a period token (``period_ids``; none given: at the exact
-    depth), then the question; the answer span is located in the prompt as upstream."""
+    tokens, moved back to just after a period token (``period_ids``: the tokens a needle may
+    follow; none given: at the exact depth), then the question; the answer span is located in
+    the prompt as upstream, or with ``span_in_needle`` inside the inserted needle first (for
+    haystacks made of the answer's own tokens, as MQAR text, where upstream's first match lies
+    in the haystack)."""
     n_hay = context_length - len(needle) - len(question)
     if n_hay < 1:
         raise OlmPoolError(
@@ -115,7 +118,8 @@ def build_example(haystack: list[int], needle: list[int], question: list[int], a
             while at > 0 and hay[at - 1] not in period_ids:
                 at -= 1
     prompt = hay[:at] + list(needle) + hay[at:] + list(question)
-    s0, s1 = find_span(prompt, list(answer))
+    s0, s1 = find_span(list(needle), list(answer)) if span_in_needle else (-1, -1)
+    s0, s1 = (s0 + at, s1 + at) if s0 >= 0 else find_span(prompt, list(answer))
     return NeedleExample(prompt=prompt, needle_start=at, needle_end=at + len(needle), answer=list(answer),
                          context=len(prompt), depth=depth, span_start=s0, span_end=s1, needle_index=needle_index)
 
