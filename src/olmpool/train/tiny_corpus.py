@@ -244,37 +244,42 @@ def write_jsonl(path: Path, records: Iterator[dict]) -> int:
 def build_tiny_corpus(tc, vocab_size: int, out_dir: str | Path) -> dict:
     """Generate the tiny corpus into ``out_dir`` (written to a temp dir, then renamed).
 
-    Layout: ``{pretrain,short,long}.jsonl``; ``tokenizer/`` (BPE of ``vocab_size`` ids trained
-    on the pretraining text); indexed datasets ``pretrain``, ``short`` (< short_max_tokens),
-    ``long_mid`` ([short_max, long_mid_max)) and ``long_long`` (>= long_mid_max) as
-    ``.bin/.idx``; ``manifest.json`` with seed, sizes and code version.
+    Layout (``language: words``): ``{pretrain,short,long}.jsonl``; ``tokenizer/`` (BPE of
+    ``vocab_size`` ids trained on the pretraining text); indexed datasets ``pretrain``, ``short``
+    (< short_max_tokens), ``long_mid`` ([short_max, long_mid_max)) and ``long_long`` (>=
+    long_mid_max) as ``.bin/.idx``. With ``language: mqar``: the `MQAR_SPLITS` and a word-level
+    tokenizer (`_build_mqar`). Both: ``manifest.json`` with seed, sizes and code version.
     ``tc`` is a :class:`olmpool.train.config.TinyCorpusConfig`.
     """
     import dataclasses
     import shutil
 
-    from olmpool.train.data import tokenize_jsonl
     from olmpool.train.provenance import code_version, write_json_atomic
-    from olmpool.train.tokenizer import train_bpe
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    if tc.language == "mqar":
-        try:
-            stats, docs = _build_mqar(tc, vocab_size, tmp)
-        except Exception:
-            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
-            raise
-        manifest = {"seed": tc.seed, "tiny_corpus": dataclasses.asdict(tc), "vocab_size": vocab_size,
-                    "jsonl_documents": docs, "indexed": stats, "code_version": code_version()}
-        write_json_atomic(tmp / "manifest.json", manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.replace(out_dir)
-        return manifest
+    try:  # nothing half-written stays behind
+        stats, docs = (_build_mqar if tc.language == "mqar" else _build_words)(tc, vocab_size, tmp)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest = {"seed": tc.seed, "tiny_corpus": dataclasses.asdict(tc), "vocab_size": vocab_size,
+                "jsonl_documents": docs, "indexed": stats, "code_version": code_version()}
+    write_json_atomic(tmp / "manifest.json", manifest)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.replace(out_dir)
+    return manifest
+
+
+def _build_words(tc, vocab_size: int, tmp: Path) -> tuple[dict, dict]:
+    """The word language's JSONL, BPE tokenizer and indexed datasets in ``tmp``."""
+    from olmpool.train.data import tokenize_jsonl
+    from olmpool.train.tokenizer import train_bpe
+
     splits = {
         "pretrain": (tc.pretrain_tokens, tc.min_doc_tokens, tc.max_doc_tokens),
         "short": (tc.short_tokens, tc.min_doc_tokens, tc.short_max_tokens),
@@ -301,13 +306,7 @@ def build_tiny_corpus(tc, vocab_size: int, out_dir: str | Path) -> dict:
         "long_long": tokenize_jsonl([tmp / "long.jsonl"], tok, tmp / "long_long",
                                     min_tokens=tc.long_mid_max_tokens),
     }
-    manifest = {"seed": tc.seed, "tiny_corpus": dataclasses.asdict(tc), "vocab_size": vocab_size,
-                "jsonl_documents": docs, "indexed": stats, "code_version": code_version()}
-    write_json_atomic(tmp / "manifest.json", manifest)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.replace(out_dir)
-    return manifest
+    return stats, docs
 
 
 # --------------------------------------------------------------------------------------
