@@ -254,7 +254,7 @@ def study_report(rows: pd.DataFrame, title: str, metric: str, paper: pd.DataFram
     for c, r in eff.iterrows():
         same = "" if np.isnan(r["toy_effect"]) or np.isnan(r["paper_effect"]) else (
             "yes" if np.sign(r["toy_effect"]) == np.sign(r["paper_effect"]) else "no")
-        lines.append(f"| {c} | {r['with']} | {r['without']} | {fmt(r['toy_effect'])} | {fmt(r['paper_effect'], 1)} | {same} |")
+        lines.append(f"| {c} | {int(r['with'])} | {int(r['without'])} | {fmt(r['toy_effect'])} | {fmt(r['paper_effect'], 1)} | {same} |")
 
     if attention is not None:
         lines += attention_summary(attention, tab, paper_models)

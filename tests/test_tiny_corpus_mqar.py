@@ -65,3 +65,56 @@ def test_same_seed_same_bytes_and_vocabulary_checked(corpus, tmp_path):
 def test_unknown_language_is_refused():
     with pytest.raises(OlmPoolError, match="data.tiny_corpus.language"):
         TinyCorpusConfig(language="english").validate()
+
+
+def _toy_config(path, data, **pretrain):
+    """config/toy.yaml on the small corpus ``data``: 2 + 2 curriculum steps, then 2 main steps."""
+    import copy
+
+    import yaml
+
+    from olmpool.config import read_config_file
+    from olmpool.train.testing import REPO
+
+    raw = copy.deepcopy(read_config_file(REPO / "config" / "toy.yaml"))
+    d = str(data)
+    raw["data"].update(root=d, tokenizer_dir=f"{d}/tokenizer", tiny_corpus=dict(SMALL),
+                       pretrain_blend=[{"path": f"{d}/pretrain", "weight": 0.75}, {"path": f"{d}/alternation", "weight": 0.25}],
+                       extend_blend=[{"path": f"{d}/pretrain", "weight": 0.9}, {"path": f"{d}/long", "weight": 0.1}])
+    raw["pretrain"].update(tokens=6 * 2048, warmup_tokens=2048, checkpoint_interval_steps=6, log_interval=1, **pretrain)
+    raw["pretrain"]["phases"] = [
+        {"name": "previous_token", "tokens": 2 * 2048, "seq_len": 64, "blend": [{"path": f"{d}/alternation", "weight": 1.0}]},
+        {"name": "short", "tokens": 2 * 2048, "seq_len": 64, "blend": [{"path": f"{d}/short", "weight": 1.0}]}]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_loss_on_answers_counts_only_retrieval_targets(corpus, tmp_path):
+    import pandas as pd
+
+    from olmpool.train.loop import run_pretrain
+
+    out, _ = corpus
+    losses = {}
+    for which in ("all", "answers"):
+        cfg = _toy_config(tmp_path / f"{which}.yaml", out, loss_tokens=which)
+        run_pretrain(cfg, "G_pre_8kv_8k_14k", tmp_path / which, progress=False)
+        losses[which] = pd.read_csv(tmp_path / which / "metrics.tsv", sep="\t")["ce_loss"]
+    assert len(losses["all"]) == 6 and losses["answers"].notna().all()
+    # same weights and data at step 1: the answers (every value, uniform over 16 at init, and
+    # alternation continuations over the whole vocabulary) are not the average token
+    assert abs(losses["all"].iloc[0] - losses["answers"].iloc[0]) > 1e-3
+
+
+def test_loss_on_answers_needs_the_retrieval_language(tmp_path):
+    import torch
+
+    from olmpool.train.mqar import answer_mask, token_kinds
+
+    kinds = token_kinds({"<|endoftext|>": 0, "k0": 1, "v0": 2, "f0": 3, "the": 4}, 5)
+    assert kinds.tolist() == [0, 1, 2, 0, 0]
+    tokens = torch.tensor([[1, 2, 3, 1, 2, 3]])   # k0 v0 f0 k0 [v0] f0: the second v0 is the answer
+    labels = torch.tensor([[2, 3, 1, 2, 3, 0]])
+    assert answer_mask(tokens, labels, kinds, torch.zeros_like(tokens)).tolist() == [[0, 0, 0, 1, 0, 0]]
+    other_doc = torch.tensor([[0, 0, 0, 1, 1, 1]])  # the key's first occurrence in another document
+    assert answer_mask(tokens, labels, kinds, other_doc).tolist() == [[0, 0, 0, 0, 0, 0]]

@@ -26,6 +26,14 @@ def _err(section: str, name: str, problem: str, fix: str) -> OlmPoolError:
     return OlmPoolError(f"config {section}.{name}: {problem}; {fix}")
 
 
+LOSS_TOKENS = ("all", "answers")
+
+
+def _check_loss_tokens(section: str, value: str) -> None:
+    if value not in LOSS_TOKENS:
+        raise _err(section, "loss_tokens", f"{value!r} unknown", f"use one of {', '.join(LOSS_TOKENS)}")
+
+
 def _build(cls, section: str, raw: Any):
     """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
     if raw is None:
@@ -273,6 +281,10 @@ class PretrainConfig:
     phases: list[PhaseConfig] = field(default_factory=list)
     """Curriculum phases run first, in order (`PhaseConfig`); the main phase (the
     architecture's pretraining length, ``data.pretrain_blend``) gets ``tokens`` minus theirs."""
+    loss_tokens: str = "all"
+    """Tokens the loss counts: ``all`` (language modelling, the recipe) or ``answers``: only the
+    retrieval language's answers (`olmpool.train.mqar.answer_mask`: values of repeated keys,
+    continuations of "a b a b"), the toy scale's loss on retrieval targets."""
 
     def __post_init__(self) -> None:
         if isinstance(self.skip_step, dict):
@@ -296,6 +308,7 @@ class PretrainConfig:
             raise _err("pretrain", "precision", f"{self.precision!r} unknown", "use auto, fp32 or bf16")
         if not 0 <= self.final_lr_fraction <= 1:
             raise _err("pretrain", "final_lr_fraction", "outside [0, 1]", "use e.g. 0.1")
+        _check_loss_tokens("pretrain", self.loss_tokens)
         names = [ph.name for ph in self.phases]
         for i, ph in enumerate(self.phases):
             where = f"phases[{i}]"
@@ -335,6 +348,8 @@ class ExtendConfig:
     """Sequences per forward pass per data-parallel rank."""
     warmup_tokens: int = 838_860_800
     """Linear warmup (200 steps x 4,194,304 at paper scale) from 0 to the start LR."""
+    loss_tokens: str = "all"
+    """Tokens the loss counts: ``all`` or ``answers`` (``pretrain.loss_tokens``)."""
     lr: float | None = None
     """Peak LR of the extension; empty (the recipe): the LR the pretraining checkpoint was
     trained at. The toy scale sets its own (its pretraining LR is far above what an extension of
@@ -389,6 +404,7 @@ class ExtendConfig:
                        "tokens, extend.global_batch_tokens)", f"raise it to at least {self.global_batch_tokens}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise _err("extend", "precision", f"{self.precision!r} unknown", "use auto, fp32 or bf16")
+        _check_loss_tokens("extend", self.loss_tokens)
         if self.lr is not None and not self.lr > 0:
             raise _err("extend", "lr", f"{self.lr} is not positive", "use a positive LR, or leave it empty "
                        "for the pretraining checkpoint's")

@@ -161,6 +161,8 @@ class StageSpec:
     """Extension: the budget as given."""
     curriculum: list[Phase] = field(default_factory=list)
     """Pretraining: the curriculum phases before the main phase (``pretrain.phases``)."""
+    loss_tokens: str = "all"
+    """``all`` or ``answers`` (``<stage>.loss_tokens``)."""
 
     @property
     def seq_len(self) -> int:
@@ -192,6 +194,7 @@ class StageSpec:
             "precision": self.precision,
             # only with a curriculum, so the keys of runs without one stay as they were
             **({"curriculum": [ph.to_dict() for ph in self.curriculum]} if self.curriculum else {}),
+            **({"loss_tokens": self.loss_tokens} if self.loss_tokens != "all" else {}),
         }
 
 
@@ -322,7 +325,8 @@ def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None 
         checkpoint_interval=p.checkpoint_interval_steps, keep_last=p.keep_last, named_steps=named,
         intra_document_masking=False, precision=_precision(p.precision, "pretrain"),
         verify_checksums=p.verify_checksums, log_interval=p.log_interval,
-        tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()), curriculum=curriculum)
+        tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()), curriculum=curriculum,
+        loss_tokens=p.loss_tokens)
 
 
 def _curriculum(p, shape, total_steps: int) -> list[Phase]:
@@ -389,7 +393,7 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
         tokenizer_dir=str(Path(cfg.data.tokenizer_dir).resolve()), init_from=str(ckpt.resolve()),
         init_meta={k: meta.get(k) for k in ("step", "tokens_seen", "lr", "seed", "code_version",
                                              "max_context_trained")},
-        budget=str(budget if budget is not None else e.default_budget))
+        budget=str(budget if budget is not None else e.default_budget), loss_tokens=e.loss_tokens)
 
 
 # --------------------------------------------------------------------------------------
@@ -776,6 +780,17 @@ class _Stepper:
         self.dp_cp_group = parallel_state.get_data_parallel_group(with_context_parallel=True)
         self.dp_cp = self.dp_cp_group.size()
         self.forward_backward = get_forward_backward_func()  # no pipelining (pp = 1) or 1F1B (pp > 1)
+        self.kinds = None  # loss on answers only: token id -> key / value (olmpool.train.mqar)
+        if spec.loss_tokens == "answers":
+            from olmpool.train.mqar import token_kinds
+
+            self.kinds = token_kinds(tok.vocab(), tok.vocab_size)
+            if not ((self.kinds == 1).any() and (self.kinds == 2).any()):
+                raise OlmPoolError(
+                    f"config {spec.stage}.loss_tokens: answers needs the retrieval language's keys and "
+                    f"values in the tokenizer ({spec.tokenizer_dir} has none); fix: use its tokenizer "
+                    "(data.tiny_corpus.language: mqar) or loss_tokens: all")
+        self.eod = tok.eod
         eod = tok.eod if spec.intra_document_masking else None
         if built.packed:  # one packed row of micro_batch * seq_len tokens (+ padding with cp > 1)
             self.to_rank = functools.partial(packed_micro_batch_on_this_rank, eod=eod, device=info.device,
@@ -784,6 +799,16 @@ class _Stepper:
             self.to_rank = functools.partial(micro_batch_on_this_rank, eod=eod, device=info.device)
         self._torch = torch
         self._parallel_state = parallel_state
+
+    def answers_only(self, mb):
+        """``mb`` with its loss mask cut to the answers (``loss_tokens: answers``), else as is."""
+        if self.kinds is None:
+            return mb
+        from olmpool.train.data import document_ids
+        from olmpool.train.mqar import answer_mask
+
+        mask = answer_mask(mb.tokens, mb.labels, self.kinds, document_ids(mb.tokens, self.eod))
+        return dataclasses.replace(mb, loss_mask=mb.loss_mask * mask)
 
     def dp_cp_sum(self, t):
         if self.dp_cp > 1:
@@ -807,12 +832,15 @@ class _Stepper:
 
         torch, spec, info, built = self._torch, self.spec, self.info, self.built
         ph = spec.phase_at(step)
-        mbs = [self.to_rank(mb) for mb in self.streams[ph.name].micro_batches(step - ph.start)]
+        mbs = [self.to_rank(self.answers_only(mb)) for mb in self.streams[ph.name].micro_batches(step - ph.start)]
         mb_shape = ({"seq_length": ph.seq_len * spec.micro_batch, "micro_batch_size": 1} if built.packed
                     else {"seq_length": ph.seq_len, "micro_batch_size": spec.micro_batch})
         n_local = sum(float(mb["loss_mask"].sum()) for mb in mbs)
         # (collectives on info.device: NCCL needs CUDA tensors, gloo CPU ones)
         n_global = float(self.dp_cp_sum(torch.tensor([n_local], dtype=torch.float64, device=info.device)).item())
+        if n_global == 0:
+            raise OlmPoolError(f"{spec.stage} step {step + 1}: no token of the global batch counts in the loss "
+                               f"(loss_tokens: {spec.loss_tokens}); fix: data with answers, or loss_tokens: all")
         built.ddp.zero_grad_buffer()
         built.optimizer.zero_grad()
         step_fn = functools.partial(_forward_step, n_global=n_global, z_loss=spec.z_loss,

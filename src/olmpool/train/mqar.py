@@ -210,3 +210,42 @@ def task_of(lang) -> Task:
     one definition and one query per key, definitions and queries interleaved."""
     return Task(keys=lang.keys, values=lang.values, filler=lang.filler, filler_zipf=lang.filler_zipf,
                 filler_mode="iid", density=lang.density, repeats=2, layout="interleaved")
+
+
+# ----------------------------------------------------------------------------------------------
+# Answers: the tokens a loss on retrieval targets only counts (``loss_tokens: answers``)
+# ----------------------------------------------------------------------------------------------
+
+
+def token_kinds(words: dict[str, int], vocab_size: int) -> torch.Tensor:
+    """LongTensor[vocab_size]: 1 for key ids, 2 for value ids, 0 otherwise, from a tokenizer's
+    word -> id map (`kind_of`)."""
+    kinds = torch.zeros(vocab_size, dtype=torch.long)
+    for word, i in words.items():
+        k = kind_of(word.strip())
+        if k in ("key", "value") and i < vocab_size:
+            kinds[i] = 1 if k == "key" else 2
+    return kinds
+
+
+def answer_mask(tokens: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """FloatTensor[B, T]: 1 where the label is an answer the context determines, else 0.
+
+    tokens, labels, doc: [B, T] (inputs, next tokens, document index of each position).
+    Answers are (a) a value after a key that occurred earlier in the same document (a query;
+    the benchmark's retrieval targets), and (b) a token that continues an alternation "a b a
+    b": label j equals token j-1 and token j equals token j-2, in one document (the
+    previous-token curriculum's targets; a two-token match, so that chance repeats of filler
+    are rarely counted).
+    """
+    b, t = tokens.shape
+    is_key = kinds[tokens] == 1                                            # [B, T]
+    same = (tokens[:, :, None] == tokens[:, None, :]) & (doc[:, :, None] == doc[:, None, :])  # [B, T, T]
+    earlier = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril(-1)  # i < j
+    seen_before = (same & earlier).any(-1)                                 # [B, T]: token j occurred before
+    query = is_key & seen_before & (kinds[labels] == 2)
+    alt = torch.zeros_like(query)
+    if t > 2:
+        alt[:, 2:] = ((labels[:, 2:] == tokens[:, 1:-1]) & (tokens[:, 2:] == tokens[:, :-2])
+                      & (doc[:, 2:] == doc[:, :-2]))
+    return (query | alt).float()

@@ -53,6 +53,10 @@ class Tokenizer:
             class_name=type(self).__name__, path=str(self.directory.resolve()),
             vocab_size=self.vocab_size, eod=eod, pad=pad)
 
+    def vocab(self) -> dict[str, int]:
+        """Token string -> id, special tokens included."""
+        return self._tok.get_vocab(with_added_tokens=True)
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (no special tokens added)."""
         return self._tok.encode(text, add_special_tokens=False).ids
