@@ -26,6 +26,11 @@ def _err(section: str, name: str, problem: str, fix: str) -> OlmPoolError:
     return OlmPoolError(f"config {section}.{name}: {problem}; {fix}")
 
 
+def missing_datasets(blend: list[BlendEntry]) -> list[str]:
+    """Paths of ``blend`` without both ``<prefix>.bin`` and ``<prefix>.idx``."""
+    return [b.path for b in blend if not (Path(b.path + ".bin").is_file() and Path(b.path + ".idx").is_file())]
+
+
 LOSS_TOKENS = ("all", "answers")
 
 
@@ -175,8 +180,7 @@ class DataConfig:
         if check_files:
             blends = {"pretrain": ["pretrain_blend"], "extend": ["extend_blend"]}.get(
                 stage, ["pretrain_blend", "extend_blend"])
-            missing = [b.path for name in blends for b in getattr(self, name)
-                       if not (Path(b.path + ".bin").is_file() and Path(b.path + ".idx").is_file())]
+            missing = [p for name in blends for p in missing_datasets(getattr(self, name))]
             if missing:
                 raise _err("data", blends[0], f"indexed dataset(s) not found: {missing} "
                            "(need <prefix>.bin and <prefix>.idx)",

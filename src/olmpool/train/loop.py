@@ -68,7 +68,7 @@ from olmpool.atomic import write_text_atomic
 from olmpool.config import StudyConfig
 from olmpool.train import checkpoint as ckpt_mod
 from olmpool.train.config import (MAIN_PHASE, BlendEntry, SkipStepConfig, StageParallel, TrainConfig,
-                                  load_train_config, lr_extend, lr_pretrain, steps_for)
+                                  load_train_config, lr_extend, lr_pretrain, missing_datasets, steps_for)
 from olmpool.train.provenance import code_version, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,7 @@ def _curriculum(p, shape, total_steps: int) -> list[Phase]:
             raise OlmPoolError(
                 f"config pretrain.phases[{i}].seq_len {ph.seq_len} is longer than the pretraining "
                 f"length {shape.seq_len} of {shape.arch_id}; fix: use at most {shape.seq_len}")
-        missing = [b.path for b in ph.blend if not (Path(b.path + ".bin").is_file() and Path(b.path + ".idx").is_file())]
+        missing = missing_datasets(ph.blend)
         if missing:
             raise OlmPoolError(
                 f"config pretrain.phases[{i}].blend: indexed dataset(s) not found: {missing}; fix: run "
@@ -358,8 +358,8 @@ def prepare_extend(config_path, from_ckpt, budget, out) -> StageSpec:
     The extension starts from the checkpoint's *weights* with fresh AdamW moments (the
     recipe re-warms the LR from 0 over 200 steps, which is what a fresh optimizer needs);
     its peak LR is the LR the pretraining run used at that checkpoint (2.9952e-4 at
-    step34000 in the paper), unless ``extend.lr`` sets one. RoPE theta and sequence length become the scale's extension
-    values (``ModelShape.with_extension``)."""
+    step34000 in the paper), unless ``extend.lr`` sets one. RoPE theta and sequence length
+    become the scale's extension values (``ModelShape.with_extension``)."""
     from olmpool.arch.registry import Architecture, ModelShape
 
     cfg = load_train_config(config_path)
