@@ -124,7 +124,8 @@ rule evaluate:
     params:
         config=CONFIGFILE,
         ckpt=lambda wc: f"{W}/runs/{wc.arch}/{wc.run}",
-        extra=lambda wc: S.get("evaluate_pretrained", {}).get("args", "") if wc.run == "pretrain" else "",
+        # study.evaluate_pretrained / study.evaluate_extended: extra arguments per kind of run
+        extra=lambda wc: S.get("evaluate_pretrained" if wc.run == "pretrain" else "evaluate_extended", {}).get("args", ""),
     log:
         f"{W}/logs/evaluate/{{arch}}_{{run}}.log",
     threads: THREADS

@@ -45,7 +45,9 @@ def _run(args, logger) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise OlmPoolError(f"--device {args.device}: CUDA is not available here. Fix: use --device cpu.")
-    if cfg.documents not in ("generated", "random", "essay"):
+    from olmpool.eval.attention.config import NAMED_DOCUMENTS
+
+    if cfg.documents not in NAMED_DOCUMENTS:
         from olmpool.eval.attention.documents import corpus_files
 
         corpus_files(cfg.documents)  # a missing corpus fails before the model is loaded

@@ -75,6 +75,10 @@ class NeedleConfig:
             raise _err("needle.max_new_tokens", f"{self.max_new_tokens} < 1", "generate at least one token")
 
 
+NAMED_DOCUMENTS = ("generated", "mqar", "random", "essay")
+"""Document sources named by ``attention.documents``; any other value is a corpus path."""
+
+
 @dataclass
 class AttentionConfig:
     """Attention statistics at long context (paper Section 5.3)."""
@@ -123,7 +127,7 @@ class AttentionConfig:
         if not 0.0 < self.saturation_threshold < 1.0:
             raise _err("saturation_threshold", f"{self.saturation_threshold} outside (0, 1)", "paper: 0.8")
         if not isinstance(self.documents, str) or not self.documents:
-            raise _err("documents", f"{self.documents!r}", "use 'generated', 'mqar', 'random', 'essay' or a path to JSONL documents")
+            raise _err("documents", f"{self.documents!r}", f"use one of {', '.join(NAMED_DOCUMENTS)} or a path to JSONL documents")
         if self.documents == "mqar":
             from olmpool.eval.mqar import language_record
 
