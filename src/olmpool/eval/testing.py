@@ -80,7 +80,22 @@ class _Cache:
         self.prompt_len: int | None = None
 
 
-class RandomLM:
+class _StatelessLM:
+    """A test model whose logits need no past: the cache only counts tokens; subclasses give
+    ``logits(input_ids [B, T]) -> [B, T, V]``."""
+
+    vocab_size: int
+
+    def new_cache(self, batch: int) -> _Cache:
+        return _Cache(batch)
+
+    def __call__(self, input_ids: torch.Tensor, *, cache=None) -> torch.Tensor:
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        return self.logits(input_ids)
+
+
+class RandomLM(_StatelessLM):
     """logits[t] = table[token_t]: a fixed random bigram model (seeded)."""
 
     def __init__(self, vocab_size: int, seed: int = 0, scale: float = 3.0):
@@ -88,28 +103,18 @@ class RandomLM:
         g = torch.Generator().manual_seed(seed)
         self.table = torch.randn(vocab_size, vocab_size, generator=g) * scale  # [V,V]
 
-    def new_cache(self, batch: int) -> _Cache:
-        return _Cache(batch)
-
-    def __call__(self, input_ids: torch.Tensor, *, cache=None) -> torch.Tensor:
-        if cache is not None:
-            cache.length += input_ids.shape[1]
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.table[input_ids]  # [B,T,V]
 
 
-class UnigramLM:
+class UnigramLM(_StatelessLM):
     """The same next-token distribution ``probs`` at every position."""
 
     def __init__(self, probs: torch.Tensor):
         self.vocab_size = probs.shape[0]
         self.logp = torch.log(probs)
 
-    def new_cache(self, batch: int) -> _Cache:
-        return _Cache(batch)
-
-    def __call__(self, input_ids: torch.Tensor, *, cache=None) -> torch.Tensor:
-        if cache is not None:
-            cache.length += input_ids.shape[1]
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         B, T = input_ids.shape
         return self.logp.expand(B, T, self.vocab_size).clone()
 
@@ -146,7 +151,7 @@ class OracleLM:
         return logits
 
 
-class GuessLM:
+class GuessLM(_StatelessLM):
     """Puts all probability on one token of ``choices``, drawn uniformly at every call."""
 
     def __init__(self, vocab_size: int, choices: list[int], seed: int = 0):
@@ -154,12 +159,7 @@ class GuessLM:
         self.choices = torch.tensor(choices)
         self.gen = torch.Generator().manual_seed(seed)
 
-    def new_cache(self, batch: int) -> _Cache:
-        return _Cache(batch)
-
-    def __call__(self, input_ids: torch.Tensor, *, cache=None) -> torch.Tensor:
-        if cache is not None:
-            cache.length += input_ids.shape[1]
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         B, T = input_ids.shape
         logits = torch.zeros(B, T, self.vocab_size)
         pick = self.choices[torch.randint(len(self.choices), (B,), generator=self.gen)]
