@@ -41,6 +41,10 @@ against the paper's HELMET/RULER at 32K.
         [--archs G_pre_8kv_8k_14k A_post_HQK_8kv_8k_13k_SWA_fp8] [--seeds 0 1] \\
         [--keys 64 --values 64 --filler 16 --density 0.5 ...] [--tsv results/tiny_emergence/runs.tsv]
 
+    # the toy study's recipe (a grid file's $R) on a new registry row, placed in its ranking
+    python benchmarks/tiny_emergence.py --recipe benchmarks/grids/cpu_all26.txt \\
+        --archs MY_ID --seeds 0 1 2 --run mine --tsv runs/mine.tsv --place s1_all26
+
 Prints one line per evaluation and one summary per (architecture, seed), and appends one row
 per (architecture, seed, extension setting) to the TSV (setting, thresholds, core-seconds,
 recall after extension). Exits 0.
@@ -309,7 +313,7 @@ def with_extensions(model, shape, seed: int, args, task: Task, res: dict) -> lis
     sets and the recall before extension are made once for all of them."""
     res = {**res, "seq": shape.pretrain_seq_len}
     if args.ext_steps <= 0:
-        return [res]
+        return [{**res, "ext_long_frac": None}]  # no extension: no extension data either
     # 1x: this architecture's pretraining length; 4x / 8x: 4 and 8 times the 8K pretraining
     # length, i.e. the paper's 32K and 64K at this context divisor, for every architecture
     # (a 4K-pretrained architecture is asked 8x and 16x its own pretraining length there, as in
