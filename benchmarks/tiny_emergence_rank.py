@@ -176,16 +176,17 @@ def attention_summary(att: pd.DataFrame, tab: pd.DataFrame, paper_models: pd.Dat
     per = full.groupby(["model", "metric"])["value"].mean().unstack().reindex(tab.index)
     qk = harmful_features(paper_models)["qk_norm"].reindex(per.index)
     lines = ["", "### Attention on full-attention layers (pretrained toy models, positions 32-128)", "",
-             "| statistic | with QK norm (n) | without QK norm (n) | with minus without | R^2 of toy 32K-eq on it |",
-             "|---|---|---|---:|---:|"]
+             "| statistic | with QK norm (n) | without QK norm (n) | with minus without | R^2 of toy 32K-eq on it | slope |",
+             "|---|---|---|---:|---:|---:|"]
     for m in ("entropy", "sink_mass"):
         on, off = per.loc[qk == 1, m].dropna(), per.loc[qk == 0, m].dropna()
         try:
-            r2 = fmt(univariate_r2(per[m], tab["toy"], m).r2)
+            fit = univariate_r2(per[m], tab["toy"], m)
+            r2, slope = fmt(fit.r2), fmt(fit.coef[m])
         except NeedsData:
-            r2 = ""
+            r2 = slope = ""
         lines.append(f"| {m} | {on.mean():.3f} ({len(on)}) | {off.mean():.3f} ({len(off)}) | "
-                     f"{on.mean() - off.mean():+.3f} | {r2} |")
+                     f"{on.mean() - off.mean():+.3f} | {r2} | {slope} |")
     return lines
 
 
