@@ -382,3 +382,19 @@ def test_extension_lr_can_be_set_instead_of_the_checkpoints(env, tmp_path):
     bad = small_config(tmp_path / "bad.yaml", data, pretrain=FAST_PRETRAIN, extend={**FAST_EXTEND, "lr": 0})
     with pytest.raises(OlmPoolError, match="extend.lr"):
         prepare_extend(bad, src, None, tmp_path / "ext2")
+
+
+def test_seed_replicate_has_its_own_weights_and_data(env, tmp_path):
+    """--seed N (a seed replicate, study.seeds) replaces pretrain.seed for the weights and the
+    data order, and is recorded; its extension is a stage of its own."""
+    from olmpool.stages import extension_label
+    from olmpool.train.loop import init_seed, prepare_pretrain, run_pretrain
+
+    root, _, cfg = env
+    spec = prepare_pretrain(cfg, FAST_ARCH, tmp_path / "x", seed=7)
+    assert spec.seed == 7 and spec.cfg.pretrain.seed == 7
+    run_pretrain(cfg, FAST_ARCH, tmp_path / "s7", max_steps=1, progress=False, seed=7)
+    assert _metrics(tmp_path / "s7")["loss"].iloc[0] != _metrics(root / "full")["loss"].iloc[0]
+    meta = json.loads((tmp_path / "s7" / "checkpoints" / "step_000001" / "meta.json").read_text())
+    assert meta["seed"] == 7 and meta["init_seed"] == init_seed(7, FAST_ARCH[0])
+    assert extension_label(seed=7) == "extended_seed7"

@@ -89,7 +89,8 @@ def job_resources(config: dict, rule: str, *, tokens: float | None = None) -> di
     cluster = config.get("cluster")
     if not cluster:
         return {"mem_mb": 4000, "runtime": 60, **override}
-    stage = {"pretrain_long": "pretrain", "extend_from_point": "extend"}.get(rule, rule)
+    stage = {"pretrain_long": "pretrain", "pretrain_seed": "pretrain", "extend_from_point": "extend",
+             "extend_seed": "extend"}.get(rule, rule)
     gpn = int(cluster["gpus_per_node"])
     gpus = int(cluster.get("gpus", {}).get(stage, 1))
     par = (config.get("parallel") or {}).get(stage, {})

@@ -38,8 +38,12 @@ def row_stage(recorded: str | None, unknown: str | None = "unknown") -> str | No
         return str(recorded)
 
 
-def extension_label(budget: str | None = None, point: str | None = None) -> str:
-    """``extended``, ``extended_<budget>`` or ``extended_from_<point>``."""
+def extension_label(budget: str | None = None, point: str | None = None, seed: int | None = None) -> str:
+    """``extended``, ``extended_<budget>``, ``extended_from_<point>`` or ``extended_seed<seed>``
+    (a seed replicate's extension: a stage of its own, so analyses of ``extended`` count each
+    architecture once)."""
+    if seed is not None:
+        return f"{EXTENDED}_seed{seed}"
     if point is not None:
         return f"{EXTENDED}_from_{point}"
     return f"{EXTENDED}_{budget}" if budget is not None else EXTENDED

@@ -4,6 +4,7 @@ wildcard_constraints:
     arch="|".join(re.escape(a) for a in ARCHS) or "NONE",
     budget="[0-9]+[KMBT]?",
     point="[0-9]+[KMBT]",
+    seed="[0-9]+",
 
 
 rule data:
@@ -68,6 +69,52 @@ rule pretrain_long:
         " --out {params.run} --no-progress > {log} 2>&1"
 
 
+rule pretrain_seed:
+    """A seed replicate of a role architecture (study.seeds): other initial weights and data order."""
+    input:
+        data=rules.data.output.manifest,
+    output:
+        done=f"{W}/runs/{{arch}}/pretrain_seed{{seed}}/final.json",
+    params:
+        config=CONFIGFILE,
+        train=TRAIN,
+        run=lambda wc: f"{W}/runs/{wc.arch}/pretrain_seed{wc.seed}",
+    log:
+        f"{W}/logs/pretrain_seed/{{arch}}_{{seed}}.log",
+    threads: THREADS
+    resources:
+        **res("pretrain_seed"),
+    conda:
+        "../envs/olmpool.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.train} pretrain --config {params.config} --arch {wildcards.arch} --seed {wildcards.seed}"
+        " --out {params.run} --no-progress > {log} 2>&1"
+
+
+rule extend_seed:
+    """The default-budget extension of a seed replicate."""
+    input:
+        pretrain=f"{W}/runs/{{arch}}/pretrain_seed{{seed}}/final.json",
+    output:
+        done=f"{W}/runs/{{arch}}/extend_seed{{seed}}/final.json",
+    params:
+        config=CONFIGFILE,
+        train=TRAIN,
+        src=lambda wc: f"{W}/runs/{wc.arch}/pretrain_seed{wc.seed}",
+        run=lambda wc: f"{W}/runs/{wc.arch}/extend_seed{wc.seed}",
+        budget=BUDGET,
+    log:
+        f"{W}/logs/extend_seed/{{arch}}_{{seed}}.log",
+    threads: THREADS
+    resources:
+        **res("extend_seed"),
+    conda:
+        "../envs/olmpool.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.train} extend --config {params.config} --from {params.src} --budget {params.budget}"
+        " --out {params.run} --no-progress > {log} 2>&1"
+
+
 rule extend:
     input:
         pretrain=f"{W}/runs/{{arch}}/pretrain/final.json",
@@ -120,7 +167,7 @@ rule evaluate:
     output:
         scores=f"{W}/scores/{{arch}}/{{run}}.tsv",
     wildcard_constraints:
-        run="pretrain|extend_[0-9]+[KMBT]?|extend_from_[0-9]+[KMBT]",
+        run="pretrain|extend_[0-9]+[KMBT]?|extend_from_[0-9]+[KMBT]|extend_seed[0-9]+",
     params:
         config=CONFIGFILE,
         ckpt=lambda wc: f"{W}/runs/{wc.arch}/{wc.run}",

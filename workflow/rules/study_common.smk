@@ -76,6 +76,9 @@ BUDGET_ARCHS = with_roles(BUDGET_STUDY.get("roles", []))
 EARLY = S.get("early_extension", {})
 EARLY_ARCHS = with_roles(EARLY.get("roles", []))
 EARLY_POINTS = EARLY.get("checkpoints", [])
+SEEDS = S.get("seeds", {})  # seed replicates of the role architectures (seed noise, measured)
+SEED_ARCHS = with_roles(SEEDS.get("roles", []))
+SEED_LIST = [int(n) for n in SEEDS.get("seeds", [])]
 
 
 def study_score_files():
@@ -93,6 +96,9 @@ def study_score_files():
     for a in EARLY_ARCHS:
         for p in EARLY_POINTS:
             files.append((f"{W}/scores/{a}/extend_from_{p}.tsv", extension_label(point=p)))
+    for a in SEED_ARCHS:
+        for n in SEED_LIST:
+            files.append((f"{W}/scores/{a}/extend_seed{n}.tsv", extension_label(seed=n)))
     return files
 
 
@@ -101,6 +107,10 @@ def study_runs():
     for a in ARCHS:
         runs.append((f"{W}/runs/{a}/pretrain", PRETRAINED))
         runs.append((f"{W}/runs/{a}/extend_{BUDGET}", EXTENDED))
+    for a in SEED_ARCHS:
+        for n in SEED_LIST:
+            runs.append((f"{W}/runs/{a}/pretrain_seed{n}", f"{PRETRAINED}_seed{n}"))
+            runs.append((f"{W}/runs/{a}/extend_seed{n}", extension_label(seed=n)))
     return runs
 
 
@@ -110,14 +120,14 @@ def budget_tokens(budget):
 
 
 def rule_tokens(name, wc):
-    if name == "pretrain":
+    if name in ("pretrain", "pretrain_seed"):
         return float(config["pretrain"]["tokens"])
     if name == "pretrain_long":
         named = config["pretrain"]["named_checkpoints"]
         return float(config["pretrain"]["tokens"]) * float(named[EARLY.get("long_run_tokens", "2T")])
     if name == "extend":
         return budget_tokens(wc.budget)
-    if name == "extend_from_point":
+    if name in ("extend_from_point", "extend_seed"):
         return budget_tokens(BUDGET)
     return None
 

@@ -85,7 +85,7 @@ def _pretrain(args) -> int:
     from olmpool.train.loop import run_pretrain
 
     return run_pretrain(args.config, args.arch, args.out, tokens=args.tokens,
-                        max_steps=args.max_steps, progress=not args.no_progress)
+                        max_steps=args.max_steps, progress=not args.no_progress, seed=args.seed)
 
 
 def _extend(args) -> int:
@@ -139,6 +139,8 @@ def register(sub) -> None:
                         "pretrain.named_checkpoints (e.g. 2T = the long run)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many steps of this invocation (testing); resumable")
+    p.add_argument("--seed", type=int, default=None,
+                   help="override pretrain.seed (weights and data order): a seed replicate of the architecture")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
 

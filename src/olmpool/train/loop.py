@@ -294,12 +294,16 @@ def _pretrain_tokens(p, tokens) -> int:
                            f"pretrain.named_checkpoints {sorted(p.named_checkpoints)}") from None
 
 
-def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None = None) -> StageSpec:
-    """Resolve and validate a pretraining run (raises OlmPoolError naming the problem)."""
+def prepare_pretrain(config_path, arch_id: str, out, tokens: float | str | None = None,
+                     seed: int | None = None) -> StageSpec:
+    """Resolve and validate a pretraining run (raises OlmPoolError naming the problem);
+    ``seed`` replaces ``pretrain.seed`` (initial weights and data order: a seed replicate)."""
     from olmpool.arch.registry import get_architecture, load_scale, resolve
 
     cfg = load_train_config(config_path)
     p = cfg.pretrain
+    if seed is not None:
+        p.seed = int(seed)
     arch = get_architecture(arch_id)
     scale = load_scale(cfg.scale)
     par = cfg.parallel.pretrain
@@ -412,8 +416,8 @@ def init_seed(seed: int, family: str) -> int:
     return stable_seed("olmpool-init", seed, family)
 
 
-def run_pretrain(config_path, arch_id, out, tokens=None, max_steps=None, progress=True) -> int:
-    spec = prepare_pretrain(config_path, arch_id, out, tokens)
+def run_pretrain(config_path, arch_id, out, tokens=None, max_steps=None, progress=True, seed=None) -> int:
+    spec = prepare_pretrain(config_path, arch_id, out, tokens, seed=seed)
     return train(spec, max_steps=max_steps, progress=progress)
 
 
