@@ -83,3 +83,28 @@ def test_best_and_worst_claims_need_data_when_every_score_ties(tmp_path):
     res = {r.claim["id"]: r for r in C.evaluate_claims(flat, C.load_claims(PAPER / "claims.yaml"))}
     for cid in ("llama3_among_best", "worst_is_gqa_swa_headwise", "roles_not_optimal", "gqa_fewer_kv_worse"):
         assert res[cid].status == "needs data" and "all 26 are 0" in res[cid].detail, (cid, res[cid].detail)
+
+
+def test_seed_noise_pools_replicates_and_weighs_them_against_the_spread(tmp_path):
+    from olmpool.analysis.compare import seed_noise, seed_noise_markdown
+
+    d = tmp_path / "seeded"
+    d.mkdir()
+    (d / "models.tsv").write_text((PAPER / "models.tsv").read_text())
+    s = pd.read_csv(PAPER / "scores.tsv", sep="\t", dtype={"context": "Int64"}, keep_default_na=False, na_values=[""])
+    base = s[(s.stage == "extended") & (s.benchmark == "helmet") & (s.task == "overall")]
+    reps = []
+    for n, shift in ((1, 2.0), (2, -2.0)):  # two replicates of three models: seed SD exactly 2
+        r = base[base.model.isin(base.model.unique()[:3])].copy()
+        r["stage"], r["value"] = f"extended_seed{n}", r["value"] + shift
+        reps.append(r)
+    pd.concat([s, *reps]).to_csv(d / "scores.tsv", sep="\t", index=False)
+    st = Study.load(d, REG, name="seeded")
+    rec = {r["measure"]: r for r in seed_noise(st)}
+    h = rec["helmet 32K score"]
+    assert (h["replicated"], h["seeds"]) == (3, 3) and h["seed_sd"] == pytest.approx(2.0)
+    assert h["spread_sd"] == pytest.approx(Study.load(PAPER, REG).helmet32k().std(ddof=1))
+    assert h["ratio"] == pytest.approx(h["spread_sd"] / 2.0)
+    assert rec["ruler 32K score"]["reason"] == "no architecture has a value for two seeds"
+    assert "| helmet 32K score | 3 | 3 | 2 |" in seed_noise_markdown(seed_noise(st))
+    assert seed_noise(Study.load(PAPER, REG)) == []  # no replicates: no section

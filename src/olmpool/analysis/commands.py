@@ -75,6 +75,11 @@ def _stats(args) -> int:
     write_tsv_atomic(correlation_table(st), out.with_name("correlations.tsv"), float_format="%.6g")
     detail = pd.DataFrame([{"id": r.claim["id"], "status": r.status, "detail": r.detail} for r in results])
     write_tsv_atomic(detail, out.with_name("claims_status.tsv"))
+    from olmpool.analysis.compare import seed_noise
+
+    noise = seed_noise(st)
+    if noise:  # only sets with seed replicates (the paper's has none)
+        stats["seed_noise"] = noise
     if args.reference:
         from olmpool.analysis.compare import cross_agreement, rank_agreement
         from olmpool.analysis.study import Study
@@ -134,6 +139,9 @@ def _claims(args) -> int:
     if stats.get("rank_agreement"):
         from olmpool.analysis.compare import agreement_markdown
         text += agreement_markdown(stats["rank_agreement"])
+    if stats.get("seed_noise"):
+        from olmpool.analysis.compare import seed_noise_markdown
+        text += seed_noise_markdown(stats["seed_noise"])
     write_text_atomic(text, Path(args.out))
     print(f"claims -> {args.out}")
     return 0

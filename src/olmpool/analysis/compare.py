@@ -10,11 +10,13 @@ are all equal in either set has no ranking; it is reported as such, with the rea
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
 from olmpool.analysis.regression import NeedsData
 from olmpool.analysis.study import Study
+from olmpool.stages import EXTENDED
 
 #: (benchmark, paper context name, metric): the long-context measures both scales report.
 RANK_MEASURES = [("helmet", "32K", "score"), ("ruler", "32K", "score"), ("longppl", None, "longppl")]
@@ -95,4 +97,74 @@ def agreement_markdown(records: list[dict]) -> str:
     for r in records:
         lines.append(f"| {r['measure']} | {r['n']} | {f(r['spearman'], '.3f')} | {f(r['spearman_p'], '.3g')} | "
                      f"{f(r['kendall'], '.3f')} | {r['reason']} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ seed noise
+
+#: Stages of seed replicates' extensions (study.seeds), next to the set's ``extended``.
+SEED_STAGE = re.compile(rf"^{EXTENDED}_seed(\d+)$")
+#: The measures whose seed noise is weighed against the spread across architectures.
+SEED_MEASURES = [("helmet", "32K", "score"), ("ruler", "32K", "score")]
+
+
+def seed_noise(st: Study, measures=SEED_MEASURES) -> list[dict]:
+    """Per measure: the SD between seeds of one architecture (``extended`` and every
+    ``extended_seedN`` of the architectures that have replicates; variances pooled with their
+    degrees of freedom) against the SD across architectures of ``extended``, and their ratio.
+    Empty when the set has no seed replicates."""
+    stages = sorted({str(s) for s in st.rs.scores.stage.unique() if SEED_STAGE.match(str(s))},
+                    key=lambda s: int(SEED_STAGE.match(s).group(1)))
+    if not stages:
+        return []
+    out = []
+    for bench, label, metric in measures:
+        rec = {"measure": f"{bench} {label} {metric}", "results": st.rs.name, "replicated": 0, "seeds": 0,
+               "seed_sd": None, "spread_sd": None, "ratio": None, "reason": ""}
+        try:
+            base = st.series(bench, label, metric=metric)
+        except NeedsData as nd:
+            rec["reason"] = f"needs data: {nd.what}"
+            out.append(rec)
+            continue
+        reps = []
+        for s in stages:
+            try:
+                reps.append(st.series(bench, label, stage=s, metric=metric).rename(s))
+            except NeedsData:
+                continue
+        table = pd.concat([base.rename(EXTENDED), *reps], axis=1)
+        n = table.notna().sum(axis=1)
+        multi = table[n >= 2]
+        if multi.empty:
+            rec["reason"] = "no architecture has a value for two seeds"
+            out.append(rec)
+            continue
+        dof = n[n >= 2] - 1
+        pooled = math.sqrt(float((dof * multi.var(axis=1, ddof=1)).sum() / dof.sum()))
+        spread = float(base.dropna().std(ddof=1)) if base.notna().sum() > 1 else None
+        rec.update(replicated=int(len(multi)), seeds=int(n.max()), seed_sd=pooled, spread_sd=spread,
+                   ratio=(spread / pooled) if spread is not None and pooled > 0 else None)
+        out.append(rec)
+    return out
+
+
+def seed_noise_markdown(records: list[dict]) -> str:
+    """The section the claims report appends when the set has seed replicates."""
+    if not records:
+        return ""
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    lines = ["", f"## Seed noise: `{records[0]['results']}`", "",
+             "The SD between seeds of one architecture (its `extended` run and its seed replicates' "
+             "`extended_seedN` runs, pooled over the architectures that have replicates) against the SD of "
+             "the architectures' `extended` values: differences between architectures mean something where "
+             "the ratio is well above 1 (the toy study asks for 2). From `stats/statistics.json` (`seed_noise`).",
+             "", "| measure | architectures with replicates | seeds (most) | seed SD | SD across architectures | ratio | note |",
+             "|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['measure']} | {r['replicated']} | {r['seeds']} | {f(r['seed_sd'], '.3g')} | "
+                     f"{f(r['spread_sd'], '.3g')} | {f(r['ratio'], '.2f')} | {r['reason']} |")
     return "\n".join(lines) + "\n"
