@@ -338,10 +338,11 @@ def eval_config_from(doc: dict, where: str = "config") -> EvalConfig:
     """The validated ``eval`` section of a parsed study config (``where`` names it in errors)."""
     if "eval" not in doc:
         raise OlmPoolError(f"{where}: no 'eval' section. Fix: add one (see config/tiny.yaml)")
-    corpus = (doc.get("data") or {}).get("tiny_corpus") or {}
-    cfg = from_dict(doc["eval"], scale=doc.get("scale"), mqar=corpus.get("mqar"))
+    from olmpool.train.config import study_language
+
+    cfg = from_dict(doc["eval"], scale=doc.get("scale"), mqar=study_language(doc))
     if cfg.corpus_seed is None:
-        cfg.corpus_seed = corpus.get("seed")
+        cfg.corpus_seed = ((doc.get("data") or {}).get("tiny_corpus") or {}).get("seed")
     uses = TINY_CORPUS in (cfg.perplexity.splits, cfg.longppl.documents, cfg.words, cfg.ruler.essay)
     if uses and cfg.corpus_seed is None:
         raise OlmPoolError(f"{where}: eval uses 'tiny_corpus' sources but no corpus seed is known. Fix: set eval.corpus_seed or data.tiny_corpus.seed")

@@ -94,11 +94,9 @@ def language_record(raw: dict | None, where: str) -> dict:
     if unknown:
         raise OlmPoolError(f"config {where}.{unknown[0]}: unknown field. Fix: use one of {names}")
     rec = MQARLanguageConfig(**raw)
-    try:
-        rec.validate()
-    except OlmPoolError as exc:
-        raise OlmPoolError(str(exc).replace("data.tiny_corpus.mqar", where)) from exc
+    rec.validate(where)
     return asdict(rec)
+
 
 
 def task_of(record: dict | None) -> M.Task:

@@ -88,13 +88,19 @@ class MQARLanguageConfig:
     alternation_tokens: int = 1_000_000
     """Approximate tokens of previous-token documents."""
 
-    def validate(self) -> None:
+    def validate(self, where: str = "data.tiny_corpus.mqar") -> None:
+        """Raise naming the field under ``where`` (the config section that holds the record)."""
         for name in ("keys", "values", "filler", "doc_tokens", "short_doc_tokens", "long_doc_tokens"):
             if getattr(self, name) <= 0:
-                raise _err("data.tiny_corpus.mqar", name, f"{getattr(self, name)} is not positive",
-                           "use a positive number")
+                raise _err(where, name, f"{getattr(self, name)} is not positive", "use a positive number")
         if not 0 < self.density <= 1:
-            raise _err("data.tiny_corpus.mqar", "density", f"{self.density} is outside (0, 1]", "use e.g. 0.5")
+            raise _err(where, "density", f"{self.density} is outside (0, 1]", "use e.g. 0.5")
+
+
+def study_language(doc: dict) -> dict | None:
+    """A parsed study config's ``data.tiny_corpus.mqar`` (None where it has none): the language
+    its ``eval`` and ``attention`` sections evaluate unless they name their own."""
+    return ((doc.get("data") or {}).get("tiny_corpus") or {}).get("mqar")
 
 
 @dataclass

@@ -169,8 +169,9 @@ def attention_config_from(whole: dict, where: str = "config") -> AttentionConfig
     if not isinstance(section, dict):
         raise OlmPoolError(f"{where}: no 'attention' section. Fix: add one (see config/tiny.yaml for an example).")
     if section.get("documents") == "mqar" and section.get("mqar") is None:  # the study's language
-        language = (((whole.get("data") or {}).get("tiny_corpus") or {}).get("mqar"))
-        section = {**section, "mqar": dict(language or {})}
+        from olmpool.train.config import study_language
+
+        section = {**section, "mqar": dict(study_language(whole) or {})}
     try:
         return AttentionConfig.from_dict(section)
     except TypeError as exc:
