@@ -31,6 +31,7 @@ missing. Exits 0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +52,18 @@ def paper_scores(path: Path, context: int = 32768) -> pd.DataFrame:
 
 
 def registry_features(ids) -> pd.DataFrame:
-    """0/1 harmful choices of each registry id (or ``ID.variant``: its registry row's fields)
-    plus their count and roles, through `olmpool.analysis.features` (one definition)."""
+    """0/1 harmful choices of each registry id, their count (``harmful``) and roles, through
+    `olmpool.analysis.features` (one definition); ids outside the registry get none."""
     from olmpool.analysis.features import HARMFUL, harmful_features
     from olmpool.arch.registry import load_registry
 
     reg = load_registry()
     known = [i for i in ids if i in reg]
-    sheet = pd.DataFrame([{"model": i, **reg[i].to_row()} for i in known])
+    # the records' typed fields (to_row() gives the registry's text, where "false" is truthy)
+    sheet = pd.DataFrame([{"model": i, **dataclasses.asdict(reg[i])} for i in known])
     f = harmful_features(sheet) if known else pd.DataFrame(columns=HARMFUL)
     f["harmful"] = f[HARMFUL].sum(axis=1) if known else []
-    f["roles"] = [reg[i].to_row().get("roles", "") for i in f.index]
+    f["roles"] = [" ".join(reg[i].roles) for i in f.index]
     return f
 
 
@@ -82,7 +84,7 @@ def arch_table(rows: pd.DataFrame, metric: str, paper: pd.DataFrame) -> pd.DataF
         tab["toy_8x"] = g["ext_r8x"].mean()
     half = student_t.ppf(0.975, tab["seeds"].clip(lower=2) - 1) * tab["toy_sd"] / np.sqrt(tab["seeds"])
     tab["ci_lo"], tab["ci_hi"] = (tab["toy"] - half).clip(lower=0.0), (tab["toy"] + half).clip(upper=1.0)
-    tab = tab.join(registry_features(list(tab.index))[["harmful", "roles"]], how="left")
+    tab = tab.join(registry_features(list(tab.index)), how="left")
     return tab.join(paper[["helmet", "ruler"]], how="left").sort_values("toy", ascending=False)
 
 
@@ -111,13 +113,12 @@ def correlations(tab: pd.DataFrame) -> list[dict]:
     return out
 
 
-def harmful_fits(tab: pd.DataFrame, paper_models: pd.DataFrame) -> list[dict]:
+def harmful_fits(tab: pd.DataFrame) -> list[dict]:
     """R^2 / LOO R^2 of toy score and paper HELMET 32K on the count of harmful choices, on the
     architectures that have both (`olmpool.analysis.regression.fit_ols`)."""
-    from olmpool.analysis.features import harmful_count
     from olmpool.analysis.regression import NeedsData, fit_ols
 
-    count = harmful_count(paper_models).to_frame()
+    count = tab[["harmful"]].rename(columns={"harmful": "harmful_count"})
     have = tab.dropna(subset=["helmet"])
     out = []
     for label, y in (("toy recall at 32K-eq", have["toy"]), ("paper HELMET 32K", have["helmet"])):
@@ -131,15 +132,14 @@ def harmful_fits(tab: pd.DataFrame, paper_models: pd.DataFrame) -> list[dict]:
     return out
 
 
-def feature_effects(tab: pd.DataFrame, paper_models: pd.DataFrame) -> pd.DataFrame:
+def feature_effects(tab: pd.DataFrame) -> pd.DataFrame:
     """Per harmful choice: mean toy score with minus without, and the same for the paper's
     HELMET 32K (the paper's scale is points, the toy's recall)."""
-    from olmpool.analysis.features import HARMFUL, HARMFUL_LABELS, harmful_features
+    from olmpool.analysis.features import HARMFUL, HARMFUL_LABELS
 
-    f = harmful_features(paper_models).reindex(tab.index)
     rows = []
     for c in HARMFUL:
-        on, off = f[c] == 1, f[c] == 0
+        on, off = tab[c] == 1, tab[c] == 0
         rows.append({"choice": HARMFUL_LABELS[c], "with": int(on.sum()), "without": int(off.sum()),
                      "toy_effect": tab.loc[on, "toy"].mean() - tab.loc[off, "toy"].mean(),
                      "paper_effect": tab.loc[on, "helmet"].mean() - tab.loc[off, "helmet"].mean()})
@@ -163,18 +163,17 @@ def extension_curves(rows: pd.DataFrame, tab: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(curves).T.sort_index(axis=1)
 
 
-def attention_summary(att: pd.DataFrame, tab: pd.DataFrame, paper_models: pd.DataFrame) -> list[str]:
+def attention_summary(att: pd.DataFrame, tab: pd.DataFrame) -> list[str]:
     """Markdown lines: entropy and sink mass on full-attention layers (seed means) with and
     without QK norm, and the R^2 of the toy score on each (paper Section 5.3: QK norm raises
     entropy and weakens sinks; sink mass vs HELMET 32K R^2 0.38)."""
-    from olmpool.analysis.features import harmful_features
     from olmpool.analysis.regression import NeedsData, univariate_r2
 
     full = att[(att.task == "full_layers") & att.context.isna() & att.metric.isin(["entropy", "sink_mass"])]
     if full.empty:
         return []
     per = full.groupby(["model", "metric"])["value"].mean().unstack().reindex(tab.index)
-    qk = harmful_features(paper_models)["qk_norm"].reindex(per.index)
+    qk = tab["qk_norm"]
     lines = ["", "### Attention on full-attention layers (pretrained toy models, positions 32-128)", "",
              "| statistic | with QK norm (n) | without QK norm (n) | with minus without | R^2 of toy 32K-eq on it | slope |",
              "|---|---|---|---:|---:|---:|"]
@@ -195,7 +194,7 @@ def fmt(v, digits: int = 3) -> str:
 
 
 def study_report(rows: pd.DataFrame, title: str, metric: str, paper: pd.DataFrame,
-                 paper_models: pd.DataFrame, attention: pd.DataFrame | None = None) -> str:
+                 attention: pd.DataFrame | None = None) -> str:
     """The Markdown report of one run (one extension setting)."""
     chance = 1.0 / float(rows["values"].iloc[0])
     tab = arch_table(rows, metric, paper)
@@ -246,9 +245,9 @@ def study_report(rows: pd.DataFrame, title: str, metric: str, paper: pd.DataFram
 
     lines += ["", "### Count of harmful choices as predictor (paper Section 4: R^2 0.67, LOO 0.61 on HELMET 32K)", "",
               "| response | n | R^2 | LOO R^2 | slope per harmful choice |", "|---|---:|---:|---:|---:|"]
-    for f in harmful_fits(tab, paper_models):
+    for f in harmful_fits(tab):
         lines.append(f"| {f['response']} | {f['n']} | {fmt(f['r2'])} | {fmt(f['r2_loo'])} | {fmt(f['slope'])} |")
-    eff = feature_effects(tab, paper_models)
+    eff = feature_effects(tab)
     lines += ["", "Each choice: mean with it minus mean without it (toy in recall, paper in HELMET points); "
               "same sign = same direction.", "",
               "| choice | with | without | toy effect | paper effect | same direction |", "|---|---:|---:|---:|---:|---|"]
@@ -258,7 +257,7 @@ def study_report(rows: pd.DataFrame, title: str, metric: str, paper: pd.DataFram
         lines.append(f"| {c} | {int(r['with'])} | {int(r['without'])} | {fmt(r['toy_effect'])} | {fmt(r['paper_effect'], 1)} | {same} |")
 
     if attention is not None:
-        lines += attention_summary(attention, tab, paper_models)
+        lines += attention_summary(attention, tab)
     curves = extension_curves(rows, tab)
     if not curves.empty:
         lines += ["", "### Recall at the 32K equivalent by extension step", "",
@@ -299,7 +298,6 @@ def main() -> int:
     args = ap.parse_args()
 
     from olmpool.atomic import write_text_atomic
-    from olmpool.results import read_models
 
     rows = pd.read_csv(args.tsv, sep="\t")
     rows = rows[rows.run.isin(args.run)]
@@ -311,12 +309,12 @@ def main() -> int:
             print(f"extension long-range fraction {f:g}: {place(rows[fracs == f], args.place, args.metric)}")
         return 0
     paper = paper_scores(args.paper / "scores.tsv")
-    paper_models = read_models(args.paper / "models.tsv")
+    attention = pd.read_csv(args.attention, sep="\t") if args.attention else None
     parts = [f"# Toy study: {' + '.join(args.run)}\n\nGenerated by `python benchmarks/tiny_emergence_rank.py "
              f"--run {' '.join(args.run)}` from `{args.tsv.relative_to(ROOT) if args.tsv.is_relative_to(ROOT) else args.tsv}`.\n"]
     for f in sorted(fracs.unique()):
         parts.append(study_report(rows[fracs == f], f"Extension long-range fraction {f:g}", args.metric, paper,
-                                  paper_models, pd.read_csv(args.attention, sep="\t") if args.attention else None))
+                                  attention))
     text = "\n".join(parts)
     print(text)
     if args.out:

@@ -160,12 +160,9 @@ def test_rank_report_counts_learners_and_compares_with_the_paper():
     pd = pytest.importorskip("pandas")
     pytest.importorskip("statsmodels")
     rank = _rank_module()
-    from olmpool.results import read_models
-
     ids, rows = _toy_rows(pd)
     paper = pd.DataFrame({"helmet": [50.0, 40.0, 30.0, 20.0], "ruler": [60.0, 50.0, 40.0, 30.0]}, index=ids)
-    models = read_models(Path(__file__).resolve().parents[1] / "results/bundled/paper/models.tsv")
-    out = rank.study_report(rows, "t", "ext_r4x", paper, models)
+    out = rank.study_report(rows, "t", "ext_r4x", paper)
     assert "| 4 | `A_post_HQK_8kv_8k_13k_SWA_fp8` | worst | 3 | 1 | 0 |" in out  # harmful 3, not learned
     assert "| all | HELMET 32K | 4 | 1.000 |" in out  # same order as the paper
     assert "| every seed learned retrieval | HELMET 32K | 3 | 1.000 |" in out
