@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 1                         # paper tables/figures/stats/claims from bundled results
 #   snakemake --cores 1 paper/figures/fig3_gqa.pdf   # one output
-#   snakemake --cores 1 --configfile config/tiny.yaml  # the toy-scale study (see README)
+#   snakemake --cores 2 --configfile config/tiny.yaml  # the toy-scale study (see README)
 #
 # Thin on purpose: configuration + validation, the stage rules, and `rule all`.
 # All logic lives in the `olmpool` package; rules only call its command line.

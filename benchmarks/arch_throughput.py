@@ -4,7 +4,7 @@ Same architecture, same scale, same batch, fp32 on CPU, one process: forward + b
 (cross entropy + z-loss) + torch AdamW step.  The two models are timed in alternating
 rounds so machine noise hits both alike; the ratio megatron/reference is printed (goal >= 0.9).
 
-    python benchmarks/arch_throughput.py --arch H_post_LQK_32kv_8k_11k_SWA --scale tiny --threads 1
+    python benchmarks/arch_throughput.py --arch H_post_LQK_32kv_8k_11k_SWA --scale debug --threads 1
 
 On a shared, loaded machine use ``--threads 1``: with 2 OpenMP threads competing with other
 processes both paths slow down ~7x and the ratio swings between 0.6 and 1.8 run to run;
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="H_post_LQK_32kv_8k_11k_SWA")
-    ap.add_argument("--scale", default="tiny")
+    ap.add_argument("--scale", default="debug")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=None, help="default: the pretraining length of the arch")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per round")

@@ -56,7 +56,7 @@ def _maxrss_mb() -> float:
 def _shape():
     from olmpool.arch.registry import load_registry, load_scale, resolve
 
-    return resolve(load_registry()[ARCH], load_scale("tiny"))
+    return resolve(load_registry()[ARCH], load_scale("debug"))
 
 
 def _llama(shape, impl: str, max_pos: int):

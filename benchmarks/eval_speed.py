@@ -1,6 +1,6 @@
 """Evaluation speed at tiny scale, measured side by side in one run.
 
-1. Wall time of the full tiny evaluation (config/tiny.yaml ``eval``: RULER 256..4096, HELMET
+1. Wall time of the full tiny evaluation (config/debug.yaml ``eval``: RULER 256..4096, HELMET
    512..4096, LongPPL, perplexity, BPB) for one tiny model, per benchmark and in total.
 2. Greedy decoding tokens/s with the KV cache vs recomputing the whole prefix every step, on
    the same model and prompt, printed as a ratio.
@@ -10,7 +10,7 @@
 
 Without ``--checkpoint`` the model is a ReferenceDecoder of the tiny scale with *random
 weights* (it never emits end-of-document, so every generation runs to its full budget: a
-worst case for wall time), and the tokenizer is the tiny one from ``runs/tiny/data/tokenizer``
+worst case for wall time), and the tokenizer is the tiny one from ``runs/debug/data/tokenizer``
 when present, else the test BPE tokenizer (same vocabulary size, 2048). The script prints
 which it used. Timings on a shared 2-core machine are noisy; the ratio is from one run.
 
@@ -46,10 +46,10 @@ def build(args):
     from olmpool.arch.registry import load_registry, load_scale, resolve
 
     arch = load_registry()[args.arch]
-    shape = resolve(arch, load_scale("tiny")).with_extension()
+    shape = resolve(arch, load_scale("debug")).with_extension()
     torch.manual_seed(0)
     model = wrap_reference_decoder(ReferenceDecoder(shape), shape.vocab_size)
-    tdir = Path("runs/tiny/data/tokenizer")
+    tdir = Path("runs/debug/data/tokenizer")
     if (tdir / "tokenizer.json").exists():
         from olmpool.train.tokenizer import load_tokenizer
 
@@ -137,7 +137,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--arch", default="H_post_LQK_32kv_8k_11k_SWA", help="registry id (Olmo 3 architecture by default)")
-    ap.add_argument("--config", default="config/tiny.yaml")
+    ap.add_argument("--config", default="config/debug.yaml")
     ap.add_argument("--prompt", type=int, default=1024)
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--skip-full", action="store_true")

@@ -9,7 +9,7 @@ The method and what it leaves out: ``olmpool.smoke.probe``.  Part of scripts/gpu
 
     python benchmarks/gpu_throughput.py                          # Llama 3 shape, layers 1 and 2
     python benchmarks/gpu_throughput.py --arch G_pre_8kv_8k_14k A_post_HQK_8kv_8k_13k_SWA_fp8 --layers 1 2 4
-    python benchmarks/gpu_throughput.py --device cpu --scale tiny --seq 2048 --layers 1 3 --micro-batch 1
+    python benchmarks/gpu_throughput.py --device cpu --scale debug --seq 2048 --layers 1 3 --micro-batch 1
 
 Nothing here is asserted by tests (house rule: speed goals live in benchmarks/); the
 arithmetic is (tests/test_gpu_smoke.py).

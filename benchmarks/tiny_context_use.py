@@ -13,7 +13,7 @@ pretraining budget produces one.
    context over the last k tokens only (k = 1, 2, 4, 8, 32): where the gain stops growing
    is how far back the model looks.
 
-    python benchmarks/tiny_context_use.py --checkpoint runs/tiny/runs/G_pre_8kv_8k_14k/pretrain \\
+    python benchmarks/tiny_context_use.py --checkpoint runs/debug/runs/G_pre_8kv_8k_14k/pretrain \\
         [--gaps 30 200 1000] [--samples 8]
 
 Prints one line per measurement; exits 0. Runs in ~1 min on one CPU thread.

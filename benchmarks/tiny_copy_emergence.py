@@ -39,7 +39,7 @@ def run(arch: str, alphabet: int, steps: int, batch: int, half: int, lr: float, 
     from olmpool.arch.registry import shape_for
 
     cpu_shim.apply()
-    shape = shape_for(arch, "tiny")
+    shape = shape_for(arch, "debug")
     if alphabet + 10 > shape.vocab_size:
         raise SystemExit(f"--alphabets: {alphabet} + 10 reserved ids exceeds the tiny vocabulary "
                          f"({shape.vocab_size}); use at most {shape.vocab_size - 10}")

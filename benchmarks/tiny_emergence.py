@@ -136,7 +136,7 @@ def toy_shape(arch: str, args, vocab: int):
     """ModelShape of registry row (or variant) ``arch`` at the tiny scale with this run's numbers."""
     from olmpool.arch.registry import load_scale, resolve
 
-    base = load_scale("tiny")
+    base = load_scale("debug")
     scale = dataclasses.replace(
         base, name="tiny-emergence", d_model=args.d_model, n_heads=args.n_heads, head_dim=args.head_dim,
         n_layers=args.n_layers, vocab_size=vocab, rope_theta=float(args.rope_theta),

@@ -5,7 +5,7 @@ For one architecture (default: the Llama 3 architecture, G_pre_8kv_8k_14k) this 
 - tokens/s (median over measured steps) and peak resident memory of tiny pretraining and
   of tiny context extension (seq len 4096, intra-document masking), each in its own process;
 - wall time of that architecture's complete tiny pretrain + 10B-equivalent extension with
-  config/tiny.yaml, and the projected time of the 26-architecture sweep;
+  config/debug.yaml, and the projected time of the 26-architecture sweep;
 - the machine's load average before/after (other jobs share the 2 cores; numbers taken
   under load are not comparable).
 
@@ -73,7 +73,7 @@ def run_worker(stage, cfg, arch_or_from, out, max_steps=None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(REPO / "config" / "tiny.yaml"))
+    ap.add_argument("--config", default=str(REPO / "config" / "debug.yaml"))
     ap.add_argument("--arch", default="G_pre_8kv_8k_14k")
     ap.add_argument("--data", default=None, help="existing tiny corpus dir (default: generate one)")
     ap.add_argument("--steps", type=int, default=12, help="pretraining steps measured")

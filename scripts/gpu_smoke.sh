@@ -90,7 +90,7 @@ fi
 # the other modules' imports, e.g. snakemake, out of a bare GPU machine's way).
 GPU_TESTS=$(grep -l "pytest.mark.gpu" tests/test_*.py | tr '\n' ' ')
 if [ "$DEVICE" = cpu ]; then
-  PROBE_ARGS=(--device cpu --scale tiny --seq 2048 --layers 1 3 --micro-batch 1 --warmup 1 --steps 3)
+  PROBE_ARGS=(--device cpu --scale debug --seq 2048 --layers 1 3 --micro-batch 1 --warmup 1 --steps 3)
 else
   PROBE_ARGS=(--device cuda)
 fi

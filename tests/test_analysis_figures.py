@@ -62,6 +62,22 @@ def test_r2_bar_figures_say_so_when_no_long_context_metric_varies(name, tmp_path
     plt.close(fig)
 
 
+def test_early_extension_figure_names_the_points_a_set_lacks(tmp_path):
+    """A scale that stops short of the paper's 2T point (the tiny study) says so on the figure;
+    a set with every point says nothing."""
+    import pandas as pd
+    import matplotlib.pyplot as plt
+
+    d = make_full_set(tmp_path / "no2t")
+    s = pd.read_csv(d / "scores.tsv", sep="\t", dtype={"context": "Int64"}, keep_default_na=False, na_values=[""])
+    assert (s.stage == "extended_from_2T").any()
+    texts = lambda st: [t.get_text() for ax in FIGURES["fig5_early"](st).axes for t in ax.texts]  # noqa: E731
+    assert not any("not in this results set" in t for t in texts(Study.load(d, ROOT / "config/architectures.tsv")))
+    s[s.stage != "extended_from_2T"].to_csv(d / "scores.tsv", sep="\t", index=False)
+    assert any(t.endswith("extension from 2T") for t in texts(Study.load(d, ROOT / "config/architectures.tsv")))
+    plt.close("all")
+
+
 @pytest.mark.parametrize("name", ["fig2_preextension", "fig4_budgets", "fig5_early", "fig6_attention", "fig8_loss", "fig9_perplexity", "fig10_bpb", "fig11_stability"])
 def test_unpublished_figures_need_data_on_the_paper_set(name):
     st = Study.load(ROOT / "results/bundled/paper", ROOT / "config/architectures.tsv")

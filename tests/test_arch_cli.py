@@ -32,14 +32,14 @@ def test_arch_list_paper_csv_params_match_table1(capsys):
 
 @pytest.mark.parametrize("fmt,sep", [("tsv", "\t"), ("markdown", " | ")])
 def test_arch_list_formats(capsys, fmt, sep):
-    assert main(["arch", "list", "--scale", "tiny", "--format", fmt]) == 0
+    assert main(["arch", "list", "--scale", "debug", "--format", fmt]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 26 + (2 if fmt == "markdown" else 1)
     assert sep in out[0] and "params_b" in out[0]
 
 
 def test_arch_show_and_unknown(capsys):
-    assert main(["arch", "show", "H_post_LQK_32kv_8k_11k_SWA", "--scale", "tiny", "--extended"]) == 0
+    assert main(["arch", "show", "H_post_LQK_32kv_8k_11k_SWA", "--scale", "debug", "--extended"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["windows"] == [256, 256, 256, None] and d["rope_theta"] == 8e6
     assert main(["arch", "show", "H_post_LQK_32kv_8k_11k", "--scale", "huge"]) == 2

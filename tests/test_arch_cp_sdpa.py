@@ -90,7 +90,7 @@ def test_sdpa_core_attention_on_cuda_runs_the_memory_efficient_kernel():
     from olmpool.arch.registry import load_registry, load_scale, resolve
     from olmpool.train.data import intra_document_mask
 
-    sh = resolve(load_registry()[ARCH], load_scale("tiny"))
+    sh = resolve(load_registry()[ARCH], load_scale("debug"))
     window = next(w for w in sh.windows if w is not None)
     M.ensure_parallel_state(1, cp=1)
     config = M.transformer_config(sh, backend="local", fp8="off")
@@ -153,7 +153,7 @@ def worker_main() -> int:
 
     dist.init_process_group("gloo")
     rank, cp = dist.get_rank(), dist.get_world_size()
-    sh = resolve(load_registry()[aid], load_scale("tiny"))
+    sh = resolve(load_registry()[aid], load_scale("debug"))
     window = next(w for w in sh.windows if w is not None)
     par = StageParallel(cp=cp, core_attention="sdpa")
     par.validate("parallel.extend")

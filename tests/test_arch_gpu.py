@@ -25,7 +25,7 @@ from olmpool.arch.registry import load_registry, load_scale, resolve  # noqa: E4
 
 ROOT = Path(__file__).resolve().parents[1]
 REG = load_registry(ROOT / "config" / "architectures.tsv")
-TINY = load_scale(ROOT / "config" / "scales" / "tiny.yaml")
+TINY = load_scale(ROOT / "config" / "scales" / "debug.yaml")
 
 
 @pytest.mark.parametrize("aid", ["G_pre_8kv_8k_14k", "H_post_LQK_32kv_8k_11k_SWA", "K_post_HQK_8kv_12k",

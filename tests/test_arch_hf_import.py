@@ -17,7 +17,7 @@ from olmpool.arch import reference as R  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "config" / "architectures.tsv"
-SCALE = ROOT / "config" / "scales" / "tiny.yaml"
+SCALE = ROOT / "config" / "scales" / "debug.yaml"
 OLMO3 = "H_post_LQK_32kv_8k_11k_SWA"
 
 
@@ -100,6 +100,6 @@ def test_audit_cli(exported, capsys, monkeypatch):
 
     _, _, ckpt = exported
     monkeypatch.chdir(ROOT)
-    assert main(["arch", "audit-hf", str(ckpt), OLMO3, "--scale", "tiny", "--stage", "extend"]) == 0
-    assert main(["arch", "audit-hf", str(ckpt), OLMO3, "--scale", "tiny", "--stage", "pretrain"]) == 1
+    assert main(["arch", "audit-hf", str(ckpt), OLMO3, "--scale", "debug", "--stage", "extend"]) == 0
+    assert main(["arch", "audit-hf", str(ckpt), OLMO3, "--scale", "debug", "--stage", "pretrain"]) == 1
     assert "RoPE theta" in capsys.readouterr().out

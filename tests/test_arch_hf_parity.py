@@ -21,7 +21,7 @@ from olmpool.arch import hf_import as H  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REG = load_registry(ROOT / "config" / "architectures.tsv")
-TINY = load_scale(ROOT / "config" / "scales" / "tiny.yaml")
+TINY = load_scale(ROOT / "config" / "scales" / "debug.yaml")
 TOL = 1e-4
 SEQ = 400  # > window 256 at tiny scale
 

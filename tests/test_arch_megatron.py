@@ -17,7 +17,7 @@ from olmpool.arch import reference as R  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REG = load_registry(ROOT / "config" / "architectures.tsv")
-TINY = load_scale(ROOT / "config" / "scales" / "tiny.yaml")
+TINY = load_scale(ROOT / "config" / "scales" / "debug.yaml")
 PAPER = load_scale(ROOT / "config" / "scales" / "paper.yaml")
 
 # One architecture per family of variants (norm order x QK norm x GQA x SWA x fp8).

@@ -63,7 +63,7 @@ def test_paper_scale_preset():
 
 
 def test_tiny_scale_keeps_ratios():
-    s = load_scale("tiny", SCALES)
+    s = load_scale("debug", SCALES)
     reg = load_registry(REGISTRY)
     for a in reg.values():
         sh = resolve(a, s)
@@ -172,7 +172,7 @@ def test_user_row_and_user_scale_without_code(tmp_path):
     ],
 )
 def test_bad_scale_fields(tmp_path, text, needle):
-    base = (SCALES / "tiny.yaml").read_text()
+    base = (SCALES / "debug.yaml").read_text()
     key = text.split(":")[0]
     lines = [ln for ln in base.splitlines() if not ln.startswith(key + ":")]
     p = tmp_path / "s.yaml"
@@ -189,7 +189,7 @@ def test_unknown_scale_lists_available():
 
 def test_tp_divisibility():
     reg = load_registry(REGISTRY)
-    s = load_scale("tiny", SCALES)
+    s = load_scale("debug", SCALES)
     resolve(reg["G_pre_8kv_8k_14k"], s, tp=2)
     with pytest.raises(OlmPoolError, match="tensor-parallel"):
         resolve(reg["G_pre_4kv_8k_14k"], s, tp=2)  # 1 KV head at tiny scale
@@ -197,7 +197,7 @@ def test_tp_divisibility():
 
 def test_shape_roundtrip_dict():
     reg = load_registry(REGISTRY)
-    sh = resolve(reg["A_post_HQK_8kv_8k_13k_SWA_fp8"], load_scale("tiny", SCALES))
+    sh = resolve(reg["A_post_HQK_8kv_8k_13k_SWA_fp8"], load_scale("debug", SCALES))
     from olmpool.arch.registry import ModelShape
 
     assert ModelShape.from_dict(sh.to_dict()) == sh
@@ -206,11 +206,11 @@ def test_shape_roundtrip_dict():
 def test_shape_for_stages():
     from olmpool.arch.registry import shape_for
 
-    pre = shape_for("G_pre_8kv_8k_14k", SCALES / "tiny.yaml", registry=REGISTRY)
-    ext = shape_for("G_pre_8kv_8k_14k", SCALES / "tiny.yaml", registry=REGISTRY, stage="extend")
+    pre = shape_for("G_pre_8kv_8k_14k", SCALES / "debug.yaml", registry=REGISTRY)
+    ext = shape_for("G_pre_8kv_8k_14k", SCALES / "debug.yaml", registry=REGISTRY, stage="extend")
     assert (pre.rope_theta, pre.seq_len) == (5e5, 512) and (ext.rope_theta, ext.seq_len) == (8e6, 4096)
     with pytest.raises(OlmPoolError, match="stage"):
-        shape_for("G_pre_8kv_8k_14k", SCALES / "tiny.yaml", registry=REGISTRY, stage="anneal")
+        shape_for("G_pre_8kv_8k_14k", SCALES / "debug.yaml", registry=REGISTRY, stage="anneal")
 
 
 def test_json_schema_mirrors_registry():
@@ -239,5 +239,5 @@ def test_paper_vocab_padded_for_tensor_parallel():
     s = load_scale("paper", SCALES)
     sh = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], s, tp=8)
     assert (sh.vocab_size, sh.embedding_rows) == (100278, 100352)
-    tiny = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], load_scale("tiny", SCALES))
+    tiny = resolve(load_registry(REGISTRY)["G_pre_8kv_8k_14k"], load_scale("debug", SCALES))
     assert tiny.vocab_size == tiny.embedding_rows == 2048

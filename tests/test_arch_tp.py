@@ -97,7 +97,7 @@ def worker_main() -> int:
 
     dist.init_process_group("gloo")
     rank, tp = dist.get_rank(), dist.get_world_size()
-    reg, scale = load_registry(), load_scale("tiny")
+    reg, scale = load_registry(), load_scale("debug")
     ok = True
     for aid in args.archs:
         sh = resolve(reg[aid], scale, tp=tp)

@@ -55,10 +55,10 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(OlmPoolError, match="needle.depths"):
         AttentionConfig.from_dict({"needle": {"depths": [1.5]}})
     p = tmp_path / "c.yaml"
-    p.write_text("scale: tiny\n")
+    p.write_text("scale: debug\n")
     with pytest.raises(OlmPoolError, match="no 'attention' section"):
         load_attention_config(p)
-    for f in ("config/tiny.yaml", "config/paper.yaml"):
+    for f in ("config/debug.yaml", "config/paper.yaml"):
         cfg, _ = load_attention_config(f)
         assert cfg.positions == sorted(cfg.positions)
 
@@ -68,7 +68,7 @@ def _hf_checkpoint(tmp_path, arch=ARCH_SWA):
     from olmpool.arch.hf_import import build_hf_model
     from olmpool.arch.registry import load_registry, load_scale, resolve
 
-    shape = resolve(load_registry()[arch], load_scale("tiny")).with_extension()
+    shape = resolve(load_registry()[arch], load_scale("debug")).with_extension()
     torch.manual_seed(0)
     d = tmp_path / "hf"
     build_hf_model(shape).save_pretrained(d)
@@ -78,7 +78,7 @@ def _hf_checkpoint(tmp_path, arch=ARCH_SWA):
 def _config(tmp_path, documents="random"):
     p = tmp_path / "attn.yaml"
     p.write_text(
-        "scale: tiny\nattention:\n"
+        "scale: debug\nattention:\n"
         "  positions: [8, 32, 64]\n"
         f"  documents: {documents}\n"
         "  n_documents: 2\n  sink_tokens: 2\n  local_tokens: 2\n"

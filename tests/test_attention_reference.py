@@ -26,7 +26,7 @@ ARCHS = ["A_post_HQK_8kv_8k_13k_SWA_fp8", "H_post_LQK_32kv_4k_11k"]
 
 
 def _decoder(arch_id: str, window: int = 16):
-    shape = resolve(load_registry()[arch_id], load_scale("tiny"))
+    shape = resolve(load_registry()[arch_id], load_scale("debug"))
     if any(w is not None for w in shape.windows):
         shape = type(shape).from_dict({**shape.to_dict(), "windows": [w if w is None else window for w in shape.windows]})
     torch.manual_seed(0)

@@ -34,5 +34,5 @@ def test_extension_gpus_must_fit_context_parallel(paper):
 
 
 def test_tiny_has_no_cluster():
-    tiny = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    tiny = yaml.safe_load((ROOT / "config/debug.yaml").read_text())
     assert job_resources(tiny, "pretrain", tokens=1e6) == {"mem_mb": 4000, "runtime": 60}

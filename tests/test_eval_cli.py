@@ -54,7 +54,7 @@ def test_evaluate_writes_tidy_rows(run):
     rec = json.loads((root / "out" / "scores.run.json").read_text())
     assert rec["seed"] == 3 and rec["code_version"] and rec["max_context_trained"] == 256
     assert rec["contexts_beyond_trained"] == []
-    assert rec["word_source"] == "tiny_corpus:5"  # the small corpus seed (tiny.yaml words: tiny_corpus)
+    assert rec["word_source"] == "tiny_corpus:5"  # the small corpus seed (debug.yaml words: tiny_corpus)
     from olmpool.eval.upstream import UPSTREAM  # the pinned upstream commits of the benchmarks run
 
     assert rec["upstream"] == {b: UPSTREAM[b] for b in ("ruler", "longppl")}

@@ -24,7 +24,7 @@ def reference_model():
     from olmpool.eval.lm import wrap_reference_decoder
 
     arch = load_registry()["A_post_HQK_8kv_8k_13k_SWA_fp8"]
-    shape = resolve(arch, load_scale("tiny")).with_extension()
+    shape = resolve(arch, load_scale("debug")).with_extension()
     torch.manual_seed(0)
     dec = ReferenceDecoder(shape)
     dec.reset_parameters(std=0.08)  # peakier logits: no near-ties in greedy argmax

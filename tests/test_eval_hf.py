@@ -16,7 +16,7 @@ from olmpool import OlmPoolError
 from olmpool.cli import main
 
 EVAL = """
-scale: tiny
+scale: debug
 eval:
   seed: 3
   batch_size: 1
@@ -215,7 +215,7 @@ def test_audited_import_of_a_registry_architecture(tmp_path, capsys):
     from olmpool.results import read_scores
 
     arch = "G_pre_8kv_8k_14k"
-    shape = resolve(load_registry()[arch], load_scale("tiny")).with_extension()
+    shape = resolve(load_registry()[arch], load_scale("debug")).with_extension()
     torch.manual_seed(0)
     d = tmp_path / "hf"
     build_hf_model(shape).save_pretrained(d)

@@ -109,7 +109,7 @@ def test_config_errors_name_the_field(tmp_path):
         from_dict({"rulr": {}})
     with pytest.raises(OlmPoolError, match="longppl.trunc_len"):
         from_dict({"longppl": {"context": 100, "trunc_len": 200, "min_tokens": 50}})
-    for f in ("config/tiny.yaml", "config/paper.yaml"):
+    for f in ("config/debug.yaml", "config/paper.yaml"):
         cfg, _ = load_eval_config(f)
         assert cfg.ruler.task_list()[0] == "niah_single_1"
 
@@ -147,7 +147,7 @@ def test_cli_bad_checkpoint_leaves_no_file(tmp_path):
     from olmpool.cli import main
 
     out = tmp_path / "scores.tsv"
-    rc = main(["evaluate", "--config", "config/tiny.yaml", "--checkpoint", str(tmp_path / "nope"),
+    rc = main(["evaluate", "--config", "config/debug.yaml", "--checkpoint", str(tmp_path / "nope"),
                "--arch", "G_pre_8kv_8k_14k", "--out", str(out), "--benchmarks", "bpb"])
     assert rc == 2
     assert list(tmp_path.iterdir()) == []

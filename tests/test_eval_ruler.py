@@ -69,7 +69,7 @@ def test_auto_splitter_is_nltk_for_an_essay_file_and_regex_for_stand_ins():
 
 def test_config_records_the_resolved_splitter_and_validates_it():
     paper, _ = load_eval_config(ROOT / "config/paper.yaml")
-    tiny, _ = load_eval_config(ROOT / "config/tiny.yaml")
+    tiny, _ = load_eval_config(ROOT / "config/debug.yaml")
     assert paper.ruler.sentence_splitter == "nltk" and paper.to_dict()["ruler"]["sentence_splitter"] == "nltk"
     assert tiny.ruler.sentence_splitter == "regex"  # tiny_corpus essay: the regex stand-in
     assert from_dict({}).ruler.sentence_splitter == "regex"  # synthetic essay

@@ -45,7 +45,7 @@ def _fake_wonderwords(monkeypatch, lists: dict[str, list[str]]):
 
 def test_config_resolves_the_pool_by_scale():
     assert load_eval_config(ROOT / "config/paper.yaml")[0].words == "upstream"  # paper scale: wonderwords, required
-    assert load_eval_config(ROOT / "config/tiny.yaml")[0].words == "tiny_corpus"
+    assert load_eval_config(ROOT / "config/debug.yaml")[0].words == "tiny_corpus"
     assert from_dict({}).words == "builtin"  # built in code without a scale (tests)
     assert from_dict({}, scale="paper").words == "upstream"
     assert from_dict({}, scale="tiny").words == "builtin"

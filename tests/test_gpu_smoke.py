@@ -160,7 +160,7 @@ def test_probe_measures_a_tiny_shape_on_the_cpu():
     from olmpool.smoke.probe import shape_with_layers, time_layers
 
     shape = resolve(get_architecture("A_post_HQK_8kv_8k_13k_SWA_fp8", REPO / "config" / "architectures.tsv"),
-                    load_scale("tiny", REPO / "config" / "scales"))
+                    load_scale("debug", REPO / "config" / "scales"))
     cut = shape_with_layers(shape, 3)
     assert cut.n_layers == 3 and cut.windows == shape.windows[:3]
     p = time_layers(shape, 1, device="cpu", micro_batch=1, warmup=1, steps=1, fp8="off")
@@ -181,7 +181,7 @@ def test_probe_prints_the_extrapolation_next_to_the_assumption(monkeypatch, caps
 
     monkeypatch.setattr(probe, "time_layers", fake_time)
     status = tmp_path / "status"
-    rc = main(["probe", "--device", "cpu", "--scale", "tiny", "--layers", "1", "3", "--micro-batch", "1",
+    rc = main(["probe", "--device", "cpu", "--scale", "debug", "--layers", "1", "3", "--micro-batch", "1",
                "--status", str(status)])
     out = capsys.readouterr().out
     assert rc == 0 and calls == [(1, 1, 512), (3, 1, 512)]
@@ -350,7 +350,7 @@ def test_probe_retries_at_micro_batch_1_when_the_configured_one_runs_out_of_memo
 
     monkeypatch.setattr(probe, "time_layers", fake_time)
     status = tmp_path / "status"
-    rc = main(["probe", "--device", "cpu", "--scale", "tiny", "--layers", "1", "2", "--micro-batch", "2",
+    rc = main(["probe", "--device", "cpu", "--scale", "debug", "--layers", "1", "2", "--micro-batch", "2",
                "--status", str(status)])
     assert rc == 0, capsys.readouterr().out
     line = status.read_text()

@@ -87,7 +87,7 @@ def test_core_attention_field():
 
 def test_recompute_core_attention_reaches_megatron():
     M = pytest.importorskip("olmpool.arch.megatron")
-    sh = resolve(get_architecture(SWA), load_scale("tiny"))
+    sh = resolve(get_architecture(SWA), load_scale("debug"))
     c = M.transformer_config(sh, backend="local", recompute_core_attention=True)
     assert (c.recompute_granularity, c.recompute_modules) == ("selective", ["core_attn"])
     assert M.transformer_config(sh, backend="local").recompute_granularity is None
@@ -119,7 +119,7 @@ def fake_te(monkeypatch):
 
 def test_spec_picks_te_linears_and_all_gather_core_attention(fake_te):
     M, te = fake_te
-    shape = resolve(get_architecture(SWA_FP8), load_scale("tiny"))
+    shape = resolve(get_architecture(SWA_FP8), load_scale("debug"))
 
     def parts(spec):
         att = spec.submodules.self_attention.submodules
@@ -141,7 +141,7 @@ def test_spec_picks_te_linears_and_all_gather_core_attention(fake_te):
 
 def test_te_config_schemes(fake_te, monkeypatch):
     M, _ = fake_te
-    tiny = load_scale("tiny")
+    tiny = load_scale("debug")
     swa, full = resolve(get_architecture(SWA), tiny), resolve(get_architecture(FULL), tiny)
     fp8 = resolve(get_architecture(SWA_FP8), tiny)
     M.ensure_parallel_state(1, cp=1)
@@ -180,7 +180,7 @@ def test_study_check_refuses_old_te_with_both_fixes(paper):
     del missing["cluster"]["transformer_engine"]
     with pytest.raises(OlmPoolError, match=r"cluster\.transformer_engine is missing.*fix"):
         T.check_study_extensions(missing, archs)
-    assert T.check_study_extensions(yaml.safe_load((ROOT / "config/tiny.yaml").read_text()), archs) == {}
+    assert T.check_study_extensions(yaml.safe_load((ROOT / "config/debug.yaml").read_text()), archs) == {}
 
 
 def _registry_ids():
@@ -197,7 +197,7 @@ def test_first_job_compares_the_environment(paper, tmp_path, capsys):
         T.check_environment(paper, "2.17.1")
     with pytest.raises(OlmPoolError, match="not installed in this environment; fix"):
         T.check_environment(paper, None)
-    assert T.check_environment({"scale": "tiny"}, None) is None
+    assert T.check_environment({"scale": "debug"}, None) is None
     # `olmpool data check` (the study's first job) fails on it before looking at data files
     from olmpool.cli import main
 
@@ -265,7 +265,7 @@ def test_repeated_kv_heads_compute_the_same_attention():
     import torch
 
     M = pytest.importorskip("olmpool.arch.megatron")
-    sh = resolve(get_architecture("G_post_LQK_8kv_4k_14k_SWA"), load_scale("tiny"))
+    sh = resolve(get_architecture("G_post_LQK_8kv_4k_14k_SWA"), load_scale("debug"))
     assert sh.n_kv_heads < sh.n_heads
     M.ensure_parallel_state(1, cp=1)
     core = M.SDPACoreAttention(M.transformer_config(sh, backend="local", fp8="off"), layer_number=1)

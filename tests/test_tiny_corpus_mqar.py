@@ -68,7 +68,7 @@ def test_unknown_language_is_refused():
 
 
 def _toy_config(path, data, **pretrain):
-    """config/toy.yaml on the small corpus ``data``: 2 + 2 curriculum steps, then 2 main steps."""
+    """config/tiny.yaml on the small corpus ``data``: 2 + 2 curriculum steps, then 2 main steps."""
     import copy
 
     import yaml
@@ -76,7 +76,7 @@ def _toy_config(path, data, **pretrain):
     from olmpool.config import read_config_file
     from olmpool.train.testing import REPO
 
-    raw = copy.deepcopy(read_config_file(REPO / "config" / "toy.yaml"))
+    raw = copy.deepcopy(read_config_file(REPO / "config" / "tiny.yaml"))
     d = str(data)
     raw["data"].update(root=d, tokenizer_dir=f"{d}/tokenizer", tiny_corpus=dict(SMALL),
                        pretrain_blend=[{"path": f"{d}/pretrain", "weight": 0.75}, {"path": f"{d}/alternation", "weight": 0.25}],

@@ -40,7 +40,7 @@ def test_pretrain_outputs(env):
     # warmup 4 steps then cosine: LR column equals the independent formula
     from olmpool.train.config import load_train_config
 
-    lr = load_train_config(env[2]).pretrain.lr  # the peak LR of config/tiny.yaml
+    lr = load_train_config(env[2]).pretrain.lr  # the peak LR of config/debug.yaml
     for s, got in zip(m["step"], m["lr"]):
         want = lr * s / 4 if s <= 4 else 0.1 * lr + 0.9 * lr * (1 + math.cos(math.pi * (s - 4) / 36)) / 2
         assert got == pytest.approx(want, rel=1e-12)
@@ -171,7 +171,7 @@ def test_bad_input_stops_before_training(env, tmp_path):
     shutil.rmtree(d2 / "tokenizer")
     texts = [json.loads(line)["text"] for line in open(data / "short.jsonl")]
     train_bpe(texts, 1000, d2 / "tokenizer")
-    with pytest.raises(OlmPoolError, match="1000 ids but scale 'tiny'.*vocab_size 2048"):
+    with pytest.raises(OlmPoolError, match="1000 ids but scale 'debug'.*vocab_size 2048"):
         prepare_pretrain(small_config(tmp_path / "b.yaml", d2), FAST_ARCH, tmp_path / "o")
     # budget smaller than one step
     with pytest.raises(OlmPoolError, match="smaller than one step"):
@@ -273,7 +273,7 @@ def test_intra_document_mask_isolates_documents_in_the_model():
     from olmpool.arch.registry import get_architecture, load_scale, resolve
     from olmpool.train.data import intra_document_mask
 
-    shape = resolve(get_architecture(FAST_ARCH), load_scale("tiny")).with_extension()
+    shape = resolve(get_architecture(FAST_ARCH), load_scale("debug")).with_extension()
     torch.manual_seed(0)
     model = build_model(shape, fp8="off", backend="local").eval()
     eod = 0

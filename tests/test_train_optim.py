@@ -98,7 +98,7 @@ def test_extend_lr_warmup_then_linear_to_zero():
 
 
 def test_tiny_config_keeps_paper_ratios():
-    tiny, paper = load_train_config("config/tiny.yaml"), load_train_config("config/paper.yaml")
+    tiny, paper = load_train_config("config/debug.yaml"), load_train_config("config/paper.yaml")
     for name in ("1B", "10B", "50B"):
         r_t = tiny.extend.budgets[name] / tiny.pretrain.tokens
         r_p = paper.extend.budgets[name] / paper.pretrain.tokens
@@ -118,13 +118,13 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(OlmPoolError, match="pretrain.precision"):
         PretrainConfig(tokens=10, global_batch_tokens=2, precision="fp16").validate()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(open("config/tiny.yaml").read().replace("  micro_batch_size: 8\n", "  micro_batch: 8\n"))
+    bad.write_text(open("config/debug.yaml").read().replace("  micro_batch_size: 8\n", "  micro_batch: 8\n"))
     with pytest.raises(OlmPoolError, match="unknown key"):
         load_train_config(bad)
-    cfg = load_train_config("config/tiny.yaml")
+    cfg = load_train_config("config/debug.yaml")
     with pytest.raises(OlmPoolError, match="neither a named budget"):
         cfg.extend.budget_tokens("lots")
     small = tmp_path / "small_budget.yaml"
-    small.write_text(open("config/tiny.yaml").read().replace("{1B: 4096,", "{1B: 2805,"))
+    small.write_text(open("config/debug.yaml").read().replace("{1B: 4096,", "{1B: 2805,"))
     with pytest.raises(OlmPoolError, match=r"extend.budgets.1B: 2805 tokens is less than one step .*raise it to at least 4096"):
         load_train_config(small)

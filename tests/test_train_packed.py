@@ -132,7 +132,7 @@ def _models(aid):
     """The local-backend model and the same weights with the reference THD core attention."""
     from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
 
-    shape = resolve(get_architecture(aid), load_scale("tiny"))
+    shape = resolve(get_architecture(aid), load_scale("debug"))
     torch.manual_seed(0)
     masked = M.build_model(shape, backend="local", fp8="off")
     layer = M.layer_spec(shape, "local", fp8="off")
@@ -243,7 +243,7 @@ def test_packed_sequences_config():
     """Packed sequences under CP need Transformer Engine attention (refused on the local
     backend, whose CP attention takes a mask); with cp = 1 they change nothing.  The TE
     schemes are tested in tests/test_te_support.py."""
-    tiny = load_scale("tiny")
+    tiny = load_scale("debug")
     swa, full = resolve(get_architecture(SWA), tiny), resolve(get_architecture(FULL), tiny)
     assert M.transformer_config(swa, backend="local", packed_sequences=True).cp_comm_type is None
     assert M.transformer_config(full, cp=2, backend="local").cp_comm_type == "all_gather"

@@ -95,7 +95,7 @@ def test_cp2_extension_with_documents_and_windows_matches_single_process(env):
 
     root, cfgs = env
     assert load_train_config(cfgs["cp2"]).extend.intra_document_masking
-    shape = resolve(get_architecture(FAST_SWA_ARCH), load_scale("tiny")).with_extension()
+    shape = resolve(get_architecture(FAST_SWA_ARCH), load_scale("debug")).with_extension()
     assert None in shape.windows and min(w for w in shape.windows if w) < shape.seq_len
     src = root / "swa_pretrain"
     run_pretrain(cfgs["single"], FAST_SWA_ARCH, src, tokens=2 * 1024, progress=False)
@@ -143,7 +143,7 @@ def test_pp2_extension_with_windows_and_document_masking_matches_one_process(env
     from olmpool.train.loop import run_extend, run_pretrain
 
     root, cfgs = env
-    assert load_train_config(cfgs["pp2"]).extend.intra_document_masking   # config/tiny.yaml
+    assert load_train_config(cfgs["pp2"]).extend.intra_document_masking   # config/debug.yaml
     pre = root / "swa_pretrain"
     run_pretrain(cfgs["single"], FAST_SWA_ARCH, pre, tokens=2048, progress=False)
     run_extend(cfgs["single"], pre, "small", root / "swa_ext_single", progress=False)

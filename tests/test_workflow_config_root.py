@@ -44,12 +44,12 @@ def test_overlay_changes_the_steps_a_pretraining_job_runs(tmp_path):
     # the --config override reached the file the stages read, merged with the overlays
     resolved = load_study_config(work / "config.yaml")
     assert resolved.raw["study"]["early_extension"]["long_run_tokens"] == "4K"
-    assert resolved.train.pretrain.tokens == 8 * 1024 and resolved.raw["outdir"] == "paper/tiny"
+    assert resolved.train.pretrain.tokens == 8 * 1024 and resolved.raw["outdir"] == "runs/debug/paper"
     assert run["config_sha256"] == resolved.sha256()
 
 
 def test_resolved_config_written_only_when_changed(tmp_path):
-    raw = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "config/debug.yaml").read_text())
     p = write_resolved_config(raw, tmp_path / "config.yaml")
     first = p.stat().st_mtime_ns
     write_resolved_config(raw, p)
@@ -61,7 +61,7 @@ def test_resolved_config_written_only_when_changed(tmp_path):
 
 
 def test_a_config_naming_its_own_file_is_refused():
-    raw = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
-    raw["study"]["configfile"] = "config/tiny.yaml"
+    raw = yaml.safe_load((ROOT / "config/debug.yaml").read_text())
+    raw["study"]["configfile"] = "config/debug.yaml"
     with pytest.raises(OlmPoolError, match="study.configfile"):
         validate_study_sections(raw)

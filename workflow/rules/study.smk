@@ -1,7 +1,8 @@
 # The study DAG's rules (names and functions: study_common.smk).
 
 wildcard_constraints:
-    arch="|".join(re.escape(a) for a in ARCHS) or "NONE",
+    # any registry row: the study's own (study.architectures) and one being placed (rule place)
+    arch="|".join(re.escape(a) for a in ROLES) or "NONE",
     budget="[0-9]+[KMBT]?",
     point="[0-9]+[KMBT]",
     seed="[0-9]+",
@@ -226,3 +227,23 @@ rule aggregate_study:
     shell:
         "olmpool aggregate --registry {params.registry} --scores {params.scores} --runs {params.runs}"
         " --config {params.config} --wall-from {input.first} --out {params.out} > {log} 2>&1"
+
+
+rule place:
+    """Where one architecture ranks in the study's results set, with its seed interval: any
+    registry row (in study.architectures or not) trained, extended and evaluated at the study's
+    seed and at every seed of study.seeds, then ranked (`olmpool place`) among the
+    architectures of `results` (read as it is; not rebuilt)."""
+    input:
+        scores=lambda wc: [p for p, _ in place_score_files(wc)],
+    output:
+        report=f"{W}/place/{{arch}}.md",
+    params:
+        scores=lambda wc: " ".join(f"{p}={s}" for p, s in place_score_files(wc)),
+        args=place_args,
+    log:
+        f"{W}/logs/place/{{arch}}.log",
+    conda:
+        "../envs/olmpool.yaml"
+    shell:
+        "olmpool place --arch {wildcards.arch} {params.args} --scores {params.scores} --out {output.report} > {log} 2>&1"

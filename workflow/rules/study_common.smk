@@ -1,6 +1,6 @@
 # Names and functions of the study DAG (rules in study.smk).
 # The study: every registry architecture pretrained, extended, evaluated and analysed.
-# Included only when the config has a `study` section (config/tiny.yaml, config/paper.yaml).
+# Included only when the config has a `study` section (config/tiny.yaml, config/debug.yaml, config/paper.yaml).
 #
 # Run directories hold checkpoints and are NOT Snakemake outputs: a job's declared output is
 # the run's completion record (final.json), so a killed job's rerun finds its checkpoints and
@@ -140,3 +140,20 @@ def res(name):
 
 
 THREADS = int(S.get("threads_per_job", 1))
+
+
+def place_score_files(wildcards):
+    """(path, stage) of the evaluations that place one architecture: its run at the study's
+    seed and its seed replicates (study.seeds.seeds), as the role architectures have."""
+    a = wildcards.arch
+    return [(f"{W}/scores/{a}/extend_{BUDGET}.tsv", EXTENDED)] + [
+        (f"{W}/scores/{a}/extend_seed{n}.tsv", extension_label(seed=n)) for n in SEED_LIST]
+
+
+def place_args(wildcards):
+    """The study's results set (`results`, read, never rebuilt) named as the analysis names it."""
+    name = config.get("results_name", Path(config["results"]).name)
+    labels = ",".join(f"{n}={lab}" for lab, n in sorted(config.get("context_labels", {}).items(), key=lambda kv: kv[1]))
+    return (f"--results {config['results']} --registry {config['registry']} --name {name}"
+            + (f" --context-labels {labels}" if labels else ""))
+

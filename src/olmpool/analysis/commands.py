@@ -162,6 +162,30 @@ def _aggregate(args) -> int:
     return 0
 
 
+def _place(args) -> int:
+    from olmpool.analysis.compare import place, place_markdown
+    from olmpool.results import read_scores, write_text_atomic
+
+    parts = []
+    for item in args.scores:
+        path, sep, stage = item.rpartition("=")
+        if not sep or not path or not stage:
+            raise OlmPoolError(f"--scores {item!r}: expected PATH=STAGE. Fix: e.g. runs/tiny/scores/X/extend_10B.tsv=extended")
+        rows = read_scores(Path(path))
+        rows["stage"] = stage
+        parts.append(rows)
+    st = _study(args)  # checked before anything is written
+    records = place(pd.concat(parts, ignore_index=True), st, args.arch)
+    text = place_markdown(records, results_path=str(args.results))
+    write_text_atomic(text, Path(args.out))
+    for r in records:
+        mean = "-" if r["mean"] is None else f"{r['mean']:.1f}"
+        span = "" if r["rank_best"] is None else f" (interval: ranks {r['rank_best']}-{r['rank_worst']})"
+        print(f"{args.arch} {r['measure']}: mean {mean} over {len(r['values'])} seed(s), rank {r['rank_mean'] or '-'} of {r['of'] or '-'}{span}")
+    print(f"-> {args.out}")
+    return 0
+
+
 def _common(p):
     p.add_argument("--results", default="results/bundled/paper", help="results set directory (models.tsv, scores.tsv)")
     p.add_argument("--name", default=None, help="name of the results set in outputs (default: directory name)")
@@ -211,6 +235,14 @@ def register(sub) -> None:
     p.add_argument("figure", help="figure name, e.g. fig1_helmet32k")
     p.add_argument("--out", required=True, help="output path (.pdf; the .png is written beside it)")
     p.set_defaults(func=_figure)
+
+    p = sub.add_parser("place", help="where one architecture ranks in a results set, with its seed interval")
+    _common(p)
+    p.add_argument("--arch", required=True, help="registry id of the architecture placed")
+    p.add_argument("--scores", nargs="+", required=True,
+                   help="its score TSVs as PATH=STAGE: extended (the study's seed) and extended_seedN")
+    p.add_argument("--out", required=True, help="the report (markdown)")
+    p.set_defaults(func=_place)
 
     p = sub.add_parser("claims", help="claims.md: paper value vs reproduced value per claim")
     _common(p)

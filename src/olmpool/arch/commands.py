@@ -103,7 +103,7 @@ def register(sub) -> None:
 
     sh = s.add_parser("show", help="the resolved model shape of one architecture (JSON)")
     sh.add_argument("id")
-    sh.add_argument("--scale", default="tiny")
+    sh.add_argument("--scale", default="debug")
     sh.add_argument("--registry", default="config/architectures.tsv")
     sh.add_argument("--extended", action="store_true", help="with the context-extension RoPE theta")
     sh.set_defaults(func=_show)

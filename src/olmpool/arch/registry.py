@@ -625,7 +625,7 @@ def resolve(arch: Architecture, scale: Scale, *, tp: int | None = None) -> Model
     return shape
 
 
-def shape_for(arch_id: str, scale: str | Path = "tiny", *, registry: str | Path = DEFAULT_REGISTRY,
+def shape_for(arch_id: str, scale: str | Path = "debug", *, registry: str | Path = DEFAULT_REGISTRY,
               stage: str = "pretrain", tp: int | None = None) -> ModelShape:
     """Convenience: ``resolve(get_architecture(arch_id), load_scale(scale))``, with the
     extension theta when ``stage == "extend"``."""

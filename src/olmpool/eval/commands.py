@@ -1,6 +1,6 @@
 """``olmpool evaluate``: score one checkpoint on RULER / HELMET / LongPPL / perplexity / BPB.
 
-    olmpool evaluate --config config/tiny.yaml --checkpoint runs/tiny/G/extend \\
+    olmpool evaluate --config config/debug.yaml --checkpoint runs/debug/G/extend \\
         --arch G_pre_8kv_8k_14k --out results/tiny/G/scores.tsv [--benchmarks ruler helmet]
         [--contexts 1024 2048] [--stage extended] [--allow-beyond-trained-context]
     olmpool evaluate --config config/smollm2.yaml --checkpoint build/fixtures/smollm2 --hf-direct \\
@@ -274,7 +274,7 @@ def register(sub) -> None:
 
     BENCHMARK_NAMES = list(BENCHMARKS)
     p = sub.add_parser("evaluate", help=f"score a checkpoint on {', '.join(BENCHMARK_NAMES)} (tidy rows)")
-    p.add_argument("--config", required=True, help="config/tiny.yaml or config/paper.yaml (uses its eval section)")
+    p.add_argument("--config", required=True, help="config/tiny.yaml, config/debug.yaml or config/paper.yaml (uses its eval section)")
     p.add_argument("--checkpoint", required=True, help="training checkpoint (or run) directory, or a Hugging Face model directory")
     p.add_argument("--arch", default=None, help="registry id the checkpoint must be (config/architectures.tsv); "
                    "required for training checkpoints and the audited Hugging Face import")

@@ -1,4 +1,4 @@
-"""Typed records for the ``eval`` section of config/tiny.yaml and config/paper.yaml.
+"""Typed records for the ``eval`` section of config/tiny.yaml, config/debug.yaml and config/paper.yaml.
 
 A data source is either the word ``synthetic`` (generated stand-in, rows labelled
 ``:synthetic``) or a local path; a path that does not exist yields missing rows with the
@@ -292,7 +292,7 @@ class EvalConfig:
             self.mqar = language_record(self.mqar, "eval.mqar") if self.mqar is not None else \
                 language_record(mqar, "data.tiny_corpus.mqar")
         if self.words == "auto":
-            self.words = "upstream" if scale not in (None, "tiny") else "builtin"
+            self.words = "upstream" if scale not in (None, "debug", "tiny") else "builtin"
         from olmpool.eval.ruler import resolve_sentence_splitter
 
         self.ruler.sentence_splitter = resolve_sentence_splitter(self.ruler.sentence_splitter, self.ruler.essay)

@@ -179,7 +179,7 @@ def run_stage(args: list[str], device: str, log: Path, threads: int | None = Non
 
 
 def smoke_config(path: Path, data: Path) -> Path:
-    """The config of every smoke run: config/tiny.yaml on ``data`` with `PRETRAIN`, `EXTEND`, `EVAL`."""
+    """The config of every smoke run: config/debug.yaml on ``data`` with `PRETRAIN`, `EXTEND`, `EVAL`."""
     from olmpool.train.testing import small_config
 
     return small_config(path, data, pretrain=PRETRAIN, extend=EXTEND, eval=EVAL)

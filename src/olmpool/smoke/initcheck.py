@@ -42,7 +42,7 @@ def build_and_save(arch: str, family: str, out: str) -> None:
     from olmpool.train.testing import REPO
 
     reg = load_registry(REPO / "config" / "architectures.tsv")
-    shape = resolve(reg[arch], load_scale("tiny", REPO / "config" / "scales"))
+    shape = resolve(reg[arch], load_scale("debug", REPO / "config" / "scales"))
     torch.manual_seed(init_seed(42, family))
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = build_model(shape, params_dtype=dtype, fp8="off")

@@ -24,7 +24,7 @@ the 26 pretraining runs, both for the assumption and for the measurement.
 Configurations: ``auto`` backend in bf16 (Transformer Engine where installed, else the
 local backend), and, where Transformer Engine is installed, the same shape with fp8 linears
 (TE ``hybrid`` recipe).  On the CPU (``--device cpu``) everything runs in fp32 and peak memory
-is not measured: that is how the arithmetic is tested without a GPU (with ``--scale tiny``).
+is not measured: that is how the arithmetic is tested without a GPU (with ``--scale debug``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def _data_tiny_corpus(args) -> int:
     cfg = load_train_config(args.config)
     if cfg.data.tiny_corpus is None:
         raise OlmPoolError(f"config {args.config}: data.tiny_corpus is not set; the generated corpus "
-                           "is for tiny scale (use config/tiny.yaml)")
+                           "is for the CPU scales (use config/tiny.yaml or config/debug.yaml)")
     out = args.out or cfg.data.root
     if not out:
         raise OlmPoolError("no output directory: pass --out or set data.root in the config")
@@ -131,7 +131,7 @@ def register(sub) -> None:
     register_prepare(dsub)
 
     p = sub.add_parser("pretrain", help="pretrain one architecture (Megatron-Core)")
-    p.add_argument("--config", required=True, help="study config (config/tiny.yaml or paper.yaml)")
+    p.add_argument("--config", required=True, help="study config (config/tiny.yaml, config/debug.yaml or paper.yaml)")
     p.add_argument("--arch", required=True, help="architecture id (config/architectures.tsv)")
     p.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     p.add_argument("--tokens", default=None,

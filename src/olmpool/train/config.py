@@ -2,7 +2,7 @@
 
 Numbers are the recipe's (docs/recipe.md: OLMo-core OlmPool
 pretraining scripts and olmo-cookbook extension configs); tiny scale keeps the same
-*ratios* (documented in config/tiny.yaml). Everything is validated before any work starts.
+*ratios* (documented in config/debug.yaml). Everything is validated before any work starts.
 
 Cosine schedule check (why ``final_lr_fraction`` is 0.1): with peak 3e-4, 2000 warmup
 steps and a cosine planned over 5T tokens (1,192,093 steps of 4,194,304 tokens), OLMo-core's

@@ -1,6 +1,6 @@
 """Helpers for tests and benchmarks: a small tiny-scale corpus and configs pointing at it.
 
-The model shapes are always the real tiny scale (config/scales/tiny.yaml); only budgets,
+The model shapes are always the real debug scale (config/scales/debug.yaml); only budgets,
 batch sizes and corpus sizes shrink so a run takes seconds.
 """
 
@@ -27,11 +27,11 @@ def build_small_corpus(out_dir: Path, vocab_size: int = 2048) -> Path:
 
 
 def small_config(path: Path, data_dir: Path, *, base: Path | None = None, **sections) -> Path:
-    """Write a config = config/tiny.yaml with data paths under ``data_dir`` and ``sections``
+    """Write a config = config/debug.yaml with data paths under ``data_dir`` and ``sections``
     merged one level deep, values replaced whole (e.g. ``pretrain={"tokens": 8192}``); returns its path."""
     from olmpool.config import read_config_file
 
-    raw = read_config_file(base or REPO / "config" / "tiny.yaml")
+    raw = read_config_file(base or REPO / "config" / "debug.yaml")
     raw = copy.deepcopy(raw)
     d = str(data_dir)
     raw["data"]["root"] = d

@@ -89,7 +89,7 @@ def _hf_tokenizer(directory: Path):
 
 
 def load_model(checkpoint: str | Path, arch_id: str | None, *, device: str = "cpu",
-               registry: str | Path = "config/architectures.tsv", scale: str = "tiny",
+               registry: str | Path = "config/architectures.tsv", scale: str = "debug",
                theta_stage: str = "extend", hf_direct: bool = False, accept: tuple[str, ...] = ()) -> LoadedModel:
     """Load a Megatron or Hugging Face checkpoint for the analysis (errors name the fix).
 

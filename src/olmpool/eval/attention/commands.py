@@ -65,7 +65,7 @@ def _run(args, logger) -> int:
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     lm = load_model(args.checkpoint, names.arch, device=args.device, registry=args.registry,
-                    scale=str(whole.get("scale", "tiny")), theta_stage=theta_stage, hf_direct=args.hf_direct,
+                    scale=str(whole.get("scale", "debug")), theta_stage=theta_stage, hf_direct=args.hf_direct,
                     accept=tuple(args.accept or ()))
     stage = args.stage or lm.stage
     if not stage:
@@ -103,7 +103,7 @@ def _run(args, logger) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("attention", help="attention sink / entropy / needle statistics of a checkpoint (tidy rows)")
-    p.add_argument("--config", required=True, help="study config with an 'attention' section (config/tiny.yaml, config/paper.yaml)")
+    p.add_argument("--config", required=True, help="study config with an 'attention' section (config/tiny.yaml, config/debug.yaml, config/paper.yaml)")
     p.add_argument("--checkpoint", required=True, help="Megatron checkpoint directory or Hugging Face model directory")
     p.add_argument("--arch", default=None, help="registry id of the model (config/architectures.tsv); required except "
                    "for a Hugging Face directory run with --hf-direct --model NAME")

@@ -1,4 +1,4 @@
-"""Typed record for the ``attention`` section of config/tiny.yaml and config/paper.yaml."""
+"""Typed record for the ``attention`` section of config/tiny.yaml, config/debug.yaml and config/paper.yaml."""
 
 from __future__ import annotations
 
