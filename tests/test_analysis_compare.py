@@ -73,6 +73,9 @@ def test_cross_measure_ranks_this_sets_loss_against_the_reference_helmet(tmp_pat
     assert rec["final pretraining loss"]["n"] == len(both) == 26
     assert rec["final pretraining loss"]["spearman"] == pytest.approx(spearmanr(both.iloc[:, 0], both.iloc[:, 1])[0])
     assert rec["final extension loss"]["reason"] == "" or rec["final extension loss"]["reason"].startswith("needs data")
+    ruler = pd.concat([full.series("ruler", "32K"), paper.helmet32k()], axis=1, join="inner").dropna()
+    assert rec["RULER 32K"]["n"] == len(ruler)
+    assert rec["RULER 32K"]["spearman"] == pytest.approx(spearmanr(ruler.iloc[:, 0], ruler.iloc[:, 1])[0])
 
 
 def test_best_and_worst_claims_need_data_when_every_score_ties(tmp_path):

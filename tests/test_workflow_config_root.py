@@ -65,3 +65,12 @@ def test_a_config_naming_its_own_file_is_refused():
     raw["study"]["configfile"] = "config/debug.yaml"
     with pytest.raises(OlmPoolError, match="study.configfile"):
         validate_study_sections(raw)
+
+
+def test_default_config_analyses_the_tiny_study_as_its_config_does():
+    """config/config.yaml rebuilds paper/tiny from the bundled tiny study: with the same
+    results, output directory, figures and context lengths as config/tiny.yaml, which made it."""
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())["also_analyse"]["tiny"]
+    study = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    for key in ("results", "outdir", "figures", "context_labels", "reference"):
+        assert default[key] == study[key], key

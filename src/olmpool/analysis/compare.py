@@ -66,11 +66,14 @@ def rank_agreement(st: Study, ref: Study, measures=RANK_MEASURES) -> list[dict]:
 
 
 def cross_agreement(st: Study, ref: Study, measures=CROSS_MEASURES) -> list[dict]:
-    """Spearman of each of this set's short-context measures with the reference's HELMET 32K."""
-    return [_agreement(st, ref, f"{label} ({st.rs.name}) vs HELMET 32K ({ref.rs.name})",
-                       lambda s, b=bench, sg=stage, m=metric, t=task: s.series(b, None, stage=sg, metric=m, task=t),
-                       lambda r: r.helmet32k())
-            for label, bench, stage, metric, task in measures]
+    """Spearman of this set's RULER 32K and of each of its short-context measures with the
+    reference's HELMET 32K (the paper's measure of long-context quality)."""
+    ruler = [_agreement(st, ref, f"RULER 32K ({st.rs.name}) vs HELMET 32K ({ref.rs.name})",
+                        lambda s: s.series("ruler", "32K"), lambda r: r.helmet32k())]
+    return ruler + [_agreement(st, ref, f"{label} ({st.rs.name}) vs HELMET 32K ({ref.rs.name})",
+                               lambda s, b=bench, sg=stage, m=metric, t=task: s.series(b, None, stage=sg, metric=m, task=t),
+                               lambda r: r.helmet32k())
+                    for label, bench, stage, metric, task in measures]
 
 
 def agreement_markdown(records: list[dict]) -> str:
