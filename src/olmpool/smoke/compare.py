@@ -2,7 +2,7 @@
 
 For each architecture (default: Llama 3 ``G_pre_8kv_8k_14k`` and the paper's worst,
 ``A_post_HQK_8kv_8k_13k_SWA_fp8``) the real ``olmpool`` stage commands run twice, each in
-its own process, on a small generated corpus with the tiny scale's model shapes:
+its own process, on a small generated corpus with the debug scale's model shapes:
 
 - reference: the CPU (``CUDA_VISIBLE_DEVICES=""``), fp32 (precision ``auto`` resolves to fp32);
 - device: as the machine is (``--device cuda``: CUDA, precision ``auto`` -> bf16, Transformer
@@ -45,7 +45,7 @@ on a CPU comparison's runs, see the README section "GPU smoke check"):
 
 A device run that fails (exit code non-zero) fails the check with the tail of its log.
 Perplexity and bits per byte are compared; LongPPL (its key tokens are chosen by
-thresholds, which rounding flips), RULER and HELMET (tiny models score 0 on most tasks,
+thresholds, which rounding flips), RULER and HELMET (debug-scale models score 0 on most tasks,
 and greedy generation flips on rounding ties) are printed for both sides only.
 """
 
@@ -87,7 +87,7 @@ EVAL = {
     "perplexity": {"docs_per_split": 4, "max_tokens": 512},
     "bpb": {"items": 8},
 }
-"""Every benchmark, one context (512 = the tiny 8K), a few samples."""
+"""Every benchmark, one context (512 = the debug scale's 8K), a few samples."""
 
 BENCHMARKS = ("perplexity", "bpb", "longppl", "ruler", "helmet")
 COMPARED = ("perplexity", "bpb")

@@ -10,7 +10,7 @@ embedding weights on the GPU inside ``get_cuda_rng_tracker().fork()``
 states ``model_parallel_cuda_manual_seed`` seeds; `olmpool.arch.megatron.seed_device_init`
 reseeds them from the family seed before each build, and this check shows it on the device.
 
-Each build runs in its own process (as every training run does), with the tiny scale's
+Each build runs in its own process (as every training run does), with the debug scale's
 Llama 3 shape:
 
 - device, family seed of ``G``; device, family seed of ``B``; CPU, family seed of ``G``.
@@ -32,7 +32,7 @@ FAMILIES = ("G", "B")
 
 
 def build_and_save(arch: str, family: str, out: str) -> None:
-    """Worker: seed as the training loop does for ``family``, build ``arch`` at tiny scale on
+    """Worker: seed as the training loop does for ``family``, build ``arch`` at debug scale on
     this process's device, save {name: fp32 CPU tensor}."""
     import torch
 
@@ -106,7 +106,7 @@ def main(args) -> int:
         out[(where, fam)] = torch.load(path)
     fails, notes = compare(out[(args.device, FAMILIES[0])], out[(args.device, FAMILIES[1])], out[("cpu", FAMILIES[0])],
                            device_is_cpu=args.device == "cpu")
-    print(f"init: {ARCH} at tiny scale, families {FAMILIES} on {args.device}, family {FAMILIES[0]} on the CPU")
+    print(f"init: {ARCH} at debug scale, families {FAMILIES} on {args.device}, family {FAMILIES[0]} on the CPU")
     for n in notes:
         print(f"  {n}")
     for f in fails:
