@@ -271,8 +271,8 @@ def fig5(st: Study):
     ax.legend(frameon=False, fontsize=7)
     absent = [tokens[s] for s in EARLY_STAGES if s not in set(t.stage)]
     if absent:  # a scale may stop short of the paper's points (its config says why)
-        ax.text(0.98, 0.02, f"not in this results set: extension from {', '.join(absent)}",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5, color="0.3")
+        ax.text(0.5, -0.22, f"not in this results set: extension from {', '.join(absent)}",
+                transform=ax.transAxes, ha="center", va="top", fontsize=7, color="0.3")
     return fig
 
 
