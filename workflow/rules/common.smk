@@ -26,8 +26,8 @@ ANALYSES = {
     }
 }
 for _name, _a in config.get("also_analyse", {}).items():
-    if _a["outdir"] in {a["outdir"] for a in ANALYSES.values()}:
-        continue  # already the primary analysis of this config
+    if _name in ANALYSES or _a["outdir"] in {a["outdir"] for a in ANALYSES.values()}:
+        continue  # the config's own analysis of that name or output directory comes first
     ANALYSES[_name] = {"figures": DEFAULT_FIGURES, "context_labels": {}, **_a}
 BY_OUTDIR = {a["outdir"]: name for name, a in ANALYSES.items()}
 OUTDIR_RE = "|".join(re.escape(o) for o in sorted(BY_OUTDIR, key=len, reverse=True))

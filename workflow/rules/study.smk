@@ -233,7 +233,7 @@ rule place:
     """Where one architecture ranks in the study's results set, with its seed interval: any
     registry row (in study.architectures or not) trained, extended and evaluated at the study's
     seed and at every seed of study.seeds, then ranked (`olmpool place`) among the
-    architectures of `results` (read as it is; not rebuilt)."""
+    architectures of study.place_against (default `results`; read as it is, not rebuilt)."""
     input:
         scores=lambda wc: [p for p, _ in place_score_files(wc)],
     output:
