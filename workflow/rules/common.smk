@@ -55,11 +55,13 @@ def analysis_args(wildcards):
     """Command-line options naming the results set (passed through params)."""
     name = BY_OUTDIR[wildcards.outdir]
     a = ANALYSES[name]
-    args = f"--results {a['results']} --registry {config['registry']} --name {name}"
+    return f"--results {a['results']} --registry {config['registry']} --name {name}" + context_labels_arg(a)
+
+
+def context_labels_arg(a):
+    """` --context-labels 128=4K,...` for an analysis (or config) with `context_labels`, else ''."""
     labels = ",".join(f"{n}={lab}" for lab, n in sorted(a.get("context_labels", {}).items(), key=lambda kv: kv[1]))
-    if labels:
-        args += f" --context-labels {labels}"
-    return args
+    return f" --context-labels {labels}" if labels else ""
 
 
 def analysis_outputs(a):

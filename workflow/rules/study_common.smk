@@ -154,7 +154,6 @@ def place_args(wildcards):
     """The results set a new architecture is ranked in (study.place_against, default `results`;
     read as it is, never rebuilt), named as the analysis names it."""
     name = config.get("results_name", Path(config["results"]).name)
-    labels = ",".join(f"{n}={lab}" for lab, n in sorted(config.get("context_labels", {}).items(), key=lambda kv: kv[1]))
     return (f"--results {S.get('place_against', config['results'])} --registry {config['registry']} --name {name}"
-            + (f" --context-labels {labels}" if labels else ""))
+            + context_labels_arg(config))
 

@@ -37,7 +37,8 @@ from olmpool.results import SCORE_COLUMNS, read_scores, sha256, write_checksums,
 REGISTRY_TO_SHEET = SHEET_FIELDS  # the registry columns a model sheet carries
 
 
-def _split(spec: str) -> tuple[Path, str | None]:
+def split_spec(spec: str) -> tuple[Path, str | None]:
+    """``PATH=STAGE`` -> (PATH, STAGE); a bare ``PATH`` -> (PATH, None)."""
     if "=" in spec:
         p, stage = spec.rsplit("=", 1)
         return Path(p), stage
@@ -86,13 +87,13 @@ def job_records(score_specs: list[str], run_specs: list[str]) -> list[dict]:
     """
     jobs = []
     for spec in score_specs:
-        path, stage = _split(spec)
+        path, stage = split_spec(spec)
         rec = _json(path.with_suffix(".run.json")) or _json(Path(f"{path}.run.json"))
         jobs.append({"kind": str(rec.get("command", "scores")).replace("olmpool ", ""), "model": rec.get("model") or rec.get("arch"),
                      "stage": stage or rec.get("stage"), "seed": rec.get("seed"), "git_commit": _commit(rec),
                      "wall_s": rec.get("wall_seconds", rec.get("seconds")), "file": str(path)})
     for spec in run_specs:
-        path, stage = _split(spec)
+        path, stage = split_spec(spec)
         run, final = _json(Path(path) / "run.json"), _json(Path(path) / "final.json")
         last = final.get("last_metrics", {})
         arch = run.get("arch")
@@ -108,7 +109,7 @@ def recorded_model_sheets(score_specs: list[str]) -> dict[str, dict]:
     the registry (``model_sheet`` in ``<scores>.run.json`` / ``<scores>.tsv.run.json``)."""
     out: dict[str, dict] = {}
     for spec in score_specs:
-        path, _ = _split(spec)
+        path, _ = split_spec(spec)
         rec = _json(path.with_suffix(".run.json")) or _json(Path(f"{path}.run.json"))
         if rec.get("model") and isinstance(rec.get("model_sheet"), dict) and not rec.get("model_in_registry"):
             out.setdefault(rec["model"], rec["model_sheet"])
@@ -118,7 +119,7 @@ def recorded_model_sheets(score_specs: list[str]) -> dict[str, dict]:
 def sweep_wall_seconds(first: Path, score_specs: list[str], run_specs: list[str]) -> float:
     """Seconds from ``first`` (the sweep's first output, e.g. the data manifest) to the newest
     job output among the inputs: the sweep's wall time when it ran uninterrupted."""
-    outputs = [_split(x)[0] for x in score_specs] + [_split(x)[0] / "final.json" for x in run_specs]
+    outputs = [split_spec(x)[0] for x in score_specs] + [split_spec(x)[0] / "final.json" for x in run_specs]
     start = Path(first).stat().st_mtime
     return round(max((p.stat().st_mtime for p in outputs if p.exists()), default=start) - start, 1)
 
@@ -130,14 +131,14 @@ def aggregate(registry_tsv: Path, score_specs: list[str], run_specs: list[str], 
     frames = []
     inputs = []
     for spec in score_specs:
-        path, stage = _split(spec)
+        path, stage = split_spec(spec)
         s = read_scores(path)
         if stage:
             s["stage"] = stage
         frames.append(s)
         inputs.append({"file": str(path), "sha256": sha256(path), "stage": stage})
     for spec in run_specs:
-        path, stage = _split(spec)
+        path, stage = split_spec(spec)
         if stage is None:
             raise OlmPoolError(f"training run {path}: give its stage as RUN_DIR=pretrained (or extended, extended_1B, ...)")
         record = Path(path) / "run.json"

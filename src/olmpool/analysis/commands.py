@@ -163,17 +163,16 @@ def _aggregate(args) -> int:
 
 
 def _place(args) -> int:
+    from olmpool.analysis.aggregate import split_spec
     from olmpool.analysis.compare import place, place_markdown
     from olmpool.results import read_scores, write_text_atomic
 
     parts = []
     for item in args.scores:
-        path, sep, stage = item.rpartition("=")
-        if not sep or not path or not stage:
+        path, stage = split_spec(item)
+        if not stage:
             raise OlmPoolError(f"--scores {item!r}: expected PATH=STAGE. Fix: e.g. runs/tiny/scores/X/extend_10B.tsv=extended")
-        rows = read_scores(Path(path))
-        rows["stage"] = stage
-        parts.append(rows)
+        parts.append(read_scores(path).assign(stage=stage))
     st = _study(args)  # checked before anything is written
     records = place(pd.concat(parts, ignore_index=True), st, args.arch)
     text = place_markdown(records, results_path=str(args.results))
