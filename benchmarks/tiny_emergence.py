@@ -93,8 +93,8 @@ from olmpool.train.mqar import (  # noqa: F401
 
 TSV_COLUMNS = (
     "run", "arch", "seed", "keys", "values", "filler", "filler_zipf", "filler_mode", "density", "repeats", "layout",
-    "answer_weight", "other_weight", "d_model", "n_heads", "head_dim", "n_layers", "rope_theta",
-    "context_divisor", "seq", "warmup_seq", "warmup_steps", "warmup_until_loss", "switch_step", "prev_warmup_steps", "alt_mix", "pre_local_seg", "pre_long_frac", "batch", "steps", "lr", "lr_warmup",
+    "answer_weight", "other_weight", "d_model", "n_heads", "head_dim", "n_layers", "rope_theta", "init_std",
+    "context_divisor", "seq", "warmup_seq", "warmup_steps", "warmup_until_loss", "switch_step", "prev_warmup_steps", "alt_mix", "pre_local_seg", "pre_long_frac", "batch", "steps", "lr", "lr_warmup", "weight_decay",
     "final_lr_frac", "step_r50", "tokens_r50", "cores_r50", "step_r80", "tokens_r80", "cores_r80",
     "recall_final", "recall_best", "recall_q1", "recall_q4", "pretrain_core_s", "pretrain_tokens",
     "ext_factor", "ext_steps", "ext_batch", "ext_lr", "ext_long_frac", "ext_core_s", "pre_r1x", "pre_r4x", "pre_r8x",
@@ -141,7 +141,7 @@ def toy_shape(arch: str, args, vocab: int):
         base, name="tiny-emergence", d_model=args.d_model, n_heads=args.n_heads, head_dim=args.head_dim,
         n_layers=args.n_layers, vocab_size=vocab, rope_theta=float(args.rope_theta),
         extend_rope_theta=float(args.rope_theta) * args.theta_factor, context_divisor=args.context_divisor,
-        extend_seq_len=8192 // args.context_divisor * args.ext_factor)
+        extend_seq_len=8192 // args.context_divisor * args.ext_factor, init_std=args.init_std)
     scale.validate(where="tiny_emergence scale")
     return resolve(architecture(arch), scale)
 
@@ -485,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--head-dim", type=int, default=16)
     g.add_argument("--n-layers", type=int, default=4)
     g.add_argument("--rope-theta", type=float, default=10000.0)
+    g.add_argument("--init-std", type=float, default=0.02,
+                   help="std of the normal initialisation (output projections / sqrt(2 x layers), as "
+                        "Megatron-Core); 0.02 is the paper's at d_model 4096")
     g.add_argument("--context-divisor", type=int, default=32, help="paper contexts / this (8K -> 256 at 32)")
     g = ap.add_argument_group("pretraining")
     g.add_argument("--batch", type=int, default=16, help="sequences of the pretraining length per step")

@@ -192,3 +192,22 @@ def test_recipe_takes_a_grid_definition_without_its_cache(tmp_path):
         te.recipe_args(f"{f}:Q")
     args = te.build_parser().parse_args(te.recipe_args(str(f)) + ["--batch", "4"])
     assert (args.keys, args.batch) == (64, 4)  # given arguments override the recipe
+
+
+def test_init_std_reaches_the_built_model():
+    """``--init-std`` sets the normal initialisation of the study's own model builder: weight
+    RMS follows it (output projections scaled down by sqrt(2 x layers), as Megatron-Core)."""
+    import torch
+
+    from olmpool.arch.megatron import build_model
+
+    stds = {}
+    for std in (0.02, 0.16):
+        args = te.build_parser().parse_args(["--init-std", str(std), "--context-divisor", "32"])
+        shape = te.toy_shape("G_pre_8kv_8k_14k", args, 98)
+        assert shape.init_std == std
+        torch.manual_seed(0)
+        model = build_model(shape, backend="local", device="cpu")
+        qkv = next(p for n, p in model.named_parameters() if n.endswith("linear_qkv.weight"))
+        stds[std] = float(qkv.float().std())
+    assert stds[0.02] == pytest.approx(0.02, rel=0.1) and stds[0.16] == pytest.approx(0.16, rel=0.1)
