@@ -39,7 +39,7 @@ def main(argv=None) -> int:
 
     from olmpool.cli import main as olmpool
     from olmpool.eval import mqar
-    from olmpool.train.config import study_language
+    from olmpool.eval.config import eval_config_from
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", required=True, help="study work directory (runs/ARCH/extend_10B inside)")
@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", nargs="*", help="default: every model of --results")
     ap.add_argument("--out", default="/tmp/tiny_dense_rag")
     args = ap.parse_args(argv)
+    doc = yaml.safe_load(Path(args.config).read_text())
+    lang = eval_config_from(doc, where=args.config).mqar  # eval.mqar, else data.tiny_corpus.mqar
+    chance = 100.0 / lang["values"]
 
     for name in PASSAGE_TASKS:
         mqar.HELMET_VARIANTS[name] = dataclasses.replace(mqar.HELMET_VARIANTS[name], dense=True, density=1.0)
@@ -79,11 +82,6 @@ def main(argv=None) -> int:
                      **{f"{c}_dense": new.get(c) for c in ("rag", "rerank", "overall")}, "paper": paper.get(arch)})
     t = pd.DataFrame(rows).set_index("model").sort_values("overall_dense")
     print(t.round(1).to_string())
-    doc = yaml.safe_load(Path(args.config).read_text())
-    ev = doc.get("eval") or {}
-    lang = mqar.language_record(ev["mqar"], "eval.mqar") if ev.get("mqar") else \
-        mqar.language_record(study_language(doc), "data.tiny_corpus.mqar")
-    chance = 100.0 / lang["values"]
     for col in ("overall", "overall_dense"):
         sub = t.dropna(subset=[col, "paper"])
         s, k = spearmanr(sub[col], sub.paper), kendalltau(sub[col], sub.paper)
