@@ -211,3 +211,25 @@ def test_init_std_reaches_the_built_model():
         qkv = next(p for n, p in model.named_parameters() if n.endswith("linear_qkv.weight"))
         stds[std] = float(qkv.float().std())
     assert stds[0.02] == pytest.approx(0.02, rel=0.1) and stds[0.16] == pytest.approx(0.16, rel=0.1)
+
+
+def _load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_binding_free_plateaus_are_ordered_and_exact_in_the_limits():
+    """Choosing among the values seen so far can never beat knowing the answer (one pair: the
+    only value in context is the answer, loss 0) nor lose to the whole alphabet; more
+    occurrences per key leave fewer distinct values per sequence, a lower plateau."""
+    mp = _load_benchmark("mqar_plateaus")
+    one_pair = mqar.Task(64, 16, 16, 0.0, "iid", 4 / 31, 2, "interleaved")
+    assert one_pair.pairs(31) == 1
+    assert mp.plateau_losses(one_pair, 31, 50, 0)["values_seen"] == 0.0
+    two = mp.plateau_losses(mqar.Task(64, 16, 16, 0.0, "iid", 0.5, 2, "interleaved"), 64, 300, 0)
+    three = mp.plateau_losses(mqar.Task(64, 16, 16, 0.0, "iid", 0.5, 3, "interleaved"), 64, 300, 0)
+    assert 0 < two["values_seen"] < two["values_in_sequence"] < two["chance"] == pytest.approx(np.log(16))
+    assert three["values_seen"] < two["values_seen"]

@@ -1,0 +1,72 @@
+"""Which loss plateau is a toy model on? Answer-loss levels of the retrieval language that need
+no key-value binding.
+
+A model that has not learned to bind values to keys can still lower its answer loss below
+chance (ln ``values``) by choosing among the values that occur in the context. This prints,
+for retrieval sequences of the given length (``olmpool.train.mqar.make_batch``), the mean
+answer loss of three predictors that ignore the queried key:
+
+- ``chance``: uniform over the value alphabet;
+- ``values_in_sequence``: uniform over the distinct values anywhere in the sequence (an upper
+  bound on what attention to every value position could give);
+- ``values_seen``: uniform over the distinct values before the query (what a model that
+  attends to every earlier value, but not to the right one, gets).
+
+A training curve that stops near ``values_seen`` has learned which values occur, not which
+key each belongs to (results/tiny_emergence/README.md, item 14).
+
+    python benchmarks/mqar_plateaus.py --seq 64                # the toy recipe's 64-token phase
+    python benchmarks/mqar_plateaus.py --seq 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+
+def plateau_losses(task, seq: int, n_seqs: int, seed: int) -> dict[str, float]:
+    """Mean answer loss (nats) of the three binding-free predictors over ``n_seqs`` sequences."""
+    from olmpool.train.mqar import make_batch
+
+    tokens, target, _ = make_batch(task, np.random.default_rng(seed), n_seqs, seq)
+    tokens, target = tokens.numpy(), target.numpy()
+    seen, whole = [], []
+    for row, tgt in zip(tokens, target):
+        is_value = row >= task.value0
+        n_whole = len(set(row[is_value].tolist()))
+        for pos in np.flatnonzero(tgt):  # label of position pos is row[pos + 1], the answer
+            before = row[:pos + 1]
+            seen.append(math.log(len(set(before[before >= task.value0].tolist()))))
+            whole.append(math.log(n_whole))
+    return {"chance": math.log(task.values), "values_in_sequence": float(np.mean(whole)),
+            "values_seen": float(np.mean(seen)), "targets": len(seen)}
+
+
+def main(argv=None) -> int:
+    from olmpool.train.mqar import Task
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seq", type=int, default=64, help="sequence length in tokens")
+    ap.add_argument("--keys", type=int, default=64)
+    ap.add_argument("--values", type=int, default=16)
+    ap.add_argument("--filler", type=int, default=16)
+    ap.add_argument("--density", type=float, default=0.5)
+    ap.add_argument("--repeats", type=int, default=2, help="occurrences per key")
+    ap.add_argument("--seqs", type=int, default=2000, help="sequences to average over")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    task = Task(args.keys, args.values, args.filler, 0.0, "iid", args.density, args.repeats,
+                "interleaved")
+    res = plateau_losses(task, args.seq, args.seqs, args.seed)
+    print(f"{args.seq}-token sequences, {task.pairs(args.seq)} pairs x {args.repeats} occurrences, "
+          f"{res['targets']:,} answers")
+    for name in ("chance", "values_in_sequence", "values_seen"):
+        print(f"  {name:<19} {res[name]:.3f} nats")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
