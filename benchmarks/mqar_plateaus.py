@@ -15,8 +15,10 @@ answer loss of three predictors that ignore the queried key:
 A training curve that stops near ``values_seen`` has learned which values occur, not which
 key each belongs to (results/tiny_emergence/README.md, item 14).
 
-    python benchmarks/mqar_plateaus.py --seq 64                # the toy recipe's 64-token phase
-    python benchmarks/mqar_plateaus.py --seq 64 --repeats 3
+    python benchmarks/mqar_plateaus.py --config config/tiny.yaml --seq 64   # the 64-token phase
+    python benchmarks/mqar_plateaus.py --config config/tiny.yaml --seq 64 --repeats 3
+
+The language (keys, values, filler, density) is the config's ``data.tiny_corpus.mqar``.
 """
 
 from __future__ import annotations
@@ -46,20 +48,28 @@ def plateau_losses(task, seq: int, n_seqs: int, seed: int) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    from olmpool.train.mqar import Task
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from olmpool import OlmPoolError
+    from olmpool.eval.config import eval_config_from
+    from olmpool.eval.mqar import task_of
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="config/tiny.yaml", help="study config naming the language")
     ap.add_argument("--seq", type=int, default=64, help="sequence length in tokens")
-    ap.add_argument("--keys", type=int, default=64)
-    ap.add_argument("--values", type=int, default=16)
-    ap.add_argument("--filler", type=int, default=16)
-    ap.add_argument("--density", type=float, default=0.5)
     ap.add_argument("--repeats", type=int, default=2, help="occurrences per key")
     ap.add_argument("--seqs", type=int, default=2000, help="sequences to average over")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    task = Task(args.keys, args.values, args.filler, 0.0, "iid", args.density, args.repeats,
-                "interleaved")
+    doc = yaml.safe_load(Path(args.config).read_text())
+    lang = eval_config_from(doc, where=args.config).mqar  # eval.mqar, else data.tiny_corpus.mqar
+    if lang is None:
+        raise OlmPoolError(f"{args.config}: no retrieval language (data.tiny_corpus.mqar). "
+                           "Fix: pass a config whose corpus is the mqar language, e.g. config/tiny.yaml")
+    task = dataclasses.replace(task_of(lang), repeats=args.repeats)
     res = plateau_losses(task, args.seq, args.seqs, args.seed)
     print(f"{args.seq}-token sequences, {task.pairs(args.seq)} pairs x {args.repeats} occurrences, "
           f"{res['targets']:,} answers")
@@ -69,4 +79,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from olmpool import OlmPoolError
+
+    try:
+        raise SystemExit(main())
+    except OlmPoolError as err:
+        raise SystemExit(f"error: {err}") from None

@@ -233,3 +233,14 @@ def test_binding_free_plateaus_are_ordered_and_exact_in_the_limits():
     three = mp.plateau_losses(mqar.Task(64, 16, 16, 0.0, "iid", 0.5, 3, "interleaved"), 64, 300, 0)
     assert 0 < two["values_seen"] < two["values_in_sequence"] < two["chance"] == pytest.approx(np.log(16))
     assert three["values_seen"] < two["values_seen"]
+
+
+def test_plateau_script_reads_the_language_from_the_config_and_refuses_one_without(capsys):
+    from olmpool import OlmPoolError
+
+    mp = _load_benchmark("mqar_plateaus")
+    root = Path(__file__).resolve().parents[1]
+    assert mp.main(["--config", str(root / "config/tiny.yaml"), "--seqs", "20"]) == 0
+    assert "8 pairs x 2 occurrences" in capsys.readouterr().out  # 64 tokens at density 0.5
+    with pytest.raises(OlmPoolError, match="data.tiny_corpus.mqar"):
+        mp.main(["--config", str(root / "config/debug.yaml")])
