@@ -53,8 +53,7 @@ def main(argv=None) -> int:
 
     import yaml
 
-    from olmpool import OlmPoolError
-    from olmpool.eval.config import eval_config_from
+    from olmpool.eval.config import study_mqar
     from olmpool.eval.mqar import task_of
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,11 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     doc = yaml.safe_load(Path(args.config).read_text())
-    lang = eval_config_from(doc, where=args.config).mqar  # eval.mqar, else data.tiny_corpus.mqar
-    if lang is None:
-        raise OlmPoolError(f"{args.config}: no retrieval language (data.tiny_corpus.mqar). "
-                           "Fix: pass a config whose corpus is the mqar language, e.g. config/tiny.yaml")
-    task = dataclasses.replace(task_of(lang), repeats=args.repeats)
+    task = dataclasses.replace(task_of(study_mqar(doc, where=args.config)), repeats=args.repeats)
     res = plateau_losses(task, args.seq, args.seqs, args.seed)
     print(f"{args.seq}-token sequences, {task.pairs(args.seq)} pairs x {args.repeats} occurrences, "
           f"{res['targets']:,} answers")

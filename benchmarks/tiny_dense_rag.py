@@ -39,7 +39,7 @@ def main(argv=None) -> int:
 
     from olmpool.cli import main as olmpool
     from olmpool.eval import mqar
-    from olmpool.eval.config import eval_config_from
+    from olmpool.eval.config import study_mqar
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", required=True, help="study work directory (runs/ARCH/extend_10B inside)")
@@ -52,8 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/tiny_dense_rag")
     args = ap.parse_args(argv)
     doc = yaml.safe_load(Path(args.config).read_text())
-    lang = eval_config_from(doc, where=args.config).mqar  # eval.mqar, else data.tiny_corpus.mqar
-    chance = 100.0 / lang["values"]
+    chance = 100.0 / study_mqar(doc, where=args.config)["values"]
 
     for name in PASSAGE_TASKS:
         mqar.HELMET_VARIANTS[name] = dataclasses.replace(mqar.HELMET_VARIANTS[name], dense=True, density=1.0)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv=None) -> int:
     from olmpool.analysis.compare import seed_noise
     from olmpool.analysis.study import Study
-    from olmpool.eval.config import eval_config_from
+    from olmpool.eval.config import study_mqar
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=str(ROOT / "results/bundled/tiny"))
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     doc = yaml.safe_load(Path(args.config).read_text())
-    lang = eval_config_from(doc, where=args.config).mqar  # eval.mqar, else data.tiny_corpus.mqar
+    lang = study_mqar(doc, where=args.config)
     chance = 100.0 / lang["values"]
     labels = {int(n): lab for lab, n in doc["context_labels"].items()}
     st = Study.load(Path(args.results), Path(args.registry), name="tiny", context_labels=labels)

@@ -11,7 +11,7 @@ import torch
 
 from olmpool import OlmPoolError
 from olmpool.eval import mqar as Q
-from olmpool.eval.config import eval_config_from, from_dict
+from olmpool.eval.config import eval_config_from, from_dict, study_mqar
 from olmpool.eval.lm import Engine
 from olmpool.eval.runner import Collector, run_all, run_bpb, run_longppl, run_perplexity
 from olmpool.eval.testing import GuessLM, OracleLM, UnigramLM, solve
@@ -118,6 +118,9 @@ def test_config_language_and_validation():
     assert eval_config_from(doc).mqar["values"] == 8  # the study's language by default
     doc["eval"]["mqar"] = {"values": 4}
     assert eval_config_from(doc).mqar["values"] == 4
+    assert study_mqar(doc)["values"] == 4  # the language benchmarks read
+    with pytest.raises(OlmPoolError, match=r"study\.yaml: no retrieval language.*Fix"):
+        study_mqar({"eval": {}}, where="study.yaml")
     with pytest.raises(OlmPoolError, match=r"eval\.language: 'english'.*Fix"):
         from_dict({"language": "english"})
     with pytest.raises(OlmPoolError, match=r"eval\.longppl\.documents: 'tiny_corpus'.*Fix: write synthetic"):

@@ -11,11 +11,18 @@ import pytest
 torch = pytest.importorskip("torch")
 from olmpool.train import mqar  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(
-    "tiny_emergence", Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_emergence.py")
-te = importlib.util.module_from_spec(_spec)
-sys.modules["tiny_emergence"] = te  # dataclasses look their module up here
-_spec.loader.exec_module(te)
+
+def _load_benchmark(name):
+    """A script of benchmarks/ as a module (registered: dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+te = _load_benchmark("tiny_emergence")
 
 
 @pytest.mark.parametrize("layout", ["interleaved", "defs_first"])
@@ -211,14 +218,6 @@ def test_init_std_reaches_the_built_model():
         qkv = next(p for n, p in model.named_parameters() if n.endswith("linear_qkv.weight"))
         stds[std] = float(qkv.float().std())
     assert stds[0.02] == pytest.approx(0.02, rel=0.1) and stds[0.16] == pytest.approx(0.16, rel=0.1)
-
-
-def _load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(
-        name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_binding_free_plateaus_are_ordered_and_exact_in_the_limits():

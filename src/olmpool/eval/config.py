@@ -349,6 +349,16 @@ def eval_config_from(doc: dict, where: str = "config") -> EvalConfig:
     return cfg
 
 
+def study_mqar(doc: dict, where: str = "config") -> dict:
+    """The retrieval language a parsed study config evaluates (``eval.mqar``, else
+    ``data.tiny_corpus.mqar``), validated; an error naming the fix where it has none."""
+    lang = eval_config_from(doc, where).mqar
+    if lang is None:
+        raise OlmPoolError(f"{where}: no retrieval language (data.tiny_corpus.mqar). Fix: use a config "
+                           "whose corpus is the mqar language, e.g. config/tiny.yaml")
+    return lang
+
+
 def load_eval_config(path: str | Path) -> tuple[EvalConfig, dict]:
     """(validated eval config, the whole document, ``data.eval_root`` applied) of the study config file ``path``."""
     from olmpool.config import load_study_config
